@@ -1,0 +1,82 @@
+package feed
+
+import (
+	"context"
+	"sync"
+	"sync/atomic"
+)
+
+// DefaultQueueLimit is how many records a Queue holds before it drops.
+const DefaultQueueLimit = 1 << 19
+
+// Queue joins the sources to the fan-in. Emit never waits for the
+// consumer, so a socket reader is never held up by a slow terminal; past
+// the limit a record is dropped and counted, never silently lost.
+type Queue struct {
+	mu      sync.Mutex
+	pending []Record
+	limit   int
+	wake    chan struct{}
+	dropped atomic.Uint64
+	emitted atomic.Uint64
+}
+
+// NewQueue returns a queue holding up to limit records (DefaultQueueLimit
+// when limit <= 0).
+func NewQueue(limit int) *Queue {
+	if limit <= 0 {
+		limit = DefaultQueueLimit
+	}
+	return &Queue{limit: limit, wake: make(chan struct{}, 1)}
+}
+
+// Emit adds r, or counts it as dropped when the queue is full.
+func (q *Queue) Emit(r Record) {
+	q.mu.Lock()
+	if len(q.pending) >= q.limit {
+		q.mu.Unlock()
+		q.dropped.Add(1)
+		return
+	}
+	q.pending = append(q.pending, r)
+	q.mu.Unlock()
+	q.emitted.Add(1)
+	select {
+	case q.wake <- struct{}{}:
+	default:
+	}
+}
+
+// Take waits until records are pending or ctx ends, then returns all of
+// them, reusing spare (which the caller must no longer use) as the next
+// buffer. It returns nil only when ctx ended and nothing was pending.
+func (q *Queue) Take(ctx context.Context, spare []Record) []Record {
+	for {
+		q.mu.Lock()
+		if len(q.pending) > 0 {
+			got := q.pending
+			q.pending = spare[:0]
+			q.mu.Unlock()
+			return got
+		}
+		q.mu.Unlock()
+		select {
+		case <-q.wake:
+		case <-ctx.Done():
+			q.mu.Lock()
+			got := q.pending
+			q.pending = nil
+			q.mu.Unlock()
+			if len(got) == 0 {
+				return nil
+			}
+			return got
+		}
+	}
+}
+
+// Dropped is how many records were dropped because the queue was full.
+func (q *Queue) Dropped() uint64 { return q.dropped.Load() }
+
+// Emitted is how many records were accepted.
+func (q *Queue) Emitted() uint64 { return q.emitted.Load() }
