@@ -1,0 +1,96 @@
+package feed
+
+import (
+	"context"
+	"sync"
+	"testing"
+	"time"
+)
+
+func TestQueueKeepsOrderAndCountsDrops(t *testing.T) {
+	q := NewQueue(3)
+	for i := 0; i < 5; i++ {
+		q.Emit(Record{Seq: uint64(i)})
+	}
+	got := q.Take(context.Background(), nil)
+	if len(got) != 3 || got[0].Seq != 0 || got[2].Seq != 2 {
+		t.Fatalf("got %v, want seqs 0..2", got)
+	}
+	if q.Dropped() != 2 || q.Emitted() != 3 {
+		t.Fatalf("got dropped %d emitted %d, want 2 and 3", q.Dropped(), q.Emitted())
+	}
+}
+
+func TestQueueConcurrentProducersLoseNothing(t *testing.T) {
+	q := NewQueue(0)
+	const producers, each = 4, 20000
+	var wg sync.WaitGroup
+	for p := 0; p < producers; p++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < each; i++ {
+				q.Emit(Record{Conn: p, Seq: uint64(i)})
+			}
+		}()
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	go func() { wg.Wait(); cancel() }()
+	last := make([]int64, producers)
+	for i := range last {
+		last[i] = -1
+	}
+	total := 0
+	var spare []Record
+	for {
+		batch := q.Take(ctx, spare)
+		if batch == nil {
+			break
+		}
+		for _, r := range batch {
+			if int64(r.Seq) != last[r.Conn]+1 {
+				t.Fatalf("producer %d: got seq %d after %d", r.Conn, r.Seq, last[r.Conn])
+			}
+			last[r.Conn] = int64(r.Seq)
+			total++
+		}
+		spare = batch
+	}
+	if total != producers*each || q.Dropped() != 0 {
+		t.Fatalf("got %d records, %d dropped; want %d, 0", total, q.Dropped(), producers*each)
+	}
+}
+
+func TestQueueTakeReturnsOnCancel(t *testing.T) {
+	q := NewQueue(0)
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	if got := q.Take(ctx, nil); got != nil {
+		t.Fatalf("got %v, want nil", got)
+	}
+}
+
+func BenchmarkQueue(b *testing.B) {
+	q := NewQueue(0)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan int)
+	go func() {
+		n := 0
+		var spare []Record
+		for {
+			batch := q.Take(ctx, spare)
+			if batch == nil {
+				done <- n
+				return
+			}
+			n += len(batch)
+			spare = batch
+		}
+	}()
+	r := Record{Source: SourceRedis, Kind: KindMessage, Channel: "c", Data: "x"}
+	for b.Loop() {
+		q.Emit(r)
+	}
+	cancel()
+	<-done
+}
