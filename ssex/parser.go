@@ -1,0 +1,464 @@
+package ssex
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"time"
+	"unicode/utf8"
+)
+
+// ObservationKind says what a parser observation is.
+type ObservationKind uint8
+
+const (
+	// ObsEvent is an event a browser's EventSource would dispatch.
+	ObsEvent ObservationKind = iota + 1
+	// ObsComment is a comment line (a line starting with ':'), e.g. a keep-alive.
+	ObsComment
+	// ObsRetry is a retry field whose value is all ASCII digits.
+	ObsRetry
+)
+
+func (k ObservationKind) String() string {
+	switch k {
+	case ObsEvent:
+		return "event"
+	case ObsComment:
+		return "comment"
+	case ObsRetry:
+		return "retry"
+	}
+	return "unknown"
+}
+
+// Observation is one thing the parser saw in the stream.
+type Observation struct {
+	Kind ObservationKind
+	// Type is the event type of an ObsEvent, "message" when the stream set none.
+	Type string
+	// Data is the event data of an ObsEvent (lines joined with LF), or the text
+	// of an ObsComment after the colon, with one leading space removed.
+	Data string
+	// LastEventID is the last event ID in force when an ObsEvent was dispatched.
+	LastEventID string
+	// RetryMS is the reconnection time of an ObsRetry, in milliseconds.
+	RetryMS int64
+	// At is the time passed to Feed with the chunk that completed the observation.
+	At time.Time
+}
+
+// DefaultMaxLine is the line length cap used when NewParser gets maxLine <= 0.
+const DefaultMaxLine = 16 << 20
+
+// ErrLineTooLong is wrapped by the error Feed returns when a line, or the data
+// of one event, grows past the parser's cap.
+var ErrLineTooLong = errors.New("event stream line too long")
+
+var bom = [3]byte{0xEF, 0xBB, 0xBF}
+
+// Parser decodes an event stream as HTML §9.2.5-9.2.6 say a browser must.
+// Feed it the bytes of each read in order; call Reset when a new connection
+// starts. A Parser is not safe for concurrent use.
+type Parser struct {
+	maxLine int
+	err     error // sticky until Reset
+	at      time.Time
+	emit    func(Observation)
+
+	// Byte-level state: BOM detection and the WHATWG UTF-8 decoder.
+	bomDone bool
+	bomN    int // leading BOM bytes matched so far
+	need    int // UTF-8 decoder: bytes needed, seen, code point, bounds
+	seen    int
+	cp      rune
+	lower   byte
+	upper   byte
+	dec     []byte // decoded text of the slow path, reused
+
+	// Line and field state.
+	sawCR bool   // the last decoded character was CR: a following LF is part of that line end
+	line  []byte // a line not yet terminated
+	data  []byte // data buffer
+	typ   []byte // event type buffer
+	idBuf string // last event ID buffer
+	id    string // last event ID string (set at each dispatch)
+
+	lastType string // interned event type, to avoid allocating it per event
+}
+
+// NewParser returns a parser that fails with ErrLineTooLong on a line, or the
+// data of one event, longer than maxLine bytes. maxLine <= 0 means DefaultMaxLine.
+func NewParser(maxLine int) *Parser {
+	if maxLine <= 0 {
+		maxLine = DefaultMaxLine
+	}
+	return &Parser{maxLine: maxLine, lower: 0x80, upper: 0xBF}
+}
+
+// LastEventID returns the last event ID string: what a browser would send as
+// Last-Event-ID when it reconnects now.
+func (p *Parser) LastEventID() string { return p.id }
+
+// Reset starts a new stream (a new connection): the BOM, decoder, line, data
+// and event type state are cleared. The last event ID is kept, as a browser
+// keeps it across reconnections; an id of a block that was never finished is
+// dropped with the block.
+func (p *Parser) Reset() {
+	p.err = nil
+	p.bomDone, p.bomN = false, 0
+	p.need, p.seen, p.cp, p.lower, p.upper = 0, 0, 0, 0x80, 0xBF
+	p.dec = p.dec[:0]
+	p.sawCR = false
+	p.line = shrink(p.line)
+	p.data = shrink(p.data)
+	p.typ = p.typ[:0]
+	p.idBuf = p.id
+}
+
+// Feed parses the next chunk of the stream, calling emit for every
+// observation the chunk completes, stamped with at. It returns an error
+// wrapping ErrLineTooLong when a line or an event's data passes the cap; the
+// parser then refuses further input until Reset.
+func (p *Parser) Feed(chunk []byte, at time.Time, emit func(Observation)) error {
+	if p.err != nil {
+		return p.err
+	}
+	p.at, p.emit = at, emit
+	defer func() { p.emit = nil }()
+
+	// One leading BOM is stripped, even when it arrives a byte at a time.
+	for !p.bomDone && len(chunk) > 0 {
+		if chunk[0] == bom[p.bomN] {
+			p.bomN++
+			chunk = chunk[1:]
+			if p.bomN == len(bom) {
+				p.bomDone = true
+			}
+			continue
+		}
+		// Not a BOM after all: the bytes held back are text.
+		p.bomDone = true
+		p.decode(bom[:p.bomN])
+	}
+	if !p.bomDone {
+		return nil
+	}
+
+	// Finish a multibyte sequence left open by the previous chunk.
+	for p.need > 0 && len(chunk) > 0 {
+		p.decode(chunk[:1])
+		chunk = chunk[1:]
+	}
+	if err := p.flushDecoded(); err != nil {
+		return err
+	}
+
+	// Fast path: valid UTF-8 needs no decoding, only an open sequence at the end.
+	tail := openTail(chunk)
+	body := chunk[:len(chunk)-tail]
+	if utf8.Valid(body) {
+		if err := p.text(body); err != nil {
+			return err
+		}
+	} else {
+		p.decode(body)
+		if err := p.flushDecoded(); err != nil {
+			return err
+		}
+	}
+	p.decode(chunk[len(chunk)-tail:])
+	return p.flushDecoded()
+}
+
+func (p *Parser) flushDecoded() error {
+	if len(p.dec) == 0 {
+		return nil
+	}
+	err := p.text(p.dec)
+	p.dec = p.dec[:0]
+	return err
+}
+
+// openTail returns the length of a multibyte sequence that starts in the last
+// three bytes of b and is not complete yet.
+func openTail(b []byte) int {
+	for i := len(b) - 1; i >= 0 && i >= len(b)-3; i-- {
+		c := b[i]
+		if c < 0x80 {
+			return 0
+		}
+		if c >= 0xC0 {
+			n := 0
+			switch {
+			case c >= 0xF0:
+				n = 4
+			case c >= 0xE0:
+				n = 3
+			default:
+				n = 2
+			}
+			if len(b)-i < n {
+				return len(b) - i
+			}
+			return 0
+		}
+	}
+	return 0
+}
+
+// decode runs the WHATWG UTF-8 decoder over b, appending to p.dec. Invalid
+// input becomes U+FFFD, one per maximal subpart, as in a browser.
+func (p *Parser) decode(b []byte) {
+	for i := 0; i < len(b); i++ {
+		c := b[i]
+		if p.need == 0 {
+			switch {
+			case c < 0x80:
+				p.dec = append(p.dec, c)
+			case c >= 0xC2 && c <= 0xDF:
+				p.need, p.cp = 1, rune(c&0x1F)
+			case c >= 0xE0 && c <= 0xEF:
+				if c == 0xE0 {
+					p.lower = 0xA0
+				} else if c == 0xED {
+					p.upper = 0x9F
+				}
+				p.need, p.cp = 2, rune(c&0x0F)
+			case c >= 0xF0 && c <= 0xF4:
+				if c == 0xF0 {
+					p.lower = 0x90
+				} else if c == 0xF4 {
+					p.upper = 0x8F
+				}
+				p.need, p.cp = 3, rune(c&0x07)
+			default:
+				p.dec = utf8.AppendRune(p.dec, utf8.RuneError)
+			}
+			continue
+		}
+		if c < p.lower || c > p.upper {
+			// The sequence so far is one error; c starts over.
+			p.need, p.seen, p.cp, p.lower, p.upper = 0, 0, 0, 0x80, 0xBF
+			p.dec = utf8.AppendRune(p.dec, utf8.RuneError)
+			i--
+			continue
+		}
+		p.lower, p.upper = 0x80, 0xBF
+		p.cp = p.cp<<6 | rune(c&0x3F)
+		p.seen++
+		if p.seen == p.need {
+			p.dec = utf8.AppendRune(p.dec, p.cp)
+			p.need, p.seen, p.cp = 0, 0, 0
+		}
+	}
+}
+
+// text splits decoded (valid UTF-8) text into lines at CR, LF and CRLF.
+func (p *Parser) text(b []byte) error {
+	// nextCR/nextLF cache the positions found by IndexByte, so a stream
+	// without CR is not rescanned for one at every line.
+	nextCR, nextLF := -1, -1
+	off := 0
+	for off < len(b) {
+		if p.sawCR {
+			p.sawCR = false
+			if b[off] == '\n' {
+				off++
+				continue
+			}
+		}
+		if nextCR != len(b) && nextCR < off {
+			if i := bytes.IndexByte(b[off:], '\r'); i >= 0 {
+				nextCR = off + i
+			} else {
+				nextCR = len(b)
+			}
+		}
+		if nextLF != len(b) && nextLF < off {
+			if i := bytes.IndexByte(b[off:], '\n'); i >= 0 {
+				nextLF = off + i
+			} else {
+				nextLF = len(b)
+			}
+		}
+		end := min(nextCR, nextLF)
+		if end == len(b) {
+			if len(p.line)+len(b)-off > p.maxLine {
+				return p.fail(p.lineErr())
+			}
+			p.line = append(p.line, b[off:]...)
+			return nil
+		}
+		line := b[off:end]
+		if len(p.line) > 0 {
+			if len(p.line)+len(line) > p.maxLine {
+				return p.fail(p.lineErr())
+			}
+			p.line = append(p.line, line...)
+			line = p.line
+		} else if len(line) > p.maxLine {
+			return p.fail(p.lineErr())
+		}
+		if err := p.processLine(line); err != nil {
+			return err
+		}
+		p.line = shrink(p.line)
+		p.sawCR = b[end] == '\r'
+		off = end + 1
+	}
+	return nil
+}
+
+func (p *Parser) lineErr() error {
+	return fmt.Errorf("parse event stream: a line is longer than the %d-byte limit: %w", p.maxLine, ErrLineTooLong)
+}
+
+func (p *Parser) fail(err error) error {
+	p.err = err
+	return err
+}
+
+// shrink empties a buffer, dropping it when one huge line or event grew it.
+func shrink(b []byte) []byte {
+	if cap(b) > 1<<20 {
+		return nil
+	}
+	return b[:0]
+}
+
+func (p *Parser) processLine(line []byte) error {
+	if len(line) == 0 {
+		p.dispatch()
+		return nil
+	}
+	if line[0] == ':' {
+		text := line[1:]
+		if len(text) > 0 && text[0] == ' ' {
+			text = text[1:]
+		}
+		p.emit(Observation{Kind: ObsComment, Data: string(text), At: p.at})
+		return nil
+	}
+	field, value := line, line[len(line):]
+	if i := bytes.IndexByte(line, ':'); i >= 0 {
+		field, value = line[:i], line[i+1:]
+		if len(value) > 0 && value[0] == ' ' {
+			value = value[1:]
+		}
+	}
+	switch string(field) {
+	case "event":
+		p.typ = append(p.typ[:0], value...)
+	case "data":
+		if len(p.data)+len(value)+1 > p.maxLine+1 {
+			return p.fail(fmt.Errorf("parse event stream: an event's data is longer than the %d-byte limit: %w", p.maxLine, ErrLineTooLong))
+		}
+		p.data = append(p.data, value...)
+		p.data = append(p.data, '\n')
+	case "id":
+		if bytes.IndexByte(value, 0) < 0 && string(value) != p.idBuf {
+			p.idBuf = string(value)
+		}
+	case "retry":
+		if ms, ok := parseRetry(value); ok {
+			p.emit(Observation{Kind: ObsRetry, RetryMS: ms, At: p.at})
+		}
+	}
+	return nil
+}
+
+// parseRetry accepts only ASCII digits, as the spec says; a value too large
+// for an int64 is ignored like any other unusable one.
+func parseRetry(v []byte) (int64, bool) {
+	if len(v) == 0 {
+		return 0, false
+	}
+	var n int64
+	for _, c := range v {
+		if c < '0' || c > '9' {
+			return 0, false
+		}
+		d := int64(c - '0')
+		if n > (math.MaxInt64-d)/10 {
+			return 0, false
+		}
+		n = n*10 + d
+	}
+	return n, true
+}
+
+func (p *Parser) dispatch() {
+	p.id = p.idBuf
+	if len(p.data) == 0 {
+		p.typ = p.typ[:0]
+		return
+	}
+	typ := "message"
+	if len(p.typ) > 0 {
+		if string(p.typ) != p.lastType {
+			p.lastType = string(p.typ)
+		}
+		typ = p.lastType
+	}
+	p.emit(Observation{
+		Kind:        ObsEvent,
+		Type:        typ,
+		Data:        string(p.data[:len(p.data)-1]),
+		LastEventID: p.id,
+		At:          p.at,
+	})
+	p.data = shrink(p.data)
+	p.typ = p.typ[:0]
+}
+
+// Reader yields the observations of an event stream read from an io.Reader,
+// each stamped with the time the read that completed it returned. It is a
+// convenience for tests, fuzzing and benchmarks; an unterminated last block
+// is dropped at EOF, as a browser drops it.
+type Reader struct {
+	r     io.Reader
+	p     *Parser
+	buf   []byte
+	queue []Observation
+	next  int
+	err   error
+	push  func(Observation)
+}
+
+// NewReader returns a Reader over r with the line cap maxLine (<= 0 means
+// DefaultMaxLine).
+func NewReader(r io.Reader, maxLine int) *Reader {
+	rd := &Reader{r: r, p: NewParser(maxLine), buf: make([]byte, 32<<10)}
+	rd.push = func(o Observation) { rd.queue = append(rd.queue, o) }
+	return rd
+}
+
+// Next returns the next observation, or io.EOF at the end of the stream, or
+// the read or parse error that ended it.
+func (r *Reader) Next() (Observation, error) {
+	for {
+		if r.next < len(r.queue) {
+			o := r.queue[r.next]
+			r.queue[r.next] = Observation{}
+			r.next++
+			return o, nil
+		}
+		if r.err != nil {
+			return Observation{}, r.err
+		}
+		r.queue, r.next = r.queue[:0], 0
+		n, err := r.r.Read(r.buf)
+		if n > 0 {
+			if perr := r.p.Feed(r.buf[:n], time.Now(), r.push); perr != nil {
+				r.err = perr
+				continue
+			}
+		}
+		if err != nil {
+			r.err = err
+		}
+	}
+}
