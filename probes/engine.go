@@ -1,0 +1,499 @@
+// Package probes correlates probe publishes with their deliveries on each
+// path of a Redis Pub/Sub → SSE fan-out (fanscope's own Redis subscription
+// and every SSE endpoint), and turns them into latency histograms, loss,
+// duplicate and reorder counts, budgets and reports. It also times organic
+// traffic: an SSE event carrying a message that was seen on Redis gets its
+// Redis→SSE hop time.
+//
+// The package has no network and no clock of its own: send times are passed
+// in and receive times come from feed.Record.TS, so tests are exact.
+package probes
+
+import (
+	"fmt"
+	"hash/maphash"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/fanscope/fanscope/feed"
+)
+
+// Defaults for Config fields left zero.
+const (
+	DefaultTimeout       = 5 * time.Second
+	DefaultHopEntries    = 10000
+	DefaultHopMaxAge     = time.Minute
+	DefaultWindowSeconds = 60
+)
+
+// PathRedis is the path of fanscope's own Redis subscription; SSE endpoints
+// are "sse:<endpoint name>" (SSEPath).
+const PathRedis = "redis"
+
+// SSEPath returns the path name of an SSE endpoint.
+func SSEPath(endpoint string) string { return "sse:" + endpoint }
+
+// Config configures an Engine. Zero fields take the defaults.
+type Config struct {
+	RunID    string        // 8 lowercase hex digits; NewRunID() when empty
+	Template string        // payload template; DefaultTemplate when empty
+	Timeout  time.Duration // a probe not delivered on a path within it is lost; DefaultTimeout
+	MatchKey string        // match organic messages by this JSON key instead of equal data
+
+	HopEntries    int           // organic Redis messages remembered for hop matching
+	HopMaxAge     time.Duration // and for how long
+	WindowSeconds int           // seconds kept for sparklines
+}
+
+// Validate checks the template and run id; errors wrap ErrUsage.
+func (c Config) Validate() error {
+	if c.Template != "" {
+		if err := ValidateTemplate(c.Template); err != nil {
+			return err
+		}
+	}
+	if c.RunID != "" && !ValidRunID(c.RunID) {
+		return fmt.Errorf("probe run id %q is not 8 lowercase hex digits: %w", c.RunID, ErrUsage)
+	}
+	if c.Timeout < 0 {
+		return fmt.Errorf("probe timeout %v is negative: %w", c.Timeout, ErrUsage)
+	}
+	return nil
+}
+
+func (c Config) withDefaults() Config {
+	if c.RunID == "" {
+		c.RunID = NewRunID()
+	}
+	if c.Template == "" {
+		c.Template = DefaultTemplate
+	}
+	if c.Timeout <= 0 {
+		c.Timeout = DefaultTimeout
+	}
+	if c.HopEntries <= 0 {
+		c.HopEntries = DefaultHopEntries
+	}
+	if c.HopMaxAge <= 0 {
+		c.HopMaxAge = DefaultHopMaxAge
+	}
+	if c.WindowSeconds <= 0 {
+		c.WindowSeconds = DefaultWindowSeconds
+	}
+	return c
+}
+
+// Probe is one probe to publish.
+type Probe struct {
+	Seq     int
+	Token   string
+	Payload string
+	SentAt  time.Time
+}
+
+// Engine tracks probes and deliveries. It is safe for concurrent use: the
+// fan-in calls Observe, the prober calls Next, the TUI calls Snapshot.
+type Engine struct {
+	cfg    Config
+	prefix string // "fsp-<runid>-", immutable, read without the lock
+	seed   maphash.Seed
+
+	mu     sync.Mutex
+	seq    int
+	live   map[int]*probeState
+	order  []int // live seqs in send order
+	paths  []*pathState
+	byName map[string]*pathState
+	sse    map[string]*pathState // by endpoint name
+	hop    *hopMatcher
+}
+
+type pathState struct {
+	name     string
+	endpoint string // "" for redis
+	idx      int
+	firstSeq int // first probe this path is expected to deliver
+	conns    []connState
+
+	delivered, lost, dups, reordered, late int64
+	lat, fanout, hop                       Histogram
+	latWin, hopWin                         window
+}
+
+type connState struct {
+	highest int // highest seq received
+	got     int64
+	missed  int64 // expired probes this connection never got
+}
+
+type probeState struct {
+	seq    int
+	token  string
+	sentAt time.Time
+	paths  []probePath // by path idx
+}
+
+type probePath struct {
+	got  []uint64 // bitset by connection
+	n    int      // connections that got it
+	done bool     // every connection got it
+	seen bool     // first delivery recorded
+}
+
+func (p *probePath) has(conn int) bool {
+	w := conn / 64
+	return w < len(p.got) && p.got[w]&(1<<(conn%64)) != 0
+}
+
+func (p *probePath) set(conn int) {
+	w := conn / 64
+	for len(p.got) <= w {
+		p.got = append(p.got, 0)
+	}
+	p.got[w] |= 1 << (conn % 64)
+}
+
+// NewEngine returns an engine for cfg with defaults filled in. Call
+// cfg.Validate first: NewEngine does not reject a template without
+// {{token}}.
+func NewEngine(cfg Config) *Engine {
+	cfg = cfg.withDefaults()
+	return &Engine{
+		cfg:    cfg,
+		prefix: TokenPrefix + cfg.RunID + "-",
+		seed:   maphash.MakeSeed(),
+		live:   make(map[int]*probeState),
+		byName: make(map[string]*pathState),
+		sse:    make(map[string]*pathState),
+		hop:    newHopMatcher(cfg.HopEntries, cfg.HopMaxAge),
+	}
+}
+
+// RunID returns the run id in the tokens of this engine.
+func (e *Engine) RunID() string { return e.cfg.RunID }
+
+// Config returns the configuration with defaults filled in.
+func (e *Engine) Config() Config { return e.cfg }
+
+// AddPath registers a path that is expected to deliver every probe sent from
+// now on, over conns connections (at least 1). Paths not added are added on
+// their first delivery and are expected to deliver from that probe on.
+func (e *Engine) AddPath(path string, conns int) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	p := e.path(path, e.seq+1)
+	if conns < 1 {
+		conns = 1
+	}
+	for len(p.conns) < conns {
+		p.conns = append(p.conns, connState{})
+	}
+}
+
+// path returns the named path, creating it with firstSeq when new.
+func (e *Engine) path(name string, firstSeq int) *pathState {
+	if p, ok := e.byName[name]; ok {
+		return p
+	}
+	p := &pathState{
+		name:     name,
+		idx:      len(e.paths),
+		firstSeq: firstSeq,
+		conns:    make([]connState, 1),
+		latWin:   newWindow(e.cfg.WindowSeconds),
+		hopWin:   newWindow(e.cfg.WindowSeconds),
+	}
+	if ep, ok := strings.CutPrefix(name, "sse:"); ok {
+		p.endpoint = ep
+		e.sse[ep] = p
+	}
+	e.paths = append(e.paths, p)
+	e.byName[name] = p
+	return p
+}
+
+// Next registers the next probe as sent at now and returns it for the
+// caller to publish. Take now just before PUBLISH; MarkSent can move it
+// closer still.
+func (e *Engine) Next(now time.Time) Probe {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.seq++
+	st := &probeState{seq: e.seq, token: Token(e.cfg.RunID, e.seq), sentAt: now}
+	e.live[st.seq] = st
+	e.order = append(e.order, st.seq)
+	return Probe{
+		Seq:     st.seq,
+		Token:   st.token,
+		Payload: Render(e.cfg.Template, st.token, st.seq, now),
+		SentAt:  now,
+	}
+}
+
+// MarkSent sets the send time of probe seq to at (taken right before
+// PUBLISH, after the payload was rendered).
+func (e *Engine) MarkSent(seq int, at time.Time) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if st, ok := e.live[seq]; ok {
+		st.sentAt = at
+	}
+}
+
+// Sent returns how many probes were sent.
+func (e *Engine) Sent() int {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.seq
+}
+
+// Observe accounts for r: a Redis message or SSE event that carries a probe
+// token of this run gets r.Probe and r.LatencyUS; an SSE event carrying an
+// organic message seen on Redis gets r.HopUS and r.HasHop. Other records
+// are ignored.
+func (e *Engine) Observe(r *feed.Record) {
+	switch {
+	case r.Source == feed.SourceRedis && r.Kind == feed.KindMessage:
+	case r.Source == feed.SourceSSE && r.Kind == feed.KindEvent:
+	default:
+		return
+	}
+	if seq, ok := findToken(r.Data, e.prefix); ok {
+		e.observeProbe(r, seq)
+		return
+	}
+	e.observeOrganic(r)
+}
+
+func (e *Engine) observeProbe(r *feed.Record, seq int) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if seq > e.seq {
+		return // not a probe this engine sent
+	}
+	var p *pathState
+	conn := 0
+	if r.Source == feed.SourceRedis {
+		p = e.byName[PathRedis]
+		if p == nil {
+			p = e.path(PathRedis, seq)
+		}
+	} else {
+		p = e.sse[r.Endpoint]
+		if p == nil {
+			p = e.path(SSEPath(r.Endpoint), seq)
+		}
+		conn = max(r.Conn, 0)
+	}
+	for len(p.conns) <= conn {
+		p.conns = append(p.conns, connState{})
+	}
+	st := e.live[seq]
+	if st == nil {
+		r.Probe = Token(e.cfg.RunID, seq)
+		p.late++ // delivered after its timeout
+		return
+	}
+	r.Probe = st.token
+	if seq < p.firstSeq {
+		return // sent before the path was added
+	}
+	lat := r.TS.Sub(st.sentAt).Microseconds()
+	r.LatencyUS = lat
+	for len(st.paths) <= p.idx {
+		st.paths = append(st.paths, probePath{})
+	}
+	pp := &st.paths[p.idx]
+	c := &p.conns[conn]
+	if pp.has(conn) {
+		p.dups++
+		return
+	}
+	pp.set(conn)
+	pp.n++
+	c.got++
+	if seq < c.highest {
+		p.reordered++
+	} else {
+		c.highest = seq
+	}
+	if !pp.seen {
+		pp.seen = true
+		p.lat.Record(lat)
+		p.latWin.record(r.TS, lat)
+	}
+	if !pp.done && pp.n >= len(p.conns) {
+		pp.done = true
+		p.delivered++
+		if len(p.conns) > 1 {
+			p.fanout.Record(lat)
+		}
+	}
+}
+
+func (e *Engine) observeOrganic(r *feed.Record) {
+	key, ok := matchKey(e.seed, r.Data, e.cfg.MatchKey)
+	if !ok {
+		return
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if r.Source == feed.SourceRedis {
+		e.hop.add(key, r.TS)
+		return
+	}
+	at, ok := e.hop.lookup(key, r.TS)
+	if !ok {
+		return
+	}
+	hop := r.TS.Sub(at).Microseconds()
+	r.HopUS, r.HasHop = hop, true
+	p := e.sse[r.Endpoint]
+	if p == nil {
+		p = e.path(SSEPath(r.Endpoint), e.seq+1)
+	}
+	p.hop.Record(hop)
+	p.hopWin.record(r.TS, hop)
+}
+
+// Expire counts as lost, on every path that has not delivered them to all
+// its connections, the probes sent more than Timeout before now.
+func (e *Engine) Expire(now time.Time) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.expire(now)
+}
+
+func (e *Engine) expire(now time.Time) {
+	n := 0
+	for _, seq := range e.order {
+		st := e.live[seq]
+		if now.Sub(st.sentAt) <= e.cfg.Timeout {
+			break
+		}
+		for _, p := range e.paths {
+			if seq < p.firstSeq {
+				continue
+			}
+			var pp probePath
+			if p.idx < len(st.paths) {
+				pp = st.paths[p.idx]
+			}
+			if pp.done {
+				continue
+			}
+			p.lost++
+			for i := range p.conns {
+				if !pp.has(i) {
+					p.conns[i].missed++
+				}
+			}
+		}
+		delete(e.live, seq)
+		n++
+	}
+	e.order = append(e.order[:0], e.order[n:]...)
+}
+
+// Snapshot is a copy of the engine's state at one time.
+type Snapshot struct {
+	At         time.Time
+	RunID      string
+	Sent       int
+	Timeout    time.Duration
+	Paths      []PathStats // in the order added
+	HopEntries int         // organic Redis messages remembered for hop matching
+}
+
+// PathStats is one path's counts and latencies.
+type PathStats struct {
+	Path     string // "redis" or "sse:<endpoint>"
+	Endpoint string // "" for redis
+	Conns    int
+
+	Sent       int64 // probes this path was expected to deliver
+	Delivered  int64 // probes every connection received within the timeout
+	Pending    int64 // probes still within their timeout and not yet delivered
+	Lost       int64 // probes not delivered within the timeout
+	Duplicates int64 // repeated deliveries on one connection
+	Reordered  int64 // deliveries of a lower seq after a higher one, per connection
+	Late       int64 // deliveries after the probe had expired
+
+	Latency Dist // publish → first delivery, one value per probe
+	Fanout  Dist // publish → delivery to the last of Conns connections (Conns > 1)
+	Hop     Dist // organic Redis → SSE hop times
+
+	LatencyWindow []WindowPoint // per-second medians, oldest first
+	HopWindow     []WindowPoint
+
+	ConnStats []ConnStats
+}
+
+// ConnStats is one connection of a path.
+type ConnStats struct {
+	Conn     int
+	Received int64 // distinct probes received
+	Missed   int64 // expired probes never received
+	Pending  int64 // live probes not received yet
+}
+
+// Snapshot expires probes older than the timeout at now and returns a deep
+// copy of every path's state.
+func (e *Engine) Snapshot(now time.Time) Snapshot {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.expire(now)
+	s := Snapshot{
+		At:         now,
+		RunID:      e.cfg.RunID,
+		Sent:       e.seq,
+		Timeout:    e.cfg.Timeout,
+		HopEntries: e.hop.len(),
+	}
+	for _, p := range e.paths {
+		ps := PathStats{
+			Path:          p.name,
+			Endpoint:      p.endpoint,
+			Conns:         len(p.conns),
+			Delivered:     p.delivered,
+			Lost:          p.lost,
+			Duplicates:    p.dups,
+			Reordered:     p.reordered,
+			Late:          p.late,
+			Latency:       p.lat.Dist(),
+			Fanout:        p.fanout.Dist(),
+			Hop:           p.hop.Dist(),
+			LatencyWindow: p.latWin.points(now),
+			HopWindow:     p.hopWin.points(now),
+			ConnStats:     make([]ConnStats, len(p.conns)),
+		}
+		if e.seq >= p.firstSeq {
+			ps.Sent = int64(e.seq - p.firstSeq + 1)
+		}
+		for i, c := range p.conns {
+			ps.ConnStats[i] = ConnStats{Conn: i, Received: c.got, Missed: c.missed}
+		}
+		for _, seq := range e.order {
+			if seq < p.firstSeq {
+				continue
+			}
+			st := e.live[seq]
+			var pp probePath
+			if p.idx < len(st.paths) {
+				pp = st.paths[p.idx]
+			}
+			if pp.done {
+				continue
+			}
+			ps.Pending++
+			for i := range ps.ConnStats {
+				if !pp.has(i) {
+					ps.ConnStats[i].Pending++
+				}
+			}
+		}
+		s.Paths = append(s.Paths, ps)
+	}
+	return s
+}

@@ -1,0 +1,231 @@
+package probes
+
+import (
+	"bytes"
+	"encoding/json"
+	"encoding/xml"
+	"errors"
+	"flag"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+var update = flag.Bool("update", false, "rewrite the golden reports in ../testdata/probe")
+
+// sampleEngine runs 10 probes: redis delivers all in 90–180 µs; app-1
+// delivers 7 (every probe but 3, 6 and 9) in 1.4–2.3 ms with one duplicate;
+// app-2 over 2 connections delivers all, connection 1 at 3, 4, … 12 ms.
+func sampleEngine() *Engine {
+	e := NewEngine(Config{RunID: runID, Timeout: 5 * time.Second})
+	e.AddPath(PathRedis, 1)
+	e.AddPath(SSEPath("app-1"), 1)
+	e.AddPath(SSEPath("app-2"), 2)
+	for i := range 10 {
+		sent := t0.Add(time.Duration(i) * 200 * time.Millisecond)
+		p := e.Next(sent)
+		e.Observe(redisRec(sent.Add(time.Duration(90+10*i)*time.Microsecond), p.Payload))
+		if (i+1)%3 != 0 {
+			e.Observe(sseRec(sent.Add(time.Duration(1400+100*i)*time.Microsecond), "app-1", 0, p.Payload))
+		}
+		if i == 4 {
+			e.Observe(sseRec(sent.Add(3*time.Millisecond), "app-1", 0, p.Payload))
+		}
+		e.Observe(sseRec(sent.Add(2*time.Millisecond), "app-2", 0, p.Payload))
+		e.Observe(sseRec(sent.Add(time.Duration(3+i)*time.Millisecond), "app-2", 1, p.Payload))
+	}
+	return e
+}
+
+func sampleInput() ReportInput {
+	return ReportInput{
+		Channel:          "story:published",
+		Subscribers:      map[string]int64{"story:published": 3},
+		SubscribersAfter: map[string]int64{"story:published": 3},
+		Receivers:        Receivers{Min: 3, Max: 3},
+		Duration:         7 * time.Second,
+	}
+}
+
+func golden(t *testing.T, name string, got []byte) {
+	t.Helper()
+	path := filepath.Join("..", "testdata", "probe", name)
+	if *update {
+		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(path, got, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("read golden file (run with -update to create it): %v", err)
+	}
+	if !bytes.Equal(got, want) {
+		t.Errorf("%s: got\n%s\nwant\n%s", name, got, want)
+	}
+}
+
+func TestGoldenReports(t *testing.T) {
+	b := DefaultBudgets()
+	b.MaxP99 = 2 * time.Millisecond
+	b.MinSubscribers = 3
+	rep := sampleEngine().Report(t0.Add(10*time.Second), sampleInput(), b)
+
+	js, err := json.MarshalIndent(rep, "", "  ")
+	if err != nil {
+		t.Fatal(err)
+	}
+	golden(t, "report.json", append(js, '\n'))
+
+	var text bytes.Buffer
+	if err := rep.WriteText(&text); err != nil {
+		t.Fatal(err)
+	}
+	golden(t, "report.txt", text.Bytes())
+
+	var junit bytes.Buffer
+	if err := rep.WriteJUnit(&junit); err != nil {
+		t.Fatal(err)
+	}
+	golden(t, "report.junit.xml", junit.Bytes())
+}
+
+func TestReportJSONShape(t *testing.T) {
+	rep := sampleEngine().Report(t0.Add(10*time.Second), sampleInput(), DefaultBudgets())
+	js, err := json.Marshal(rep)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var m map[string]any
+	if err := json.Unmarshal(js, &m); err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range []string{"pass", "sent", "run_id", "subscribers", "receivers", "paths", "failures"} {
+		if _, ok := m[k]; !ok {
+			t.Errorf("report JSON lacks %q: %s", k, js)
+		}
+	}
+	path := m["paths"].([]any)[0].(map[string]any)
+	var keys []string
+	for k := range path {
+		keys = append(keys, k)
+	}
+	if len(keys) != 9 {
+		t.Errorf("path keys: got %v, want exactly SPEC's 9", keys)
+	}
+	if m["pass"] != false || m["sent"] != 10.0 || m["run_id"] != runID {
+		t.Errorf("got pass %v sent %v run_id %v, want false 10 %s", m["pass"], m["sent"], m["run_id"], runID)
+	}
+	// An empty run still has arrays, not null.
+	empty, _ := json.Marshal(NewEngine(Config{RunID: runID}).Report(t0, ReportInput{}, DefaultBudgets()))
+	if !strings.Contains(string(empty), `"paths":[]`) || !strings.Contains(string(empty), `"failures":[]`) || !strings.Contains(string(empty), `"subscribers":{}`) {
+		t.Errorf("empty report: got %s, want [] and {} rather than null", empty)
+	}
+}
+
+func TestBudgetEdges(t *testing.T) {
+	// 10 probes; 7 delivered; latencies 1..7 ms: p50 = 4 ms (rank 5 of 7 → 5 ms? see below).
+	e := NewEngine(Config{RunID: runID})
+	e.AddPath(PathRedis, 1)
+	for i := range 10 {
+		p := e.Next(t0)
+		if i < 7 {
+			e.Observe(redisRec(t0.Add(time.Duration(i+1)*time.Millisecond), p.Payload))
+		}
+	}
+	snap := e.Snapshot(t0.Add(time.Minute))
+	d := pathOf(t, snap, PathRedis).Latency
+	// Nearest rank of 7 values: p50 → rank 4 (3.5+0.5), p99 → rank 7.
+	if d.P50 != 4*time.Millisecond || d.P99 != 7*time.Millisecond {
+		t.Fatalf("setup: got p50 %v p99 %v, want 4ms 7ms", d.P50, d.P99)
+	}
+	us := time.Microsecond
+	tests := []struct {
+		name string
+		b    Budgets
+		want string // "" passes
+	}{
+		{"delivery equal", Budgets{MinDelivery: 0.7}, ""},
+		{"delivery just over", Budgets{MinDelivery: 0.71}, "redis: delivered 7 of 10 (70%), below --min-delivery 71%"},
+		{"delivery default", DefaultBudgets(), "redis: delivered 7 of 10 (70%), below --min-delivery 100%"},
+		{"delivery zero", Budgets{}, ""},
+		{"p50 equal", Budgets{MaxP50: 4 * time.Millisecond}, ""},
+		{"p50 just over", Budgets{MaxP50: 4*time.Millisecond - us}, "redis: p50 4ms above --max-p50 3.999ms"},
+		{"p99 equal", Budgets{MaxP99: 7 * time.Millisecond}, ""},
+		{"p99 just over", Budgets{MaxP99: 7*time.Millisecond - us}, "redis: p99 7ms above --max-p99 6.999ms"},
+		{"subscribers equal", Budgets{MinSubscribers: 3}, ""},
+		{"subscribers just over", Budgets{MinSubscribers: 4}, "story:published: 3 subscribers (PUBSUB NUMSUB), below --min-subscribers 4"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			rep := BuildReport(snap, ReportInput{Channel: "story:published", Subscribers: map[string]int64{"story:published": 3}}, tc.b)
+			got := strings.Join(rep.Failures, " | ")
+			if got != tc.want || rep.Pass != (tc.want == "") {
+				t.Errorf("got pass %v failures %q, want %q", rep.Pass, got, tc.want)
+			}
+		})
+	}
+}
+
+func TestBudgetsValidate(t *testing.T) {
+	tests := []struct {
+		b  Budgets
+		ok bool
+	}{
+		{DefaultBudgets(), true},
+		{Budgets{MinDelivery: 0}, true},
+		{Budgets{MinDelivery: 1.5}, false},
+		{Budgets{MinDelivery: -0.1}, false},
+		{Budgets{MinDelivery: 1, MaxP50: -time.Second}, false},
+		{Budgets{MinDelivery: 1, MinSubscribers: -1}, false},
+	}
+	for _, tc := range tests {
+		err := tc.b.Validate()
+		if (err == nil) != tc.ok || (err != nil && !errors.Is(err, ErrUsage)) {
+			t.Errorf("%+v: got %v, want ok=%v (ErrUsage otherwise)", tc.b, err, tc.ok)
+		}
+	}
+}
+
+func TestJUnitWellFormed(t *testing.T) {
+	b := DefaultBudgets()
+	b.MinSubscribers = 5
+	rep := sampleEngine().Report(t0.Add(10*time.Second), sampleInput(), b)
+	rep.Paths[0].Path = "redis <&\"\x1b>" // hostile name still gives valid XML
+	var buf bytes.Buffer
+	if err := rep.WriteJUnit(&buf); err != nil {
+		t.Fatal(err)
+	}
+	var doc struct {
+		Tests    int `xml:"tests,attr"`
+		Failures int `xml:"failures,attr"`
+		Suite    struct {
+			Cases []struct {
+				Name    string `xml:"name,attr"`
+				Failure *struct {
+					Message string `xml:"message,attr"`
+					Text    string `xml:",chardata"`
+				} `xml:"failure"`
+			} `xml:"testcase"`
+		} `xml:"testsuite"`
+	}
+	dec := xml.NewDecoder(bytes.NewReader(buf.Bytes()))
+	if err := dec.Decode(&doc); err != nil {
+		t.Fatalf("decode: %v\n%s", err, buf.Bytes())
+	}
+	if doc.Tests != 4 || doc.Failures != 2 || len(doc.Suite.Cases) != 4 {
+		t.Fatalf("got tests %d failures %d cases %d, want 4 2 4", doc.Tests, doc.Failures, len(doc.Suite.Cases))
+	}
+	c := doc.Suite.Cases[2]
+	want := "sse:app-1: delivered 7 of 10 (70%), below --min-delivery 100%"
+	if c.Name != "sse:app-1" || c.Failure == nil || c.Failure.Message != want || c.Failure.Text != want {
+		t.Errorf("app-1 case: got %+v, want failure %q", c, want)
+	}
+	if doc.Suite.Cases[0].Failure == nil || !strings.Contains(doc.Suite.Cases[0].Failure.Text, "below --min-subscribers 5") {
+		t.Errorf("subscribers case: got %+v, want a --min-subscribers failure", doc.Suite.Cases[0])
+	}
+}
