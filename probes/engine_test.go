@@ -375,7 +375,7 @@ func TestHopBounds(t *testing.T) {
 	}
 	check(t0.Add(5*time.Second), "m0", false) // evicted by count
 	check(t0.Add(5*time.Second), "m1", true)
-	check(t0.Add(5*time.Second), "m1", true)   // several endpoints/connections match one message
+	check(t0.Add(5*time.Second), "m1", true)           // several endpoints/connections match one message
 	check(t0.Add(61500*time.Millisecond), "m1", false) // older than a minute
 	check(t0.Add(61500*time.Millisecond), "m3", true)
 	// The same data published again is timed from its latest sighting.
