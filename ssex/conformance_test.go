@@ -129,6 +129,10 @@ var conformanceCases = []conformanceCase{
 	{name: "wpt-format-utf-8", ref: "WPT format-utf-8.any.js (always UTF-8)", in: wpt("data:ok\xE2\x80\xA6", false),
 		want: []obs{msg("ok\u2026", "")}},
 
+	{name: "wpt-event-data", ref: "WPT event-data.any.js + resources/message2.py",
+		in:   "data:msg\ndata: msg\n\n:\nfalsefield:msg\n\nfalsefield:msg\nData:data\n\ndata\n\ndata:end\n\n",
+		want: []obs{msg("msg\nmsg", ""), cm(""), msg("", ""), msg("end", "")}},
+
 	// Line endings (9.2.5: CRLF, LF or CR end a line).
 	{name: "eol-lf", ref: spec925, in: "data: a\n\n", want: []obs{msg("a", "")}},
 	{name: "eol-cr", ref: spec925, in: "data: a\r\rdata: b\r\r", want: []obs{msg("a", ""), msg("b", "")}},
