@@ -79,6 +79,14 @@ func (r tuiRun) sampleAt(d time.Duration) tuiSample {
 // to subscribe to ch, publishes at perSec for dur and samples the process.
 func runInTmux(ctx context.Context, e *env, rs *redisServer, name, command, ch string, perSec int, dur time.Duration) (tuiRun, error) {
 	var r tuiRun
+	logPath := e.workPath("tui-" + name + ".log")
+	command += " 2>" + logPath
+	// What the program said and showed, for an error message.
+	why := func(t tmux) string {
+		screen, _ := t.run("capture-pane", "-p")
+		b, _ := os.ReadFile(logPath)
+		return fmt.Sprintf("stderr: %q; screen: %s", strings.TrimSpace(string(b)), squash(screen))
+	}
 	t := tmux{socket: fmt.Sprintf("fanscope-bench-%d-%s", os.Getpid(), name)}
 	defer t.kill()
 	out, err := t.run("new-session", "-d", "-x", "200", "-y", "50", "-P", "-F", "#{pane_pid}", "exec "+command)
@@ -102,8 +110,7 @@ func runInTmux(ctx context.Context, e *env, rs *redisServer, name, command, ch s
 		}
 	}()
 	if err := waitSubscribers(ctx, pub, ch, 1, 15*time.Second, exited); err != nil {
-		screen, _ := t.run("capture-pane", "-p")
-		return r, fmt.Errorf("%s: %w; screen: %s", name, err, squash(screen))
+		return r, fmt.Errorf("%s: %w; %s", name, err, why(t))
 	}
 	time.Sleep(500 * time.Millisecond) // let the first frame draw
 
@@ -150,8 +157,7 @@ func runInTmux(ctx context.Context, e *env, rs *redisServer, name, command, ch s
 		}
 		if now >= nextSample {
 			if err := sample(now); err != nil {
-				screen, _ := t.run("capture-pane", "-p")
-				return r, fmt.Errorf("%w; screen: %s", err, squash(screen))
+				return r, fmt.Errorf("%w; %s", err, why(t))
 			}
 			nextSample += time.Second
 		}
@@ -201,7 +207,7 @@ func runTUI(ctx context.Context, e *env) ([]row, error) {
 	e.logf("tui: %d msgs/s of 100 B for %s in a 200x50 tmux pane", perSec, dur)
 
 	fsCh := fmt.Sprintf("bench:tui:fanscope:%d", time.Now().UnixNano())
-	fs, err := runInTmux(ctx, e, rs, "watch", fmt.Sprintf("%s watch --redis %s -c %s 2>%s", e.fanscope, rs.url(), fsCh, e.workPath("tui-watch.log")), fsCh, perSec, dur)
+	fs, err := runInTmux(ctx, e, rs, "watch", fmt.Sprintf("%s watch --redis %s -c %s", e.fanscope, rs.url(), fsCh), fsCh, perSec, dur)
 	if err != nil {
 		return nil, fmt.Errorf("fanscope watch: %w", err)
 	}
