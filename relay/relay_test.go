@@ -455,6 +455,9 @@ func TestStuckClientDoesNotDelayOthers(t *testing.T) {
 			t.Fatalf("good client, event %d: got id %s (%d bytes), want id %d", i, o.LastEventID, len(o.Data), id)
 		}
 		if r.Stats().SlowClientsDropped == 1 {
+			if dropped == 0 {
+				t.Logf("stuck client dropped after event %d (%d KiB sent)", i, i*16)
+			}
 			dropped++
 			if dropped == 50 { // and it keeps flowing after the drop
 				break
