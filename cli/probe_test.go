@@ -1,0 +1,411 @@
+package cli
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"encoding/xml"
+	"fmt"
+	"math"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/fanscope/fanscope/feed"
+	"github.com/fanscope/fanscope/internal/redistest"
+	"github.com/fanscope/fanscope/probes"
+	"github.com/fanscope/fanscope/redisx"
+)
+
+const probeTestChannel = "story:published"
+
+// probeRelay is a Redis→SSE relay written for these tests: it subscribes
+// with redisx and forwards each message to every connection after delay,
+// through transform (which may drop, re-wrap or repeat it).
+type probeRelay struct {
+	srv       *httptest.Server
+	delay     time.Duration
+	transform func(i int, data string) []string
+
+	mu      sync.Mutex
+	n       int
+	clients map[chan relayItem]struct{}
+}
+
+type relayItem struct {
+	at   time.Time
+	data []string
+}
+
+func startProbeRelay(t *testing.T, redis *redistest.Server, delay time.Duration, transform func(int, string) []string) *probeRelay {
+	t.Helper()
+	if transform == nil {
+		transform = func(_ int, d string) []string { return []string{d} }
+	}
+	r := &probeRelay{delay: delay, transform: transform, clients: map[chan relayItem]struct{}{}}
+	ctx, cancel := context.WithCancel(context.Background())
+	c, err := redisx.Open(ctx, redisx.Options{URLs: []string{redis.URL()}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sub, err := c.Subscribe(ctx, redisx.Subscription{Channels: []string{probeTestChannel}}, feed.SinkFunc(r.onRecord))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.srv = httptest.NewServer(http.HandlerFunc(r.serve))
+	t.Cleanup(func() {
+		r.srv.CloseClientConnections()
+		r.srv.Close()
+		cancel()
+		<-sub.Done()
+		_ = c.Close()
+	})
+	return r
+}
+
+func (r *probeRelay) onRecord(rec feed.Record) {
+	if rec.Kind != feed.KindMessage {
+		return
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	item := relayItem{at: rec.TS.Add(r.delay), data: r.transform(r.n, rec.Data)}
+	r.n++
+	for ch := range r.clients {
+		select {
+		case ch <- item:
+		default: // a stuck test client; never block the subscriber
+		}
+	}
+}
+
+func (r *probeRelay) serve(w http.ResponseWriter, req *http.Request) {
+	ch := make(chan relayItem, 1024)
+	// Register before answering, so a connection fanscope sees is already
+	// in the fan-out.
+	r.mu.Lock()
+	r.clients[ch] = struct{}{}
+	r.mu.Unlock()
+	defer func() {
+		r.mu.Lock()
+		delete(r.clients, ch)
+		r.mu.Unlock()
+	}()
+	w.Header().Set("Content-Type", "text/event-stream")
+	w.Header().Set("Cache-Control", "no-cache")
+	w.WriteHeader(http.StatusOK)
+	fmt.Fprint(w, ": hello\n\n")
+	w.(http.Flusher).Flush()
+	for {
+		select {
+		case <-req.Context().Done():
+			return
+		case item := <-ch:
+			if d := time.Until(item.at); d > 0 {
+				select {
+				case <-req.Context().Done():
+					return
+				case <-time.After(d):
+				}
+			}
+			for _, data := range item.data {
+				fmt.Fprintf(w, "event: story-published\ndata: %s\n\n", data)
+			}
+			w.(http.Flusher).Flush()
+		}
+	}
+}
+
+func (r *probeRelay) url() string { return r.srv.URL + "/api/community/events" }
+
+// probeOutput is safe to read while the command writes it.
+type probeOutput struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (o *probeOutput) Write(p []byte) (int, error) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.b.Write(p)
+}
+
+func (o *probeOutput) String() string {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.b.String()
+}
+
+type probeResult struct {
+	code           int
+	stdout, stderr string
+}
+
+func runProbeCmd(t *testing.T, args ...string) probeResult {
+	t.Helper()
+	out, errOut := &probeOutput{}, &probeOutput{}
+	e := &env{stdin: strings.NewReader(""), stdout: out, stderr: errOut, getenv: func(string) string { return "" }}
+	done := make(chan int, 1)
+	go func() { done <- run(context.Background(), e, append([]string{"probe"}, args...)) }()
+	select {
+	case code := <-done:
+		return probeResult{code, out.String(), errOut.String()}
+	case <-time.After(90 * time.Second):
+		t.Fatalf("fanscope probe %v did not end within 90s; stdout so far:\n%s\nstderr:\n%s", args, out.String(), errOut.String())
+		return probeResult{}
+	}
+}
+
+func decodeReport(t *testing.T, res probeResult) probes.Report {
+	t.Helper()
+	var rep probes.Report
+	if err := json.Unmarshal([]byte(res.stdout), &rep); err != nil {
+		t.Fatalf("stdout is not one JSON report: %v\nstdout:\n%s\nstderr:\n%s", err, res.stdout, res.stderr)
+	}
+	return rep
+}
+
+func reportPath(t *testing.T, rep probes.Report, name string) probes.PathReport {
+	t.Helper()
+	for _, p := range rep.Paths {
+		if p.Path == name {
+			return p
+		}
+	}
+	t.Fatalf("report has no path %q: %+v", name, rep.Paths)
+	return probes.PathReport{}
+}
+
+func probeArgs(redis *redistest.Server, extra ...string) []string {
+	return append([]string{"--redis", redis.URL(), "-c", probeTestChannel, "--json"}, extra...)
+}
+
+func TestProbeRelays(t *testing.T) {
+	redis := redistest.Start(t)
+	rewrap := func(_ int, d string) []string {
+		b, _ := json.Marshal(map[string]string{"type": "wrapped", "payload": d})
+		return []string{string(b)}
+	}
+	tests := []struct {
+		name      string
+		delay     time.Duration
+		transform func(int, string) []string
+		args      []string
+		code      int
+		delivered int64
+		lost      int64
+		dups      int64
+		failure   string
+	}{
+		{name: "plain", code: 0, delivered: 8},
+		{name: "rewrapped and escaped", transform: rewrap, code: 0, delivered: 8},
+		{name: "duplicating", transform: func(_ int, d string) []string { return []string{d, d} }, code: 0, delivered: 8, dups: 8},
+		{name: "drops every 4th", transform: func(i int, d string) []string {
+			if i%4 == 3 {
+				return nil
+			}
+			return []string{d}
+		}, code: 1, delivered: 6, lost: 2, failure: "sse:app-1: delivered 6 of 8 (75%), below --min-delivery 100%"},
+		{name: "drops every 4th, --min-delivery at the edge", transform: func(i int, d string) []string {
+			if i%4 == 3 {
+				return nil
+			}
+			return []string{d}
+		}, args: []string{"--min-delivery", "0.75"}, code: 0, delivered: 6, lost: 2},
+		{name: "app template", args: []string{"--template", `{"storyId":"{{token}}","title":"probe"}`}, code: 0, delivered: 8},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			relay := startProbeRelay(t, redis, tc.delay, tc.transform)
+			args := probeArgs(redis, append([]string{"--sse", "app-1=" + relay.url(), "-n", "8", "--interval", "20ms", "--timeout", "1s"}, tc.args...)...)
+			res := runProbeCmd(t, args...)
+			if res.code != tc.code {
+				t.Fatalf("exit: got %d, want %d\nstdout:\n%s\nstderr:\n%s", res.code, tc.code, res.stdout, res.stderr)
+			}
+			rep := decodeReport(t, res)
+			sse := reportPath(t, rep, "sse:app-1")
+			if sse.Delivered != tc.delivered || sse.Lost != tc.lost || sse.Duplicates != tc.dups || sse.Reordered != 0 {
+				t.Errorf("sse:app-1: got %+v, want delivered %d lost %d duplicates %d", sse, tc.delivered, tc.lost, tc.dups)
+			}
+			if r := reportPath(t, rep, "redis"); r.Delivered != 8 || r.Lost != 0 || r.Duplicates != 0 {
+				t.Errorf("redis: got %+v, want all 8 delivered once", r)
+			}
+			if rep.Sent != 8 || rep.Subscribers[probeTestChannel] != 2 || rep.SubscribersAfter[probeTestChannel] != 2 ||
+				rep.Receivers != (probes.Receivers{Min: 2, Max: 2}) {
+				t.Errorf("got sent %d subscribers %v after %v receivers %+v, want 8, 2 (fanscope and the relay), 2, 2..2",
+					rep.Sent, rep.Subscribers, rep.SubscribersAfter, rep.Receivers)
+			}
+			want := []string{}
+			if tc.failure != "" {
+				want = []string{tc.failure}
+				if !strings.Contains(res.stderr, "FAIL "+tc.failure) {
+					t.Errorf("stderr: got %q, want the failure named", res.stderr)
+				}
+			}
+			if fmt.Sprint(rep.Failures) != fmt.Sprint(want) || rep.Pass != (tc.code == 0) {
+				t.Errorf("got pass %v failures %q, want %q", rep.Pass, rep.Failures, want)
+			}
+		})
+	}
+}
+
+func TestProbeDelayedRelay(t *testing.T) {
+	redis := redistest.Start(t)
+	relay := startProbeRelay(t, redis, 200*time.Millisecond, nil)
+	res := runProbeCmd(t, probeArgs(redis, "--sse", "slow="+relay.url(), "-n", "10", "--interval", "50ms", "--timeout", "2s")...)
+	if res.code != 0 {
+		t.Fatalf("exit: got %d, want 0\nstdout:\n%s\nstderr:\n%s", res.code, res.stdout, res.stderr)
+	}
+	p := reportPath(t, decodeReport(t, res), "sse:slow")
+	t.Logf("sse:slow p50 %.3fms p99 %.3fms max %.3fms", p.P50MS, p.P99MS, p.MaxMS)
+	if p.Delivered != 10 || math.Abs(p.P50MS-200)/200 > 0.10 {
+		t.Errorf("got delivered %d p50 %.3fms, want 10 and p50 within 10%% of 200ms", p.Delivered, p.P50MS)
+	}
+	// The same run against a budget below the delay fails, naming it.
+	res = runProbeCmd(t, probeArgs(redis, "--sse", "slow="+relay.url(), "-n", "3", "--interval", "10ms", "--max-p50", "150ms")...)
+	rep := decodeReport(t, res)
+	if res.code != 1 || len(rep.Failures) != 1 || !strings.HasPrefix(rep.Failures[0], "sse:slow: p50 ") || !strings.HasSuffix(rep.Failures[0], "above --max-p50 150ms") {
+		t.Errorf("got exit %d failures %q, want 1 and one sse:slow p50 failure", res.code, rep.Failures)
+	}
+}
+
+func TestProbeTextAndJUnit(t *testing.T) {
+	redis := redistest.Start(t)
+	relay := startProbeRelay(t, redis, 0, func(i int, d string) []string {
+		if i == 1 {
+			return nil
+		}
+		return []string{d}
+	})
+	junit := filepath.Join(t.TempDir(), "probe.xml")
+	res := runProbeCmd(t, "--redis", redis.URL(), "-c", probeTestChannel, "--sse", "app-1="+relay.url(),
+		"-n", "3", "--interval", "10ms", "--timeout", "500ms", "--junit", junit, "--min-subscribers", "3")
+	if res.code != 1 {
+		t.Fatalf("exit: got %d, want 1\nstdout:\n%s\nstderr:\n%s", res.code, res.stdout, res.stderr)
+	}
+	for _, want := range []string{
+		"PATH", "redis      PASS    3/3", "sse:app-1  FAIL    2/3",
+		"FAIL sse:app-1: delivered 2 of 3 (66.7%), below --min-delivery 100%",
+		"FAIL story:published: 2 subscribers (PUBSUB NUMSUB), below --min-subscribers 3",
+	} {
+		if !strings.Contains(res.stdout, want) {
+			t.Errorf("text report lacks %q:\n%s", want, res.stdout)
+		}
+	}
+	if res.stderr != "" {
+		t.Errorf("stderr: got %q, want nothing (the report says why)", res.stderr)
+	}
+	b, err := os.ReadFile(junit)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var doc struct {
+		Tests    int `xml:"tests,attr"`
+		Failures int `xml:"failures,attr"`
+	}
+	if err := xml.Unmarshal(b, &doc); err != nil || doc.Tests != 3 || doc.Failures != 2 {
+		t.Errorf("junit: got %+v (%v), want 3 tests 2 failures:\n%s", doc, err, b)
+	}
+}
+
+func TestProbeManySSEClients(t *testing.T) {
+	redis := redistest.Start(t)
+	relay := startProbeRelay(t, redis, 0, nil)
+	const k = 200
+	res := runProbeCmd(t, probeArgs(redis, "--sse", "app-1="+relay.url(), "--sse-clients", fmt.Sprint(k), "-n", "5", "--interval", "20ms", "--timeout", "3s")...)
+	if res.code != 0 {
+		t.Fatalf("exit: got %d, want 0\nstdout:\n%s\nstderr:\n%s", res.code, res.stdout, res.stderr)
+	}
+	rep := decodeReport(t, res)
+	if p := reportPath(t, rep, "sse:app-1"); p.Delivered != 5 || p.Lost != 0 || p.Duplicates != 0 {
+		t.Errorf("sse:app-1: got %+v, want 5 delivered to all", p)
+	}
+	if len(rep.Fanout) != 1 || rep.Fanout[0].Connections != k || rep.Fanout[0].Complete != 5 || len(rep.Fanout[0].Missed) != 0 {
+		t.Fatalf("fanout: got %+v, want %d connections, 5 complete, none missed", rep.Fanout, k)
+	}
+	t.Logf("fan-out to %d connections: last connection p50 %.3fms p99 %.3fms", k, rep.Fanout[0].P50MS, rep.Fanout[0].P99MS)
+	if rep.Subscribers[probeTestChannel] != 2 {
+		t.Errorf("subscribers: got %v, want 2", rep.Subscribers)
+	}
+}
+
+func TestProbeExitCodes(t *testing.T) {
+	redis := redistest.Start(t)
+	unauthorized := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		http.Error(w, "no token", http.StatusUnauthorized)
+	}))
+	t.Cleanup(unauthorized.Close)
+	deadPort := redistest.FreePort(t)
+	tests := []struct {
+		name string
+		args []string
+		code int
+		want string // in stderr
+	}{
+		{"unreachable redis", []string{"--redis", fmt.Sprintf("redis://127.0.0.1:%d", deadPort), "-c", probeTestChannel}, 3, "127.0.0.1"},
+		{"401 endpoint", []string{"--redis", redis.URL(), "-c", probeTestChannel, "--sse", "locked=" + unauthorized.URL}, 3, "locked"},
+		{"no channel", []string{"--redis", redis.URL()}, 2, "probe needs a channel"},
+		{"template without token", []string{"--redis", redis.URL(), "-c", probeTestChannel, "--template", `{"seq":{{seq}}}`}, 2, "{{token}}"},
+		{"zero count", []string{"--redis", redis.URL(), "-c", probeTestChannel, "-n", "0"}, 2, "--count"},
+		{"min-delivery out of range", []string{"--redis", redis.URL(), "-c", probeTestChannel, "--min-delivery", "1.5"}, 2, "--min-delivery"},
+		{"bad duration", []string{"--redis", redis.URL(), "-c", probeTestChannel, "--max-p99", "fast"}, 2, "max-p99"},
+		{"junit directory missing", []string{"--redis", redis.URL(), "-c", probeTestChannel, "--junit", "/nonexistent/dir/x.xml"}, 2, "--junit"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			res := runProbeCmd(t, tc.args...)
+			if res.code != tc.code || !strings.Contains(res.stderr, tc.want) {
+				t.Errorf("got exit %d stderr %q, want %d and %q", res.code, res.stderr, tc.code, tc.want)
+			}
+			if tc.code != 0 && res.stdout != "" {
+				t.Errorf("stdout: got %q, want nothing", res.stdout)
+			}
+		})
+	}
+}
+
+func TestProbeRedisOnlyWithShardChannel(t *testing.T) {
+	redis := redistest.Start(t)
+	res := runProbeCmd(t, "--redis", redis.URL(), "-s", "shard:probe", "--json", "-n", "3", "--interval", "10ms", "--min-subscribers", "1")
+	if res.code != 0 {
+		t.Fatalf("exit: got %d, want 0\nstdout:\n%s\nstderr:\n%s", res.code, res.stdout, res.stderr)
+	}
+	rep := decodeReport(t, res)
+	if p := reportPath(t, rep, "redis"); p.Delivered != 3 || len(rep.Paths) != 1 {
+		t.Errorf("got paths %+v, want redis with 3 delivered", rep.Paths)
+	}
+	if rep.Subscribers["shard:probe"] != 1 || rep.Receivers.Max != 1 {
+		t.Errorf("got subscribers %v receivers %+v, want 1 (SHARDNUMSUB) and 1", rep.Subscribers, rep.Receivers)
+	}
+}
+
+func TestProbeChannelChoice(t *testing.T) {
+	tests := []struct {
+		name  string
+		src   SourceFlags
+		opt   string
+		want  string
+		shard bool
+	}{
+		{"first -c", SourceFlags{Channels: []string{"a", "b"}, ShardChannels: []string{"s"}}, "", "a", false},
+		{"first -s", SourceFlags{ShardChannels: []string{"s", "t"}}, "", "s", true},
+		{"explicit plain", SourceFlags{Channels: []string{"a"}}, "x", "x", false},
+		{"explicit shard", SourceFlags{Channels: []string{"a"}, ShardChannels: []string{"x"}}, "x", "x", true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			ch, shard, err := probeChannel(tc.src, probeOptions{Channel: tc.opt})
+			if err != nil || ch != tc.want || shard != tc.shard {
+				t.Errorf("got %q %v %v, want %q %v", ch, shard, err, tc.want, tc.shard)
+			}
+		})
+	}
+	if !matchedByPattern([]string{"story:*"}, "story:published") || matchedByPattern([]string{"user:*"}, "story:published") {
+		t.Errorf("matchedByPattern: got the wrong answer for story:* / user:*")
+	}
+}
