@@ -1,0 +1,57 @@
+package cli
+
+import (
+	"errors"
+
+	"github.com/fanscope/fanscope/redisx"
+	"github.com/fanscope/fanscope/ssex"
+)
+
+// Exit statuses (SPEC.md).
+const (
+	exitOK          = 0
+	exitCheckFailed = 1
+	exitUsage       = 2
+	exitUnreachable = 3
+)
+
+// exitError carries an explicit exit status.
+type exitError struct {
+	code int
+	err  error
+}
+
+func (e *exitError) Error() string { return e.err.Error() }
+func (e *exitError) Unwrap() error { return e.err }
+
+// exitWith wraps err so that it ends the process with code.
+func exitWith(code int, err error) error { return &exitError{code: code, err: err} }
+
+// usageError marks err as a usage or configuration error (exit 2).
+func usageError(err error) error { return exitWith(exitUsage, err) }
+
+// quietError ends the process with a status but prints nothing more: the
+// command already said why (a failed probe prints its own report).
+type quietError struct{ code int }
+
+func (e *quietError) Error() string { return "exit status" }
+
+// exitCode maps an error to the process exit status.
+func exitCode(err error) int {
+	var ee *exitError
+	var qe *quietError
+	switch {
+	case err == nil:
+		return exitOK
+	case errors.As(err, &qe):
+		return qe.code
+	case errors.As(err, &ee):
+		return ee.code
+	case errors.Is(err, redisx.ErrUsage), errors.Is(err, ssex.ErrUsage):
+		return exitUsage
+	case errors.Is(err, redisx.ErrUnreachable), errors.Is(err, redisx.ErrAuth),
+		errors.Is(err, redisx.ErrNoPerm), errors.Is(err, ssex.ErrFatal):
+		return exitUnreachable
+	}
+	return exitCheckFailed
+}

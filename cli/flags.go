@@ -1,0 +1,98 @@
+package cli
+
+import (
+	"fmt"
+	"net/http"
+	"strings"
+
+	"github.com/spf13/pflag"
+)
+
+// SourceFlags are the flags shared by watch, tail and probe: where to look.
+type SourceFlags struct {
+	Redis          []string
+	Cluster        bool
+	SentinelMaster string
+	Channels       []string
+	Patterns       []string
+	ShardChannels  []string
+	SSE            []string
+	Headers        []string
+	BearerEnv      string
+	TLSCA          string
+	TLSInsecure    bool
+	MatchKey       string
+}
+
+// Register adds the source flags to fs.
+func (f *SourceFlags) Register(fs *pflag.FlagSet) {
+	fs.StringArrayVar(&f.Redis, "redis", nil, "Redis URL: redis://[user:pass@]host:port[/db], rediss://… (TLS) or unix:///path.sock;\nrepeat it (or add --cluster) for a Cluster seed list.\nDefault: $FANSCOPE_REDIS_URL, then $REDIS_URL, then redis://127.0.0.1:6379")
+	fs.BoolVar(&f.Cluster, "cluster", false, "treat --redis as a Redis Cluster")
+	fs.StringVar(&f.SentinelMaster, "sentinel-master", "", "treat --redis addresses as Sentinels for master `NAME`")
+	fs.StringArrayVarP(&f.Channels, "channel", "c", nil, "SUBSCRIBE to channel `NAME` (repeatable)")
+	fs.StringArrayVarP(&f.Patterns, "pattern", "p", nil, "PSUBSCRIBE to `GLOB` (repeatable)")
+	fs.StringArrayVarP(&f.ShardChannels, "shard-channel", "s", nil, "SSUBSCRIBE to shard channel `NAME` (Redis 7+; repeatable)")
+	fs.StringArrayVar(&f.SSE, "sse", nil, "SSE endpoint `[NAME=]URL` (repeatable); NAME defaults to host:port")
+	fs.StringArrayVarP(&f.Headers, "header", "H", nil, "header `'Key: Value'` sent to every SSE endpoint (repeatable)")
+	fs.StringVar(&f.BearerEnv, "bearer-env", "", "send 'Authorization: Bearer $VAR' to SSE endpoints (keeps the token out of argv)")
+	fs.StringVar(&f.TLSCA, "tls-ca", "", "PEM `FILE` of CA certificates trusted for rediss:// and https://")
+	fs.BoolVar(&f.TLSInsecure, "tls-insecure", false, "do not verify TLS certificates (testing only)")
+	fs.StringVar(&f.MatchKey, "match-key", "", "match organic Redis messages to SSE events by this JSON `KEY` instead of by equal data")
+}
+
+// redisURLs returns the --redis values, or the default from the environment.
+func (f *SourceFlags) redisURLs(getenv func(string) string) []string {
+	if len(f.Redis) > 0 {
+		return f.Redis
+	}
+	for _, v := range []string{"FANSCOPE_REDIS_URL", "REDIS_URL"} {
+		if u := getenv(v); u != "" {
+			return []string{u}
+		}
+	}
+	return []string{"redis://127.0.0.1:6379"}
+}
+
+// wantsRedis reports whether any Redis subscription was asked for.
+func (f *SourceFlags) wantsRedis() bool {
+	return len(f.Channels)+len(f.Patterns)+len(f.ShardChannels) > 0
+}
+
+// sseHeader builds the header sent to every SSE endpoint from -H and
+// --bearer-env.
+func (f *SourceFlags) sseHeader(getenv func(string) string) (http.Header, error) {
+	h := http.Header{}
+	for _, kv := range f.Headers {
+		k, v, ok := strings.Cut(kv, ":")
+		k = strings.TrimSpace(k)
+		if !ok || k == "" || strings.ContainsAny(k, " \t\r\n") {
+			return nil, usageError(fmt.Errorf("-H %q: want 'Key: Value'", kv))
+		}
+		v = strings.TrimSpace(v)
+		if strings.ContainsAny(v, "\r\n") {
+			return nil, usageError(fmt.Errorf("-H %s: the value contains a line break", k))
+		}
+		h.Add(k, v)
+	}
+	if f.BearerEnv != "" {
+		tok := getenv(f.BearerEnv)
+		if tok == "" {
+			return nil, usageError(fmt.Errorf("--bearer-env %s: that environment variable is empty or unset", f.BearerEnv))
+		}
+		h.Set("Authorization", "Bearer "+tok)
+	}
+	return h, nil
+}
+
+// MaskHeader returns a printable "Key: Value" with Authorization and
+// Cookie values masked.
+func MaskHeader(key, value string) string {
+	switch strings.ToLower(key) {
+	case "authorization", "proxy-authorization", "cookie", "set-cookie":
+		if scheme, _, ok := strings.Cut(value, " "); ok && strings.EqualFold(key, "authorization") {
+			return key + ": " + scheme + " ***"
+		}
+		return key + ": ***"
+	}
+	return key + ": " + value
+}

@@ -1,0 +1,151 @@
+package cli
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/fanscope/fanscope/feed"
+)
+
+// tailOptions are the tail flags.
+type tailOptions struct {
+	JSON     bool
+	Duration time.Duration
+	Count    int
+	NoState  bool
+}
+
+func (o *tailOptions) register(cmd *cobra.Command) {
+	fs := cmd.Flags()
+	fs.BoolVar(&o.JSON, "json", false, "one JSON object per line (NDJSON) instead of text")
+	fs.DurationVar(&o.Duration, "duration", 0, "stop after `D` (e.g. 30s; default: until interrupted)")
+	fs.IntVarP(&o.Count, "count", "n", 0, "stop after `N` message/event records")
+	fs.BoolVar(&o.NoState, "no-state", false, "leave out state records")
+}
+
+func newTailCmd(e *env) *cobra.Command {
+	var src SourceFlags
+	var opts tailOptions
+	cmd := &cobra.Command{
+		Use:   "tail [source flags] [tail flags]",
+		Short: "Stream records from Redis and SSE as text or NDJSON, no TUI",
+		Long: `tail prints every observation from the sources, one line each: Redis messages,
+SSE events, comments (keep-alives), retry fields and connection state changes.
+Each line carries the time the bytes were read. Control characters in payloads
+are shown escaped (\x1b, \n), never written raw to the terminal.
+
+--json prints one JSON object per line (see the README for the fields); Redis
+payloads that are not UTF-8 are given as data_b64.`,
+		Example: `  fanscope tail -c story:published -p 'story:*'
+  fanscope tail --redis redis://127.0.0.1:6379 -c story:published --json --duration 30s
+  fanscope tail --sse app-1=http://localhost:8080/api/community/events -n 5
+  FANSCOPE_TOKEN=… fanscope tail --sse https://app.example.com/api/community/events --bearer-env FANSCOPE_TOKEN`,
+		Args: noArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return runTail(cmd.Context(), e, src, opts)
+		},
+	}
+	src.Register(cmd.Flags())
+	opts.register(cmd)
+	return cmd
+}
+
+// runTail opens the sources and prints records until ctx ends, the
+// duration passes, the count is reached, or a source fails for good.
+func runTail(ctx context.Context, e *env, src SourceFlags, opts tailOptions) error {
+	if opts.Count < 0 || opts.Duration < 0 {
+		return usageError(fmt.Errorf("--count and --duration must not be negative"))
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	if opts.Duration > 0 {
+		ctx, cancel = context.WithTimeout(ctx, opts.Duration)
+		defer cancel()
+	}
+	s, err := OpenSession(ctx, SessionConfig{Sources: src, Getenv: e.getenv})
+	if err != nil {
+		return err
+	}
+	p := newTailPrinter(e.stdout, opts, cancel)
+	s.OnBatch(p.print)
+	if err := s.Start(ctx); err != nil {
+		s.Close()
+		return err
+	}
+	var fatal error
+	select {
+	case <-ctx.Done():
+	case fatal = <-s.Err():
+	}
+	s.Close()
+	if err := p.flush(); err != nil {
+		return fmt.Errorf("write output: %w", err)
+	}
+	if n := s.Dropped(); n > 0 {
+		fmt.Fprintf(e.stderr, "fanscope: %d records were dropped because output could not keep up\n", n)
+	}
+	return fatal
+}
+
+// tailPrinter writes records through a large buffer, flushed after each
+// batch, so a flood costs few write calls and a trickle shows at once.
+type tailPrinter struct {
+	w      *bufio.Writer
+	opts   tailOptions
+	buf    []byte
+	shown  int
+	done   bool
+	stop   func()
+	errOut error
+}
+
+func newTailPrinter(w io.Writer, opts tailOptions, stop func()) *tailPrinter {
+	return &tailPrinter{w: bufio.NewWriterSize(w, 256<<10), opts: opts, stop: stop}
+}
+
+func (p *tailPrinter) print(batch []feed.Record) {
+	if p.done || p.errOut != nil {
+		return
+	}
+	for i := range batch {
+		r := &batch[i]
+		if p.opts.NoState && r.Kind == feed.KindState {
+			continue
+		}
+		p.buf = p.buf[:0]
+		if p.opts.JSON {
+			p.buf = feed.AppendJSON(p.buf, r)
+		} else {
+			p.buf = feed.AppendText(p.buf, r)
+		}
+		if _, err := p.w.Write(p.buf); err != nil {
+			p.errOut = err
+			p.stop()
+			return
+		}
+		if r.Kind == feed.KindMessage || r.Kind == feed.KindEvent {
+			p.shown++
+			if p.opts.Count > 0 && p.shown >= p.opts.Count {
+				p.done = true
+				p.stop()
+				break
+			}
+		}
+	}
+	if err := p.w.Flush(); err != nil {
+		p.errOut = err
+		p.stop()
+	}
+}
+
+func (p *tailPrinter) flush() error {
+	if p.errOut != nil {
+		return p.errOut
+	}
+	return p.w.Flush()
+}
