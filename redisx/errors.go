@@ -1,0 +1,154 @@
+package redisx
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"io"
+	"net"
+	"os"
+	"strings"
+	"syscall"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// Sentinel errors. Every error this package returns wraps exactly one of
+// them, so callers switch on these instead of on driver strings.
+var (
+	// ErrUsage: a malformed URL or a contradictory set of options.
+	ErrUsage = errors.New("redis usage error")
+	// ErrUnreachable: refused, unknown host, timeout, TLS failure.
+	ErrUnreachable = errors.New("redis unreachable")
+	// ErrAuth: wrong password, password missing, unknown user.
+	ErrAuth = errors.New("redis authentication failed")
+	// ErrNoPerm: an ACL forbids a command or channel.
+	ErrNoPerm = errors.New("redis permission denied")
+)
+
+// Error is what this package returns: a message that names the target with
+// its password masked, the sentinel it wraps and the driver error behind it.
+type Error struct {
+	Kind  error // ErrUsage, ErrUnreachable, ErrAuth or ErrNoPerm
+	msg   string
+	cause error
+}
+
+func (e *Error) Error() string { return e.msg }
+
+// Unwrap gives the sentinel and the driver error.
+func (e *Error) Unwrap() []error {
+	if e.cause == nil {
+		return []error{e.Kind}
+	}
+	return []error{e.Kind, e.cause}
+}
+
+// masker removes secrets from text that may have come from the driver.
+type masker []string
+
+func (m masker) mask(s string) string {
+	for _, p := range m {
+		if p != "" {
+			s = strings.ReplaceAll(s, p, "***")
+		}
+	}
+	return s
+}
+
+func usageError(m masker, format string) *Error {
+	return &Error{Kind: ErrUsage, msg: m.mask(format)}
+}
+
+// wrapErr turns a driver error met while doing `what` (e.g. "connect
+// redis://…") into an *Error with a plain reason and a hint.
+func wrapErr(m masker, what string, err error) error {
+	if err == nil {
+		return nil
+	}
+	var own *Error
+	if errors.As(err, &own) {
+		return err
+	}
+	kind, reason, hint := classify(err)
+	msg := what + ": " + reason
+	if hint != "" {
+		msg += " (" + hint + ")"
+	}
+	return &Error{Kind: kind, msg: m.mask(msg), cause: err}
+}
+
+// classify maps a driver error to a sentinel, a short reason and a hint
+// saying what to do.
+func classify(err error) (kind error, reason, hint string) {
+	text := err.Error()
+	var rerr redis.Error
+	isRedis := errors.As(err, &rerr)
+	if isRedis {
+		text = rerr.Error()
+	}
+	upper := strings.ToUpper(text)
+	switch {
+	case strings.Contains(upper, "WRONGPASS"), strings.Contains(upper, "INVALID PASSWORD"),
+		strings.Contains(upper, "INVALID USERNAME-PASSWORD"):
+		return ErrAuth, "authentication failed: wrong user name or password", "check the user and password in the URL"
+	case strings.Contains(upper, "NOAUTH"):
+		return ErrAuth, "the server requires a password", "give it in the URL: redis://user:password@host:port"
+	case strings.Contains(upper, "WITHOUT ANY PASSWORD CONFIGURED"):
+		return ErrAuth, "the URL gives a password but the server has none set", "remove the password from the URL"
+	case strings.Contains(upper, "NOPERM"):
+		return ErrNoPerm, "permission denied by ACL: " + trimRedisPrefix(text),
+			"the ACL user needs access to these channels and commands (ACL SETUSER … &channel or allchannels)"
+	}
+	if isRedis {
+		return ErrUnreachable, trimRedisPrefix(text), ""
+	}
+
+	var unknownCA x509.UnknownAuthorityError
+	var hostErr x509.HostnameError
+	var certErr *tls.CertificateVerificationError
+	var recErr tls.RecordHeaderError
+	var dnsErr *net.DNSError
+	switch {
+	case errors.As(err, &unknownCA):
+		return ErrUnreachable, "TLS certificate signed by an unknown authority",
+			"pass --tls-ca FILE with the CA that signed the server certificate, or --tls-insecure"
+	case errors.As(err, &hostErr):
+		return ErrUnreachable, "TLS certificate does not match the host: " + hostErr.Error(),
+			"connect by a name the certificate lists, or pass --tls-insecure"
+	case errors.As(err, &certErr):
+		return ErrUnreachable, "TLS certificate rejected: " + certErr.Error(),
+			"check --tls-ca, or pass --tls-insecure"
+	case errors.As(err, &recErr), errors.As(err, new(*handshakeError)) && isTimeout(err):
+		return ErrUnreachable, "the server did not answer with TLS", "is this a TLS port? use redis:// for a plain one"
+	case errors.Is(err, syscall.ECONNREFUSED):
+		return ErrUnreachable, "connection refused", "is redis-server running there?"
+	case errors.Is(err, syscall.ENOENT):
+		return ErrUnreachable, "no such socket file", "is redis-server running with this unixsocket path?"
+	case errors.Is(err, syscall.EACCES), errors.Is(err, os.ErrPermission):
+		return ErrUnreachable, "permission denied opening the socket", "check the socket file's permissions"
+	case errors.As(err, &dnsErr):
+		return ErrUnreachable, "cannot resolve host " + dnsErr.Name, "check the host name in the URL"
+	case errors.Is(err, syscall.EHOSTUNREACH), errors.Is(err, syscall.ENETUNREACH):
+		return ErrUnreachable, "host unreachable", "check the address and the network"
+	case isTimeout(err):
+		return ErrUnreachable, "no answer in time", "is the host reachable and the port right? a frozen server looks like this too"
+	case errors.Is(err, io.EOF), errors.Is(err, syscall.ECONNRESET), errors.Is(err, io.ErrUnexpectedEOF):
+		return ErrUnreachable, "the server closed the connection",
+			"if the server expects TLS, use rediss://; it may also have hit maxclients"
+	}
+	return ErrUnreachable, text, ""
+}
+
+func trimRedisPrefix(s string) string {
+	return strings.TrimPrefix(strings.TrimPrefix(s, "redis: "), "ERR ")
+}
+
+func isTimeout(err error) bool {
+	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, os.ErrDeadlineExceeded) {
+		return true
+	}
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
+}

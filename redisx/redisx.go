@@ -1,0 +1,315 @@
+// Package redisx is fanscope's only door to Redis: it connects (plain,
+// TLS, unix socket, Cluster, Sentinel), subscribes with exact receive
+// times and a watchdog that heals and reports broken connections,
+// publishes, and reads the server's view of Pub/Sub (subscriber counts,
+// pub/sub clients, output buffer limits). Driver errors are turned into
+// this package's sentinel errors with the password masked.
+package redisx
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"github.com/redis/go-redis/v9/maintnotifications"
+)
+
+// Options say where Redis is and how to reach it. The zero values of the
+// tuning fields select the defaults.
+type Options struct {
+	URLs           []string // one server, Cluster seeds, or Sentinels
+	Cluster        bool     // URLs are Redis Cluster seeds (implied by several URLs)
+	SentinelMaster string   // URLs are Sentinels for this master
+	TLSCA          string   // PEM file with the CA for rediss://
+	TLSInsecure    bool     // skip TLS certificate verification
+
+	DialTimeout time.Duration // connect + TLS handshake; default 3s
+	PingIdle    time.Duration // a subscription sends PING after this long without bytes; default 1s
+	PongTimeout time.Duration // no bytes this long after a PING means the server is gone; default 2s
+	RTTInterval time.Duration // PING round-trip sampling interval; default 5s
+	MaxBackoff  time.Duration // cap of the resubscribe backoff; default 3s
+	ClientName  string        // CLIENT SETNAME for fanscope's connections; default "fanscope"
+}
+
+func (o *Options) setDefaults() {
+	if o.DialTimeout <= 0 {
+		o.DialTimeout = 3 * time.Second
+	}
+	if o.PingIdle <= 0 {
+		o.PingIdle = time.Second
+	}
+	if o.PongTimeout <= 0 {
+		o.PongTimeout = 2 * time.Second
+	}
+	if o.RTTInterval <= 0 {
+		o.RTTInterval = 5 * time.Second
+	}
+	if o.MaxBackoff <= 0 {
+		o.MaxBackoff = 3 * time.Second
+	}
+	if o.ClientName == "" {
+		o.ClientName = "fanscope"
+	}
+}
+
+type mode uint8
+
+const (
+	modeSingle mode = iota
+	modeCluster
+	modeSentinel
+)
+
+// Client is a connection to one Redis deployment: a server, a Cluster or a
+// Sentinel-managed primary. It is safe for concurrent use.
+type Client struct {
+	o      Options
+	mode   mode
+	eps    []endpoint // as given: the server, the seeds or the sentinels
+	base   endpoint   // credentials, TLS and db for every data node
+	target string
+	mask   masker
+
+	cmd      redis.UniversalClient
+	single   *redis.Client        // modeSingle
+	cluster  *redis.ClusterClient // modeCluster
+	sentinel *sentinelState       // modeSentinel
+
+	loopback bool
+
+	mu     sync.Mutex
+	closed bool
+	subs   []*Subscriber
+}
+
+var quietDriver sync.Once
+
+type discardLogger struct{}
+
+func (discardLogger) Printf(context.Context, string, ...interface{}) {}
+
+// Open parses the options, connects and checks the connection with PING.
+// Errors name the target with the password masked and wrap ErrUsage,
+// ErrUnreachable, ErrAuth or ErrNoPerm.
+func Open(ctx context.Context, o Options) (*Client, error) {
+	// go-redis logs to stderr, which would tear up the TUI; every failure
+	// it logs also reaches us as an error.
+	quietDriver.Do(func() { redis.SetLogger(discardLogger{}) })
+	o.setDefaults()
+	c := &Client{o: o}
+	if len(o.URLs) == 0 {
+		return nil, usageError(nil, "no Redis URL given (want redis://host:port)")
+	}
+	for _, raw := range o.URLs {
+		ep, err := parseEndpoint(raw, o)
+		if err != nil {
+			m := masker{passwordOf(raw)}
+			return nil, usageError(m, fmt.Sprintf("redis URL %s: %v", maskRawURL(raw), err))
+		}
+		c.eps = append(c.eps, ep)
+		if ep.hasPass {
+			c.mask = append(c.mask, ep.pass)
+		}
+	}
+	c.base = c.eps[0]
+	switch {
+	case o.Cluster && o.SentinelMaster != "":
+		return nil, usageError(c.mask, "--cluster and --sentinel-master cannot be used together")
+	case o.SentinelMaster != "":
+		c.mode = modeSentinel
+	case o.Cluster || len(c.eps) > 1:
+		c.mode = modeCluster
+	}
+	if c.mode != modeSingle {
+		for _, ep := range c.eps {
+			if ep.network == "unix" {
+				return nil, usageError(c.mask, "unix sockets cannot be used for Cluster or Sentinel: "+ep.String())
+			}
+		}
+	}
+	var err error
+	switch c.mode {
+	case modeSingle:
+		err = c.openSingle(ctx)
+	case modeCluster:
+		err = c.openCluster(ctx)
+	case modeSentinel:
+		err = c.openSentinel(ctx)
+	}
+	if err != nil {
+		_ = c.Close()
+		return nil, err
+	}
+	return c, nil
+}
+
+func (c *Client) openSingle(ctx context.Context) error {
+	c.target = c.base.String()
+	c.loopback = c.base.loopback()
+	c.single = redis.NewClient(c.nodeOptions(c.base, nil, false))
+	c.cmd = c.single
+	pctx, cancel := context.WithTimeout(ctx, c.o.DialTimeout+2*time.Second)
+	defer cancel()
+	if err := c.single.Ping(pctx).Err(); err != nil {
+		return wrapErr(c.mask, "connect "+c.target, err)
+	}
+	return nil
+}
+
+// nodeOptions are the go-redis options for one node. Subscription
+// connections (sub) get their own client with no retries of their own: the
+// Subscriber decides when to reconnect and says so.
+func (c *Client) nodeOptions(ep endpoint, act *activity, sub bool) *redis.Options {
+	opt := &redis.Options{
+		Network:               ep.network,
+		Addr:                  ep.addr,
+		Username:              ep.user,
+		Password:              ep.pass,
+		DB:                    ep.db,
+		Protocol:              2,
+		ClientName:            c.o.ClientName,
+		DisableIdentity:       true,
+		Dialer:                ep.dialer(c.o.DialTimeout, act),
+		DialTimeout:           c.o.DialTimeout,
+		DialerRetries:         1,
+		ReadTimeout:           c.o.DialTimeout,
+		WriteTimeout:          c.o.DialTimeout,
+		ContextTimeoutEnabled: true,
+		MaxRetries:            1,
+		MaintNotificationsConfig: &maintnotifications.Config{
+			Mode: maintnotifications.ModeDisabled,
+		},
+	}
+	if sub {
+		opt.MaxRetries = -1
+		opt.PoolSize = 1
+	}
+	return opt
+}
+
+// Target is the deployment as a URL with the password shown as ***, e.g.
+// "redis://app:***@10.0.0.5:6379/0".
+func (c *Client) Target() string { return c.target }
+
+// Loopback reports whether every address is a loopback address or a unix
+// socket (publishing elsewhere asks for confirmation).
+func (c *Client) Loopback() bool { return c.loopback }
+
+// Close closes the command connections. Running Subscribers end with
+// their context; Close does not wait for them.
+func (c *Client) Close() error {
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return nil
+	}
+	c.closed = true
+	c.mu.Unlock()
+	if c.sentinel != nil {
+		c.sentinel.close()
+	}
+	if c.cmd != nil {
+		return c.cmd.Close()
+	}
+	return nil
+}
+
+// Publish runs PUBLISH and returns the number of receivers. In a Cluster
+// that number is what the node that took the PUBLISH counts locally (Redis
+// does not add up the other nodes); use NumSub for the cluster-wide view.
+func (c *Client) Publish(ctx context.Context, channel, payload string) (int64, error) {
+	n, err := c.cmd.Publish(ctx, channel, payload).Result()
+	if err != nil {
+		return 0, wrapErr(c.mask, fmt.Sprintf("publish to %s on %s", channel, c.target), err)
+	}
+	return n, nil
+}
+
+// SPublish runs SPUBLISH (Redis 7+); in a Cluster it goes to the node that
+// owns the channel's slot.
+func (c *Client) SPublish(ctx context.Context, channel, payload string) (int64, error) {
+	n, err := c.cmd.SPublish(ctx, channel, payload).Result()
+	if err != nil {
+		return 0, wrapErr(c.mask, fmt.Sprintf("spublish to %s on %s", channel, c.target), err)
+	}
+	return n, nil
+}
+
+// NumSub is PUBSUB NUMSUB for the channels; in a Cluster it is the sum over
+// every node, because each node counts only its own subscribers.
+func (c *Client) NumSub(ctx context.Context, channels ...string) (map[string]int64, error) {
+	total, _, err := c.numSub(ctx, channels)
+	return total, err
+}
+
+func (c *Client) numSub(ctx context.Context, channels []string) (map[string]int64, map[string]map[string]int64, error) {
+	total := make(map[string]int64, len(channels))
+	for _, ch := range channels {
+		total[ch] = 0
+	}
+	if len(channels) == 0 {
+		return total, nil, nil
+	}
+	byNode := map[string]map[string]int64{}
+	var mu sync.Mutex
+	err := c.forEachNode(ctx, func(ctx context.Context, node string, rc *redis.Client) error {
+		m, err := rc.PubSubNumSub(ctx, channels...).Result()
+		if err != nil {
+			return fmt.Errorf("%s: %w", node, err)
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		byNode[node] = m
+		for ch, n := range m {
+			total[ch] += n
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, nil, wrapErr(c.mask, "pubsub numsub on "+c.target, err)
+	}
+	return total, byNode, nil
+}
+
+// forEachNode runs fn on every node that can hold subscribers: the server,
+// every Cluster node (primaries and replicas), or the Sentinel primary.
+func (c *Client) forEachNode(ctx context.Context, fn func(ctx context.Context, node string, rc *redis.Client) error) error {
+	switch c.mode {
+	case modeCluster:
+		return c.cluster.ForEachShard(ctx, func(ctx context.Context, rc *redis.Client) error {
+			return fn(ctx, rc.Options().Addr, rc)
+		})
+	case modeSentinel:
+		return fn(ctx, c.sentinel.masterAddr(), c.single)
+	}
+	return fn(ctx, c.base.addr, c.single)
+}
+
+// passwordOf digs the password out of a URL that may not parse, so that
+// even a usage error can mask it.
+func passwordOf(raw string) string {
+	rest := raw
+	if i := strings.Index(rest, "://"); i >= 0 {
+		rest = rest[i+3:]
+	}
+	at := strings.LastIndex(rest, "@")
+	if at < 0 {
+		return ""
+	}
+	userinfo := rest[:at]
+	if i := strings.Index(userinfo, ":"); i >= 0 {
+		return userinfo[i+1:]
+	}
+	return ""
+}
+
+// maskRawURL masks the password of a URL that may not parse.
+func maskRawURL(raw string) string {
+	if p := passwordOf(raw); p != "" {
+		return strings.Replace(raw, ":"+p+"@", ":***@", 1)
+	}
+	return raw
+}
