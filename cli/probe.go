@@ -260,7 +260,7 @@ func probeSession(ctx context.Context, s *Session, run probeRun) (probes.Report,
 	deadline := time.Now().Add(opts.Timeout + time.Millisecond)
 	tick := time.NewTicker(10 * time.Millisecond)
 	defer tick.Stop()
-	for time.Now().Before(deadline) && !allSettled(eng.Snapshot(time.Now())) {
+	for time.Now().Before(deadline) && eng.Pending(time.Now()) > 0 {
 		select {
 		case <-ctx.Done():
 			return probes.Report{}, ctx.Err()
@@ -281,16 +281,6 @@ func probeSession(ctx context.Context, s *Session, run probeRun) (probes.Report,
 	}
 	in.Duration = time.Since(started)
 	return eng.Report(time.Now(), in, opts.budgets()), nil
-}
-
-// allSettled reports whether no path is still waiting for a probe.
-func allSettled(snap probes.Snapshot) bool {
-	for _, p := range snap.Paths {
-		if p.Pending > 0 {
-			return false
-		}
-	}
-	return true
 }
 
 // waitSSE waits until every SSE connection connected once. A connection

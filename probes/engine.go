@@ -396,13 +396,36 @@ func (e *Engine) expire(now time.Time) {
 	e.order = append(e.order[:0], e.order[n:]...)
 }
 
+// Pending expires what is due at now and returns how many (probe, path)
+// pairs are still waiting for a delivery: 0 means every path has every
+// probe or has given it up as lost. It is cheaper than Snapshot for
+// polling.
+func (e *Engine) Pending(now time.Time) int {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.expire(now)
+	n := 0
+	for _, seq := range e.order {
+		st := e.live[seq]
+		for _, p := range e.paths {
+			if seq < p.firstSeq {
+				continue
+			}
+			if p.idx >= len(st.paths) || !st.paths[p.idx].done {
+				n++
+			}
+		}
+	}
+	return n
+}
+
 // Snapshot is a copy of the engine's state at one time.
 type Snapshot struct {
 	At         time.Time
 	RunID      string
 	Sent       int
 	Timeout    time.Duration
-	Paths      []PathStats // in the order added
+	Paths      []PathStats // "redis" first, then in the order added
 	HopEntries int         // organic Redis messages remembered for hop matching
 }
 
@@ -451,7 +474,7 @@ func (e *Engine) Snapshot(now time.Time) Snapshot {
 		Timeout:    e.cfg.Timeout,
 		HopEntries: e.hop.len(),
 	}
-	for _, p := range e.paths {
+	for _, p := range e.orderedPaths() {
 		ps := PathStats{
 			Path:          p.name,
 			Endpoint:      p.endpoint,
@@ -496,4 +519,19 @@ func (e *Engine) Snapshot(now time.Time) Snapshot {
 		s.Paths = append(s.Paths, ps)
 	}
 	return s
+}
+
+// orderedPaths lists "redis" first (the publisher's side), then the SSE
+// paths in the order they were added.
+func (e *Engine) orderedPaths() []*pathState {
+	out := make([]*pathState, 0, len(e.paths))
+	if p := e.byName[PathRedis]; p != nil {
+		out = append(out, p)
+	}
+	for _, p := range e.paths {
+		if p.name != PathRedis {
+			out = append(out, p)
+		}
+	}
+	return out
 }

@@ -521,3 +521,46 @@ func BenchmarkObserve(b *testing.B) {
 		}
 	})
 }
+
+func TestRedisPathFirst(t *testing.T) {
+	e := newTestEngine(t, Config{})
+	e.AddPath(SSEPath("b"), 1)
+	e.AddPath(SSEPath("a"), 1)
+	e.AddPath(PathRedis, 1)
+	var got []string
+	for _, p := range e.Snapshot(t0).Paths {
+		got = append(got, p.Path)
+	}
+	if want := "[redis sse:b sse:a]"; fmt.Sprint(got) != want {
+		t.Errorf("got %v, want %s", got, want)
+	}
+}
+
+func TestPending(t *testing.T) {
+	e := newTestEngine(t, Config{Timeout: time.Second})
+	e.AddPath(PathRedis, 1)
+	e.AddPath(SSEPath("a"), 2)
+	p := e.Next(t0)
+	tests := []struct {
+		rec  *feed.Record
+		at   time.Duration
+		want int
+	}{
+		{nil, 0, 2},
+		{redisRec(t0.Add(time.Millisecond), p.Payload), time.Millisecond, 1},
+		{sseRec(t0.Add(time.Millisecond), "a", 0, p.Payload), time.Millisecond, 1}, // one of two connections
+		{sseRec(t0.Add(time.Millisecond), "a", 1, p.Payload), time.Millisecond, 0},
+	}
+	for i, tc := range tests {
+		if tc.rec != nil {
+			e.Observe(tc.rec)
+		}
+		if got := e.Pending(t0.Add(tc.at)); got != tc.want {
+			t.Errorf("step %d: got %d pending, want %d", i, got, tc.want)
+		}
+	}
+	e.Next(t0)
+	if got := e.Pending(t0.Add(2 * time.Second)); got != 0 {
+		t.Errorf("after the timeout: got %d pending, want 0", got)
+	}
+}
