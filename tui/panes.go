@@ -255,6 +255,9 @@ func (p *latencyPane) View() string {
 	if p.lat.Continuous {
 		head += " " + st.Good.Render("probing")
 	}
+	if p.lat.Error != "" {
+		head += " " + st.Error.Render(esc(p.lat.Error))
+	}
 	return p.view(rule(st, head, p.width), p.rows())
 }
 

@@ -101,6 +101,7 @@ type Latency struct {
 	Sent       uint64
 	Continuous bool // the Backend probes on its own interval
 	Interval   time.Duration
+	Error      string // why the last probe could not be sent
 	Paths      []Path
 }
 

@@ -521,10 +521,6 @@ func (s *streamPane) recordText(r *feed.Record, limit int) (src, name string, ta
 	case feed.KindState:
 		name = "state"
 		b = append(b, esc(r.State)...)
-		if r.Target != "" {
-			b = append(b, ' ')
-			b = appendEscapedPrefix(b, r.Target, 256)
-		}
 		if r.Status != 0 {
 			b = append(b, " HTTP "...)
 			b = strconv.AppendInt(b, int64(r.Status), 10)
@@ -536,6 +532,10 @@ func (s *streamPane) recordText(r *feed.Record, limit int) (src, name string, ta
 		if r.Error != "" {
 			b = append(b, ' ')
 			b = appendEscapedPrefix(b, r.Error, limit)
+		}
+		if r.Target != "" {
+			b = append(b, ' ')
+			b = appendEscapedPrefix(b, r.Target, 256)
 		}
 	}
 	if r.Probe != "" {
