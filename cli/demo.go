@@ -1,0 +1,231 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/alicebob/miniredis/v2"
+	"github.com/spf13/cobra"
+
+	"github.com/fanscope/fanscope/internal/trafficgen"
+	"github.com/fanscope/fanscope/probes"
+	"github.com/fanscope/fanscope/redisx"
+	"github.com/fanscope/fanscope/relay"
+)
+
+// demoFlags are the flags of `fanscope demo`.
+type demoFlags struct {
+	Redis        string
+	Headless     bool
+	Duration     time.Duration
+	Listen       string
+	AllowPublish bool
+}
+
+// Demo timing: probes every demoProbeInterval, each allowed demoProbeTimeout.
+const (
+	demoProbeInterval = 2 * time.Second
+	demoProbeTimeout  = 5 * time.Second
+	demoKeepAlive     = 5 * time.Second
+	demoEndpoint      = "demo"
+)
+
+func newDemoCmd(e *env) *cobra.Command {
+	f := &demoFlags{}
+	cmd := &cobra.Command{
+		Use:   "demo",
+		Short: "Zero-set-up demo: in-process Redis + relay + story traffic, watched live",
+		Long: `demo runs the whole pipeline fanscope is made for, in one process:
+
+  traffic generator ──PUBLISH story:published──▶ Redis ──▶ relay ──SSE──▶ fanscope
+  (story JSON every 0.5–2 s)                       │    (GET /api/community/events,
+                                                   │     event: story-published)
+                                                   └──PSUBSCRIBE story:*──▶ fanscope
+
+Redis is an in-process miniredis unless --redis is given. The relay is
+fanscope's reference relay (see 'fanscope relay') on a free loopback port.
+fanscope watches story:* on Redis and the relay's SSE endpoint, and sends a
+probe every 2 s, so latency fills in by itself. The pattern alone is watched:
+adding -c story:published as well would deliver each message twice.
+
+--headless (or stdout not a terminal) prints tail text instead of the TUI;
+it ends after --duration (or on Ctrl-C) with the probe report. Exit status 1
+when a probe was lost.`,
+		Example: `  fanscope demo
+  fanscope demo --headless --duration 10s
+  fanscope demo --redis redis://127.0.0.1:6379`,
+		Args: noArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return runDemo(cmd.Context(), e, f)
+		},
+	}
+	fs := cmd.Flags()
+	fs.StringVar(&f.Redis, "redis", "", "use this Redis `URL` instead of an in-process one (demo traffic is published to story:*)")
+	fs.BoolVar(&f.Headless, "headless", false, "print tail text and a probe report instead of the TUI")
+	fs.DurationVar(&f.Duration, "duration", 0, "stop after `D` (default: until interrupted)")
+	fs.StringVar(&f.Listen, "listen", "127.0.0.1:0", "`ADDR` for the relay (default: a free loopback port)")
+	fs.BoolVar(&f.AllowPublish, "allow-publish", false, "allow publishing demo traffic to a --redis that is not on loopback")
+	return cmd
+}
+
+func runDemo(ctx context.Context, e *env, f *demoFlags) error {
+	if f.Duration < 0 {
+		return usageError(fmt.Errorf("--duration %v is negative", f.Duration))
+	}
+	// The pipeline lives until the report is written, even after Ctrl-C.
+	infra, stopInfra := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopInfra()
+
+	redisURL, target := f.Redis, ""
+	if redisURL == "" {
+		mr := miniredis.NewMiniRedis()
+		if err := mr.Start(); err != nil {
+			return fmt.Errorf("demo: start in-process redis: %w", err)
+		}
+		defer mr.Close()
+		redisURL, target = "redis://"+mr.Addr(), " (in-process miniredis)"
+	}
+
+	relayLog := slog.New(slog.DiscardHandler)
+	if f.Headless {
+		relayLog = slog.New(slog.NewTextHandler(e.stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	}
+	rr, err := startRelay(infra, relayOptions{
+		Redis:  redisx.Options{URLs: []string{redisURL}, ClientName: "fanscope-demo-relay"},
+		Sub:    redisx.Subscription{Channels: []string{trafficgen.ChannelPublished}},
+		Listen: f.Listen,
+		Relay:  relay.Config{KeepAlive: demoKeepAlive, History: 1000},
+		Logger: relayLog,
+	})
+	if err != nil {
+		return fmt.Errorf("demo: %w", err)
+	}
+	defer rr.Stop()
+	if !rr.Redis.Loopback() && !f.AllowPublish {
+		return usageError(fmt.Errorf("demo: %s is not on loopback and the demo publishes test traffic to story:*; pass --allow-publish to do it anyway", rr.Redis.Target()))
+	}
+
+	s, err := OpenSession(infra, SessionConfig{
+		Sources: SourceFlags{
+			Redis:    []string{redisURL},
+			Patterns: []string{"story:*"},
+			SSE:      []string{demoEndpoint + "=" + rr.URL},
+		},
+		Probe:    probes.Config{Timeout: demoProbeTimeout},
+		RingSize: 4096,
+		Getenv:   e.getenv,
+	})
+	if err != nil {
+		return fmt.Errorf("demo: %w", err)
+	}
+	// The fallback until the TUI is wired in: tail text on stdout.
+	printer := newTailPrinter(e.stdout, tailOptions{}, func() {})
+	s.OnBatch(printer.print)
+	if err := s.Start(infra); err != nil {
+		s.Close()
+		return fmt.Errorf("demo: %w", err)
+	}
+	fmt.Fprintf(e.stderr, "fanscope demo: redis %s%s; relay %s; probes every %v. Ctrl-C ends it.\n",
+		rr.Redis.Target(), target, rr.URL, demoProbeInterval)
+
+	run := ctx
+	if f.Duration > 0 {
+		var cancel context.CancelFunc
+		run, cancel = context.WithTimeout(ctx, f.Duration)
+		defer cancel()
+	}
+	rep, err := demoLoop(run, infra, s, rr)
+	s.Close()
+	if ferr := printer.flush(); ferr != nil && err == nil {
+		err = fmt.Errorf("write output: %w", ferr)
+	}
+	if err != nil {
+		return fmt.Errorf("demo: %w", err)
+	}
+	fmt.Fprintln(e.stdout)
+	if err := rep.WriteText(e.stdout); err != nil {
+		return fmt.Errorf("write report: %w", err)
+	}
+	if !rep.Pass {
+		return &quietError{code: exitCheckFailed}
+	}
+	return nil
+}
+
+// demoLoop runs traffic and probes until run ends, then waits for the last
+// probes (on infra, which outlives run) and returns the report.
+func demoLoop(run, infra context.Context, s *Session, rr *runningRelay) (probes.Report, error) {
+	started := time.Now()
+	trafficDone := make(chan error, 1)
+	go func() {
+		trafficDone <- trafficgen.Run(run, trafficgen.New(trafficgen.Config{}), func(ctx context.Context, ch, p string) error {
+			_, err := s.Redis.Publish(ctx, ch, p)
+			return err
+		})
+	}()
+
+	in := probes.ReportInput{Channel: trafficgen.ChannelPublished}
+	probeErr := func() error {
+		if err := waitSSE(run, s, 10*time.Second); err != nil {
+			return err
+		}
+		// The SSE response can arrive a moment before the relay registered
+		// the connection for fan-out.
+		if err := sleepCtx(run, probeSettle); err != nil {
+			return err
+		}
+		var err error
+		if in.Subscribers, _, err = probeSubscribers(run, s.Redis, in.Channel, false); err != nil {
+			return err
+		}
+		eng := s.Engine
+		tick := time.NewTicker(demoProbeInterval)
+		defer tick.Stop()
+		for first := true; ; first = false {
+			p := eng.Next(time.Now())
+			eng.MarkSent(p.Seq, time.Now())
+			n, err := s.Redis.Publish(run, in.Channel, p.Payload)
+			if err != nil {
+				return fmt.Errorf("send probe %d: %w", p.Seq, err)
+			}
+			in.Receivers.Observe(n, first)
+			select {
+			case <-run.Done():
+				return run.Err()
+			case err := <-s.Err():
+				return err
+			case <-tick.C:
+				eng.Expire(time.Now())
+			}
+		}
+	}()
+	terr := <-trafficDone
+	if !isCtxEnd(probeErr) {
+		return probes.Report{}, probeErr
+	}
+	if terr != nil {
+		return probes.Report{}, terr
+	}
+
+	// Let the last probes arrive (or time out).
+	deadline := time.Now().Add(demoProbeTimeout + time.Millisecond)
+	for time.Now().Before(deadline) && s.Engine.Pending(time.Now()) > 0 {
+		if err := sleepCtx(infra, 10*time.Millisecond); err != nil {
+			return probes.Report{}, err
+		}
+	}
+	var err error
+	if in.SubscribersAfter, _, err = probeSubscribers(infra, s.Redis, in.Channel, false); err != nil {
+		return probes.Report{}, err
+	}
+	in.Duration = time.Since(started)
+	return s.Engine.Report(time.Now(), in, probes.DefaultBudgets()), nil
+}
+
+// isCtxEnd reports whether err is nil or just says a context ended.
+func isCtxEnd(err error) bool {
+	return err == nil || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)
+}
