@@ -409,3 +409,30 @@ func TestProbeChannelChoice(t *testing.T) {
 		t.Errorf("matchedByPattern: got the wrong answer for story:* / user:*")
 	}
 }
+
+func TestProbeSSENeverConnects(t *testing.T) {
+	redis := redistest.Start(t)
+	// Accepts the request and never answers it.
+	silent := httptest.NewServer(http.HandlerFunc(func(_ http.ResponseWriter, r *http.Request) { <-r.Context().Done() }))
+	t.Cleanup(silent.Close)
+	old := probeConnectWait
+	probeConnectWait = 500 * time.Millisecond
+	t.Cleanup(func() { probeConnectWait = old })
+	res := runProbeCmd(t, "--redis", redis.URL(), "-c", probeTestChannel, "--sse", "mute="+silent.URL, "--timeout", "100ms")
+	if res.code != 3 || !strings.Contains(res.stderr, "sse endpoint mute") || !strings.Contains(res.stderr, "did not connect within 500ms") {
+		t.Errorf("got exit %d stderr %q, want 3 naming endpoint mute", res.code, res.stderr)
+	}
+}
+
+func TestProbeChannelMatchedByPattern(t *testing.T) {
+	redis := redistest.Start(t)
+	// The pattern already delivers the probe channel: it must not be
+	// subscribed a second time, or every probe would count as a duplicate.
+	res := runProbeCmd(t, "--redis", redis.URL(), "-p", "story:*", "--probe-channel", probeTestChannel, "--json", "-n", "3", "--interval", "10ms")
+	if res.code != 0 {
+		t.Fatalf("exit: got %d, want 0\nstdout:\n%s\nstderr:\n%s", res.code, res.stdout, res.stderr)
+	}
+	if p := reportPath(t, decodeReport(t, res), "redis"); p.Delivered != 3 || p.Duplicates != 0 {
+		t.Errorf("redis: got %+v, want 3 delivered, no duplicates", p)
+	}
+}

@@ -223,6 +223,16 @@ func evaluate(p PathStats, missed []ConnMiss, b Budgets) []string {
 			out = append(out, fmt.Sprintf("%s: p99 %s above --max-p99 %s", p.Path, dur(p.Latency.P99), dur(b.MaxP99)))
 		}
 	}
+	// Over several connections the budgets hold for every one of them:
+	// the time until the last connection got each probe is checked too.
+	if p.Conns > 1 && p.Fanout.Count > 0 {
+		if b.MaxP50 > 0 && p.Fanout.P50 > b.MaxP50 {
+			out = append(out, fmt.Sprintf("%s: fan-out p50 (last of %d connections) %s above --max-p50 %s", p.Path, p.Conns, dur(p.Fanout.P50), dur(b.MaxP50)))
+		}
+		if b.MaxP99 > 0 && p.Fanout.P99 > b.MaxP99 {
+			out = append(out, fmt.Sprintf("%s: fan-out p99 (last of %d connections) %s above --max-p99 %s", p.Path, p.Conns, dur(p.Fanout.P99), dur(b.MaxP99)))
+		}
+	}
 	return out
 }
 

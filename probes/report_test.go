@@ -229,3 +229,55 @@ func TestJUnitWellFormed(t *testing.T) {
 		t.Errorf("subscribers case: got %+v, want a --min-subscribers failure", doc.Suite.Cases[0])
 	}
 }
+
+func TestGoldenFanoutText(t *testing.T) {
+	e := NewEngine(Config{RunID: runID, Timeout: time.Second})
+	e.AddPath(PathRedis, 1)
+	e.AddPath(SSEPath("app-1"), 4)
+	for i := range 4 {
+		sent := t0.Add(time.Duration(i) * 100 * time.Millisecond)
+		p := e.Next(sent)
+		e.Observe(redisRec(sent.Add(100*time.Microsecond), p.Payload))
+		for c := range 4 {
+			if (c == 3 && i >= 2) || (c == 1 && i == 0) {
+				continue // connection 3 misses probes 3 and 4, connection 1 misses probe 1
+			}
+			e.Observe(sseRec(sent.Add(time.Duration(1+c)*time.Millisecond), "app-1", c, p.Payload))
+		}
+	}
+	b := DefaultBudgets()
+	b.MinDelivery = 0.5
+	rep := e.Report(t0.Add(5*time.Second), ReportInput{Channel: "story:published", Subscribers: map[string]int64{"story:published": 2},
+		Receivers: Receivers{Min: 2, Max: 2}}, b)
+	var text bytes.Buffer
+	if err := rep.WriteText(&text); err != nil {
+		t.Fatal(err)
+	}
+	golden(t, "report_fanout.txt", text.Bytes())
+}
+
+func TestFanoutBudgets(t *testing.T) {
+	// 2 connections: the first gets each probe in 1 ms, the second in 5 ms.
+	e := NewEngine(Config{RunID: runID})
+	e.AddPath(SSEPath("a"), 2)
+	for range 3 {
+		p := e.Next(t0)
+		e.Observe(sseRec(t0.Add(time.Millisecond), "a", 0, p.Payload))
+		e.Observe(sseRec(t0.Add(5*time.Millisecond), "a", 1, p.Payload))
+	}
+	snap := e.Snapshot(t0.Add(time.Second))
+	tests := []struct {
+		b    Budgets
+		want string
+	}{
+		{Budgets{MinDelivery: 1, MaxP99: 5 * time.Millisecond}, ""},
+		{Budgets{MinDelivery: 1, MaxP99: 5*time.Millisecond - time.Microsecond}, "sse:a: fan-out p99 (last of 2 connections) 5ms above --max-p99 4.999ms"},
+		{Budgets{MinDelivery: 1, MaxP50: time.Millisecond}, "sse:a: fan-out p50 (last of 2 connections) 5ms above --max-p50 1ms"},
+	}
+	for _, tc := range tests {
+		rep := BuildReport(snap, ReportInput{}, tc.b)
+		if got := strings.Join(rep.Failures, " | "); got != tc.want {
+			t.Errorf("%+v: got %q, want %q", tc.b, got, tc.want)
+		}
+	}
+}
