@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/alicebob/miniredis/v2"
@@ -14,6 +15,7 @@ import (
 	"github.com/fanscope/fanscope/probes"
 	"github.com/fanscope/fanscope/redisx"
 	"github.com/fanscope/fanscope/relay"
+	"github.com/fanscope/fanscope/tui"
 )
 
 // demoFlags are the flags of `fanscope demo`.
@@ -108,6 +110,7 @@ func runDemo(ctx context.Context, e *env, f *demoFlags) error {
 		return usageError(fmt.Errorf("demo: %s is not on loopback and the demo publishes test traffic to story:*; pass --allow-publish to do it anyway", rr.Redis.Target()))
 	}
 
+	tuiMode := !f.Headless && e.isTerminal(e.stdout)
 	s, err := OpenSession(infra, SessionConfig{
 		Sources: SourceFlags{
 			Redis:    []string{redisURL},
@@ -115,21 +118,29 @@ func runDemo(ctx context.Context, e *env, f *demoFlags) error {
 			SSE:      []string{demoEndpoint + "=" + rr.URL},
 		},
 		Probe:    probes.Config{Timeout: demoProbeTimeout},
-		RingSize: 4096,
+		RingSize: max(tui.DefaultBuffer, 1024),
 		Getenv:   e.getenv,
 	})
 	if err != nil {
 		return fmt.Errorf("demo: %w", err)
 	}
-	// The fallback until the TUI is wired in: tail text on stdout.
-	printer := newTailPrinter(e.stdout, tailOptions{}, func() {})
-	s.OnBatch(printer.print)
+	var printer *tailPrinter
+	if !tuiMode {
+		printer = newTailPrinter(e.stdout, tailOptions{}, func() {})
+		s.OnBatch(printer.print)
+	}
 	if err := s.Start(infra); err != nil {
 		s.Close()
 		return fmt.Errorf("demo: %w", err)
 	}
-	fmt.Fprintf(e.stderr, "fanscope demo: redis %s%s; relay %s; probes every %v. Ctrl-C ends it.\n",
-		rr.Redis.Target(), target, rr.URL, demoProbeInterval)
+	closeSession := sync.OnceFunc(s.Close)
+	defer closeSession()
+	quit := "Ctrl-C"
+	if tuiMode {
+		quit = "q"
+	}
+	fmt.Fprintf(e.stderr, "fanscope demo: redis %s%s; relay %s; probes every %v. %s ends it.\n",
+		rr.Redis.Target(), target, rr.URL, demoProbeInterval, quit)
 
 	run := ctx
 	if f.Duration > 0 {
@@ -137,28 +148,61 @@ func runDemo(ctx context.Context, e *env, f *demoFlags) error {
 		run, cancel = context.WithTimeout(ctx, f.Duration)
 		defer cancel()
 	}
-	rep, err := demoLoop(run, infra, s, rr)
-	s.Close()
-	if ferr := printer.flush(); ferr != nil && err == nil {
-		err = fmt.Errorf("write output: %w", ferr)
+	if tuiMode {
+		return demoTUI(run, e, s, f)
 	}
-	if err != nil {
-		return fmt.Errorf("demo: %w", err)
+	started := time.Now()
+	in, err := demoTraffic(run, s)
+	if err == nil {
+		rep, rerr := demoReport(infra, s, in, started)
+		closeSession() // the fan-in has printed every record
+		if ferr := printer.flush(); ferr != nil {
+			return fmt.Errorf("write output: %w", ferr)
+		}
+		if rerr != nil {
+			return fmt.Errorf("demo: %w", rerr)
+		}
+		fmt.Fprintln(e.stdout)
+		if err := rep.WriteText(e.stdout); err != nil {
+			return fmt.Errorf("write report: %w", err)
+		}
+		if !rep.Pass {
+			return &quietError{code: exitCheckFailed}
+		}
+		return nil
 	}
-	fmt.Fprintln(e.stdout)
-	if err := rep.WriteText(e.stdout); err != nil {
-		return fmt.Errorf("write report: %w", err)
-	}
-	if !rep.Pass {
-		return &quietError{code: exitCheckFailed}
-	}
-	return nil
+	closeSession()
+	_ = printer.flush()
+	return fmt.Errorf("demo: %w", err)
 }
 
-// demoLoop runs traffic and probes until run ends, then waits for the last
-// probes (on infra, which outlives run) and returns the report.
-func demoLoop(run, infra context.Context, s *Session, rr *runningRelay) (probes.Report, error) {
-	started := time.Now()
+// demoTUI runs the TUI on the demo session while traffic and probes run
+// underneath; it ends when the user quits or run ends.
+func demoTUI(run context.Context, e *env, s *Session, f *demoFlags) error {
+	run, cancel := context.WithCancel(run)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() {
+		_, err := demoTraffic(run, s)
+		done <- err
+	}()
+	err := runWatch(run, s, WatchOptions{
+		Buffer:        tui.DefaultBuffer,
+		AllowPublish:  f.AllowPublish,
+		ProbeChannel:  trafficgen.ChannelPublished,
+		ProbeInterval: demoProbeInterval,
+	}, e.stdin, e.stdout, e.stderr)
+	cancel()
+	if terr := <-done; err == nil && terr != nil {
+		err = fmt.Errorf("demo: %w", terr)
+	}
+	return err
+}
+
+// demoTraffic publishes story traffic and sends a probe every
+// demoProbeInterval until run ends; it returns what the report needs from
+// outside the engine. A context ending is not an error.
+func demoTraffic(run context.Context, s *Session) (probes.ReportInput, error) {
 	trafficDone := make(chan error, 1)
 	go func() {
 		trafficDone <- trafficgen.Run(run, trafficgen.New(trafficgen.Config{}), func(ctx context.Context, ch, p string) error {
@@ -204,13 +248,14 @@ func demoLoop(run, infra context.Context, s *Session, rr *runningRelay) (probes.
 	}()
 	terr := <-trafficDone
 	if !isCtxEnd(probeErr) {
-		return probes.Report{}, probeErr
+		return in, probeErr
 	}
-	if terr != nil {
-		return probes.Report{}, terr
-	}
+	return in, terr
+}
 
-	// Let the last probes arrive (or time out).
+// demoReport waits (on infra, which outlives the run) for the last probes
+// to arrive or time out and builds the report.
+func demoReport(infra context.Context, s *Session, in probes.ReportInput, started time.Time) (probes.Report, error) {
 	deadline := time.Now().Add(demoProbeTimeout + time.Millisecond)
 	for time.Now().Before(deadline) && s.Engine.Pending(time.Now()) > 0 {
 		if err := sleepCtx(infra, 10*time.Millisecond); err != nil {
