@@ -102,7 +102,7 @@ type Engine struct {
 	mu     sync.Mutex
 	seq    int
 	live   map[int]*probeState
-	order  []int // live seqs in send order
+	order  []*probeState // live probes in send order
 	paths  []*pathState
 	byName map[string]*pathState
 	sse    map[string]*pathState // by endpoint name
@@ -222,7 +222,7 @@ func (e *Engine) Next(now time.Time) Probe {
 	e.seq++
 	st := &probeState{seq: e.seq, token: Token(e.cfg.RunID, e.seq), sentAt: now}
 	e.live[st.seq] = st
-	e.order = append(e.order, st.seq)
+	e.order = append(e.order, st)
 	return Probe{
 		Seq:     st.seq,
 		Token:   st.token,
@@ -367,8 +367,8 @@ func (e *Engine) Expire(now time.Time) {
 
 func (e *Engine) expire(now time.Time) {
 	n := 0
-	for _, seq := range e.order {
-		st := e.live[seq]
+	for _, st := range e.order {
+		seq := st.seq
 		if now.Sub(st.sentAt) <= e.cfg.Timeout {
 			break
 		}
@@ -394,6 +394,7 @@ func (e *Engine) expire(now time.Time) {
 		n++
 	}
 	e.order = append(e.order[:0], e.order[n:]...)
+	clear(e.order[len(e.order) : len(e.order)+n])
 }
 
 // Pending expires what is due at now and returns how many (probe, path)
@@ -405,8 +406,8 @@ func (e *Engine) Pending(now time.Time) int {
 	defer e.mu.Unlock()
 	e.expire(now)
 	n := 0
-	for _, seq := range e.order {
-		st := e.live[seq]
+	for _, st := range e.order {
+		seq := st.seq
 		for _, p := range e.paths {
 			if seq < p.firstSeq {
 				continue
@@ -497,11 +498,10 @@ func (e *Engine) Snapshot(now time.Time) Snapshot {
 		for i, c := range p.conns {
 			ps.ConnStats[i] = ConnStats{Conn: i, Received: c.got, Missed: c.missed}
 		}
-		for _, seq := range e.order {
-			if seq < p.firstSeq {
+		for _, st := range e.order {
+			if st.seq < p.firstSeq {
 				continue
 			}
-			st := e.live[seq]
 			var pp probePath
 			if p.idx < len(st.paths) {
 				pp = st.paths[p.idx]

@@ -564,3 +564,20 @@ func TestPending(t *testing.T) {
 		t.Errorf("after the timeout: got %d pending, want 0", got)
 	}
 }
+
+func BenchmarkSnapshot(b *testing.B) {
+	e := NewEngine(Config{RunID: runID})
+	e.AddPath(PathRedis, 1)
+	e.AddPath(SSEPath("app-1"), 1)
+	for i := range 5000 {
+		sent := t0.Add(time.Duration(i) * time.Millisecond)
+		p := e.Next(sent)
+		e.Observe(redisRec(sent.Add(time.Duration(i%700)*time.Microsecond), p.Payload))
+		e.Observe(sseRec(sent.Add(time.Duration(i%900)*time.Microsecond), "app-1", 0, p.Payload))
+	}
+	now := t0.Add(6 * time.Second)
+	b.ReportAllocs()
+	for b.Loop() {
+		e.Snapshot(now)
+	}
+}

@@ -30,6 +30,10 @@ type Histogram struct {
 	max     int64
 	clamped int64
 	over    bool // more than exactCap values: exact is no longer kept
+
+	// dist caches Dist between values: the TUI asks 20–30 times a second.
+	dist   Dist
+	distOK bool
 }
 
 // Record adds one value in microseconds.
@@ -46,6 +50,7 @@ func (h *Histogram) Record(us int64) {
 	}
 	_ = h.h.RecordValue(us) // in range by construction
 	h.count++
+	h.distOK = false
 	if us > h.max {
 		h.max = us
 	}
@@ -114,6 +119,13 @@ func (h *Histogram) Clone() *Histogram {
 
 // Dist returns the summary of the distribution.
 func (h *Histogram) Dist() Dist {
+	if !h.distOK {
+		h.dist, h.distOK = h.summarise(), true
+	}
+	return h.dist
+}
+
+func (h *Histogram) summarise() Dist {
 	d := Dist{Count: h.count, Clamped: h.clamped}
 	if h.count == 0 {
 		return d
