@@ -188,6 +188,9 @@ func runProbe(ctx context.Context, e *env, src SourceFlags, opts probeOptions) e
 	rep, err := probeSession(ctx, s, probeRun{Channel: channel, Shard: shard, Opts: opts, Progress: progress})
 	s.Close()
 	if err != nil {
+		if ctx.Err() != nil && errors.Is(err, ctx.Err()) {
+			return fmt.Errorf("probe interrupted before its report: %w", err)
+		}
 		return err
 	}
 	return writeProbeReport(e, &rep, opts)

@@ -520,6 +520,18 @@ func BenchmarkObserve(b *testing.B) {
 			e.Observe(&r)
 		}
 	})
+	byKey := NewEngine(Config{RunID: runID, MatchKey: "storyId"})
+	byKey.Observe(redisRec(t0, organic.Data))
+	b.Run("organic-match-key", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			r := *organic
+			byKey.Observe(&r)
+			if !r.HasHop {
+				b.Fatal("no hop")
+			}
+		}
+	})
 }
 
 func TestRedisPathFirst(t *testing.T) {
