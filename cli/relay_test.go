@@ -152,3 +152,41 @@ func TestRelayExitCodes(t *testing.T) {
 		})
 	}
 }
+
+// TestProbePassesAgainstRelay: fanscope's own probe, over many SSE
+// connections, passes against the relay command.
+func TestProbePassesAgainstRelay(t *testing.T) {
+	srv := redistest.Start(t)
+	addr := fmt.Sprintf("127.0.0.1:%d", redistest.FreePort(t))
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	_, wait := startCmd(t, ctx, nil, "relay", "--redis", srv.URL(), "--listen", addr, "-c", "story:published")
+	waitHTTP200(t, "http://"+addr+"/healthz")
+
+	res := runCmd(t, "probe", "--redis", srv.URL(), "-c", "story:published",
+		"--sse", "relay=http://"+addr+"/api/community/events", "--sse-clients", "50", "-n", "20", "--interval", "10ms", "--json")
+	if res.code != 0 {
+		t.Fatalf("probe: got exit %d, want 0; stdout:\n%s\nstderr:\n%s", res.code, res.stdout, res.stderr)
+	}
+	var rep struct {
+		Pass  bool `json:"pass"`
+		Paths []struct {
+			Path      string `json:"path"`
+			Delivered int    `json:"delivered"`
+		} `json:"paths"`
+	}
+	if err := json.Unmarshal([]byte(res.stdout), &rep); err != nil {
+		t.Fatalf("probe --json: %v\n%s", err, res.stdout)
+	}
+	got := map[string]int{}
+	for _, p := range rep.Paths {
+		got[p.Path] = p.Delivered
+	}
+	if !rep.Pass || got["redis"] != 20 || got["sse:relay"] != 20 {
+		t.Fatalf("probe report: got pass=%v delivered %v, want pass and 20 on redis and sse:relay", rep.Pass, got)
+	}
+	cancel()
+	if r := wait(); r.code != 0 {
+		t.Fatalf("relay: got exit %d, want 0; stderr:\n%s", r.code, r.stderr)
+	}
+}
