@@ -7,6 +7,7 @@ import (
 	"encoding/xml"
 	"fmt"
 	"math"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -20,6 +21,7 @@ import (
 	"github.com/fanscope/fanscope/internal/redistest"
 	"github.com/fanscope/fanscope/probes"
 	"github.com/fanscope/fanscope/redisx"
+	"github.com/fanscope/fanscope/relay"
 )
 
 const probeTestChannel = "story:published"
@@ -221,8 +223,8 @@ func TestProbeRelays(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			relay := startProbeRelay(t, redis, tc.delay, tc.transform)
-			args := probeArgs(redis, append([]string{"--sse", "app-1=" + relay.url(), "-n", "8", "--interval", "20ms", "--timeout", "1s"}, tc.args...)...)
+			rel := startProbeRelay(t, redis, tc.delay, tc.transform)
+			args := probeArgs(redis, append([]string{"--sse", "app-1=" + rel.url(), "-n", "8", "--interval", "20ms", "--timeout", "1s"}, tc.args...)...)
 			res := runProbeCmd(t, args...)
 			if res.code != tc.code {
 				t.Fatalf("exit: got %d, want %d\nstdout:\n%s\nstderr:\n%s", res.code, tc.code, res.stdout, res.stderr)
@@ -256,8 +258,8 @@ func TestProbeRelays(t *testing.T) {
 
 func TestProbeDelayedRelay(t *testing.T) {
 	redis := redistest.Start(t)
-	relay := startProbeRelay(t, redis, 200*time.Millisecond, nil)
-	res := runProbeCmd(t, probeArgs(redis, "--sse", "slow="+relay.url(), "-n", "10", "--interval", "50ms", "--timeout", "2s")...)
+	rel := startProbeRelay(t, redis, 200*time.Millisecond, nil)
+	res := runProbeCmd(t, probeArgs(redis, "--sse", "slow="+rel.url(), "-n", "10", "--interval", "50ms", "--timeout", "2s")...)
 	if res.code != 0 {
 		t.Fatalf("exit: got %d, want 0\nstdout:\n%s\nstderr:\n%s", res.code, res.stdout, res.stderr)
 	}
@@ -267,7 +269,7 @@ func TestProbeDelayedRelay(t *testing.T) {
 		t.Errorf("got delivered %d p50 %.3fms, want 10 and p50 within 10%% of 200ms", p.Delivered, p.P50MS)
 	}
 	// The same run against a budget below the delay fails, naming it.
-	res = runProbeCmd(t, probeArgs(redis, "--sse", "slow="+relay.url(), "-n", "3", "--interval", "10ms", "--max-p50", "150ms")...)
+	res = runProbeCmd(t, probeArgs(redis, "--sse", "slow="+rel.url(), "-n", "3", "--interval", "10ms", "--max-p50", "150ms")...)
 	rep := decodeReport(t, res)
 	if res.code != 1 || len(rep.Failures) != 1 || !strings.HasPrefix(rep.Failures[0], "sse:slow: p50 ") || !strings.HasSuffix(rep.Failures[0], "above --max-p50 150ms") {
 		t.Errorf("got exit %d failures %q, want 1 and one sse:slow p50 failure", res.code, rep.Failures)
@@ -276,14 +278,14 @@ func TestProbeDelayedRelay(t *testing.T) {
 
 func TestProbeTextAndJUnit(t *testing.T) {
 	redis := redistest.Start(t)
-	relay := startProbeRelay(t, redis, 0, func(i int, d string) []string {
+	rel := startProbeRelay(t, redis, 0, func(i int, d string) []string {
 		if i == 1 {
 			return nil
 		}
 		return []string{d}
 	})
 	junit := filepath.Join(t.TempDir(), "probe.xml")
-	res := runProbeCmd(t, "--redis", redis.URL(), "-c", probeTestChannel, "--sse", "app-1="+relay.url(),
+	res := runProbeCmd(t, "--redis", redis.URL(), "-c", probeTestChannel, "--sse", "app-1="+rel.url(),
 		"-n", "3", "--interval", "10ms", "--timeout", "500ms", "--junit", junit, "--min-subscribers", "3")
 	if res.code != 1 {
 		t.Fatalf("exit: got %d, want 1\nstdout:\n%s\nstderr:\n%s", res.code, res.stdout, res.stderr)
@@ -315,9 +317,9 @@ func TestProbeTextAndJUnit(t *testing.T) {
 
 func TestProbeManySSEClients(t *testing.T) {
 	redis := redistest.Start(t)
-	relay := startProbeRelay(t, redis, 0, nil)
+	rel := startProbeRelay(t, redis, 0, nil)
 	const k = 200
-	res := runProbeCmd(t, probeArgs(redis, "--sse", "app-1="+relay.url(), "--sse-clients", fmt.Sprint(k), "-n", "5", "--interval", "20ms", "--timeout", "3s")...)
+	res := runProbeCmd(t, probeArgs(redis, "--sse", "app-1="+rel.url(), "--sse-clients", fmt.Sprint(k), "-n", "5", "--interval", "20ms", "--timeout", "3s")...)
 	if res.code != 0 {
 		t.Fatalf("exit: got %d, want 0\nstdout:\n%s\nstderr:\n%s", res.code, res.stdout, res.stderr)
 	}
@@ -434,5 +436,49 @@ func TestProbeChannelMatchedByPattern(t *testing.T) {
 	}
 	if p := reportPath(t, decodeReport(t, res), "redis"); p.Delivered != 3 || p.Duplicates != 0 {
 		t.Errorf("redis: got %+v, want 3 delivered, no duplicates", p)
+	}
+}
+
+// TestProbeReferenceRelay probes fanscope's own relay (the one demo uses),
+// over several connections, with the app's message shape.
+func TestProbeReferenceRelay(t *testing.T) {
+	redis := redistest.Start(t)
+	rl, err := relay.New(relay.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	c, err := redisx.Open(ctx, redisx.Options{URLs: []string{redis.URL()}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sub, err := c.Subscribe(ctx, redisx.Subscription{Channels: []string{probeTestChannel}}, rl)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	served := make(chan error, 1)
+	go func() { served <- rl.Serve(ctx, ln) }()
+	t.Cleanup(func() {
+		cancel()
+		<-served
+		<-sub.Done()
+		_ = c.Close()
+	})
+	url := "http://" + ln.Addr().String() + relay.DefaultPath
+	res := runProbeCmd(t, probeArgs(redis, "--sse", "ref="+url, "--sse-clients", "3", "-n", "5", "--interval", "20ms",
+		"--template", `{"storyId":"{{token}}","title":"probe"}`, "--max-p99", "1s")...)
+	if res.code != 0 {
+		t.Fatalf("exit: got %d, want 0\nstdout:\n%s\nstderr:\n%s", res.code, res.stdout, res.stderr)
+	}
+	rep := decodeReport(t, res)
+	if p := reportPath(t, rep, "sse:ref"); p.Delivered != 5 || p.Lost != 0 || p.Duplicates != 0 || p.Reordered != 0 {
+		t.Errorf("sse:ref: got %+v, want 5 delivered once each", p)
+	}
+	if len(rep.Fanout) != 1 || rep.Fanout[0].Connections != 3 || rep.Fanout[0].Complete != 5 {
+		t.Errorf("fanout: got %+v, want 3 connections, 5 complete", rep.Fanout)
 	}
 }
