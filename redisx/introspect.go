@@ -195,18 +195,34 @@ func (c *Client) Introspect(ctx context.Context, sub Subscription) (Introspectio
 // shardNumSub is PUBSUB SHARDNUMSUB for one channel, asked of the node that
 // owns its slot.
 func (c *Client) shardNumSub(ctx context.Context, channel string) (int64, error) {
-	rc := c.single
-	if c.mode == modeCluster {
-		var err error
-		if rc, err = c.cluster.MasterForKey(ctx, channel); err != nil {
+	if c.mode != modeCluster {
+		m, err := c.single.PubSubShardNumSub(ctx, channel).Result()
+		if err != nil {
 			return 0, err
 		}
+		return m[channel], nil
 	}
-	m, err := rc.PubSubShardNumSub(ctx, channel).Result()
+	owner, err := c.slotOwner(ctx, keySlot(channel))
 	if err != nil {
 		return 0, err
 	}
-	return m[channel], nil
+	var n int64
+	found := false
+	err = c.cluster.ForEachMaster(ctx, func(ctx context.Context, rc *redis.Client) error {
+		if rc.Options().Addr != owner {
+			return nil
+		}
+		m, err := rc.PubSubShardNumSub(ctx, channel).Result()
+		if err != nil {
+			return err
+		}
+		n, found = m[channel], true
+		return nil
+	})
+	if err == nil && !found {
+		err = fmt.Errorf("no client for %s, the owner of slot %d", owner, keySlot(channel))
+	}
+	return n, err
 }
 
 func outputBufferLimit(ctx context.Context, rc *redis.Client) OutputBufferLimit {

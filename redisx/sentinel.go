@@ -1,15 +1,236 @@
 package redisx
 
-import "context"
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"strings"
+	"sync"
+	"time"
 
-type sentinelState struct{}
+	"github.com/redis/go-redis/v9"
+)
 
-func (s *sentinelState) close()             {}
-func (s *sentinelState) masterAddr() string { return "" }
-func (s *sentinelState) resolve(ctx context.Context) (endpoint, error) {
-	return endpoint{}, usageError(nil, "Sentinel is not supported yet")
+// sentinelState finds the primary through the Sentinels and follows
+// failovers: it listens for +switch-master on every Sentinel (and asks
+// them every couple of seconds in case an announcement is missed) and
+// makes every subscription rebuild on the new primary, because Redis
+// never moves an existing pub/sub connection.
+type sentinelState struct {
+	c         *Client
+	name      string
+	sentinels []endpoint
+
+	mu   sync.Mutex
+	addr string // the primary as last announced
+
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
 }
 
+// sentinelPoll is how often the Sentinels are asked for the primary, as a
+// safety net under +switch-master.
+const sentinelPoll = 2 * time.Second
+
 func (c *Client) openSentinel(ctx context.Context) error {
-	return usageError(c.mask, "Sentinel is not supported yet")
+	var shown []string
+	for _, ep := range c.eps {
+		shown = append(shown, ep.addr)
+	}
+	c.target = fmt.Sprintf("sentinel master %s via %s", c.o.SentinelMaster, c.base.scheme+"://"+strings.Join(shown, ","))
+	st := &sentinelState{c: c, name: c.o.SentinelMaster, sentinels: c.eps}
+	c.sentinel = st
+	pctx, cancel := context.WithTimeout(ctx, 2*c.o.DialTimeout+2*time.Second)
+	defer cancel()
+	addr, err := st.ask(pctx)
+	if err != nil {
+		return err
+	}
+	st.addr = addr
+	// The URL's credentials and db are for the data nodes; Sentinels are
+	// reached without them.
+	var sentinelAddrs []string
+	for _, ep := range c.eps {
+		sentinelAddrs = append(sentinelAddrs, ep.addr)
+	}
+	c.single = redis.NewFailoverClient(&redis.FailoverOptions{
+		MasterName:            st.name,
+		SentinelAddrs:         sentinelAddrs,
+		Username:              c.base.user,
+		Password:              c.base.pass,
+		DB:                    c.base.db,
+		Protocol:              2,
+		ClientName:            c.o.ClientName,
+		DisableIdentity:       true,
+		Dialer:                c.base.dialer(c.o.DialTimeout, nil),
+		DialTimeout:           c.o.DialTimeout,
+		DialerRetries:         1,
+		ReadTimeout:           c.o.DialTimeout,
+		WriteTimeout:          c.o.DialTimeout,
+		ContextTimeoutEnabled: true,
+		MaxRetries:            2,
+	})
+	c.cmd = c.single
+	if err := c.single.Ping(pctx).Err(); err != nil {
+		return wrapErr(c.mask, fmt.Sprintf("connect %s (primary %s)", c.target, addr), err)
+	}
+	c.loopback = c.base.withAddr(addr).loopback()
+	for _, ep := range c.eps {
+		c.loopback = c.loopback && ep.loopback()
+	}
+	wctx, wcancel := context.WithCancel(context.Background())
+	st.cancel = wcancel
+	for _, ep := range st.sentinels {
+		st.wg.Add(1)
+		go func() {
+			defer st.wg.Done()
+			st.listen(wctx, ep)
+		}()
+	}
+	st.wg.Add(1)
+	go func() {
+		defer st.wg.Done()
+		st.poll(wctx)
+	}()
+	return nil
+}
+
+func (s *sentinelState) close() {
+	if s.cancel != nil {
+		s.cancel()
+		s.wg.Wait()
+	}
+}
+
+func (s *sentinelState) masterAddr() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.addr
+}
+
+// sentinelOptions reach a Sentinel: no data-node credentials, no db.
+func (s *sentinelState) sentinelOptions(ep endpoint) *redis.Options {
+	plain := ep
+	plain.user, plain.pass, plain.hasPass, plain.db = "", "", false, 0
+	return s.c.nodeOptions(plain, nil, true)
+}
+
+// ask asks the Sentinels in turn for the primary's address.
+func (s *sentinelState) ask(ctx context.Context) (string, error) {
+	var errs []error
+	for _, ep := range s.sentinels {
+		sc := redis.NewSentinelClient(s.sentinelOptions(ep))
+		hp, err := sc.GetMasterAddrByName(ctx, s.name).Result()
+		_ = sc.Close()
+		if errors.Is(err, redis.Nil) || (err == nil && len(hp) != 2) {
+			errs = append(errs, &Error{Kind: ErrUsage, msg: s.c.mask.mask(fmt.Sprintf(
+				"sentinel %s knows no master named %q (check --sentinel-master)", ep.addr, s.name))})
+			continue
+		}
+		if err != nil {
+			errs = append(errs, wrapErr(s.c.mask, "ask sentinel "+ep.addr+" for master "+s.name, err))
+			continue
+		}
+		return net.JoinHostPort(hp[0], hp[1]), nil
+	}
+	// Prefer the most telling error: a wrong master name over an unreachable sentinel.
+	for _, err := range errs {
+		if errors.Is(err, ErrUsage) {
+			return "", err
+		}
+	}
+	return "", errs[0]
+}
+
+// resolve is how a subscription finds the primary on every (re)connect.
+func (s *sentinelState) resolve(ctx context.Context) (endpoint, error) {
+	addr, err := s.ask(ctx)
+	if err != nil {
+		return endpoint{}, err
+	}
+	s.mu.Lock()
+	s.addr = addr
+	s.mu.Unlock()
+	return s.c.base.withAddr(addr), nil
+}
+
+// listen follows +switch-master on one Sentinel until ctx ends.
+func (s *sentinelState) listen(ctx context.Context, ep endpoint) {
+	for ctx.Err() == nil {
+		rc := redis.NewClient(s.sentinelOptions(ep))
+		ps := rc.Subscribe(ctx, "+switch-master")
+		stop := context.AfterFunc(ctx, func() { _ = ps.Close() })
+		for {
+			msg, err := ps.ReceiveTimeout(ctx, 0)
+			if err != nil {
+				break
+			}
+			if m, ok := msg.(*redis.Message); ok {
+				// "<name> <old-ip> <old-port> <new-ip> <new-port>"
+				f := strings.Fields(m.Payload)
+				if len(f) == 5 && f[0] == s.name {
+					s.switched(net.JoinHostPort(f[1], f[2]), net.JoinHostPort(f[3], f[4]), "+switch-master from sentinel "+ep.addr)
+				}
+			}
+		}
+		stop()
+		_ = ps.Close()
+		_ = rc.Close()
+		select {
+		case <-ctx.Done():
+		case <-time.After(time.Second):
+		}
+	}
+}
+
+// poll asks the Sentinels for the primary now and then, so a failover is
+// followed even if every +switch-master announcement was missed.
+func (s *sentinelState) poll(ctx context.Context) {
+	t := time.NewTicker(sentinelPoll)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		qctx, cancel := context.WithTimeout(ctx, s.c.o.DialTimeout+time.Second)
+		addr, err := s.ask(qctx)
+		cancel()
+		if err == nil {
+			s.switched(s.masterAddr(), addr, "the sentinels now name "+addr)
+		}
+	}
+}
+
+// switched records a new primary and asks every subscription that is not
+// on it to rebuild there.
+func (s *sentinelState) switched(from, to, why string) {
+	s.mu.Lock()
+	changed := s.addr != to
+	s.addr = to
+	s.mu.Unlock()
+	c := s.c
+	c.mu.Lock()
+	subs := append([]*Subscriber(nil), c.subs...)
+	c.mu.Unlock()
+	reason := fmt.Sprintf("failover of %s: primary moved from %s to %s (%s); resubscribing on the new primary", s.name, from, to, why)
+	for _, sub := range subs {
+		for _, l := range sub.links {
+			l.mu.Lock()
+			on := l.target
+			l.mu.Unlock()
+			if on == c.base.withAddr(to).String() {
+				continue
+			}
+			if !changed && on == "" {
+				continue
+			}
+			select {
+			case l.kick <- reason:
+			default:
+			}
+		}
+	}
 }

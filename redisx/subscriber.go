@@ -106,6 +106,7 @@ type link struct {
 	mu      sync.Mutex
 	state   string
 	target  string
+	hint    string       // a node named by a MOVED reply, tried next
 	downAt  time.Time    // start of the open gap, zero when subscribed
 	pinging atomic.Int64 // when the outstanding PING was sent (monoNow), 0 if none
 	reading atomic.Bool  // the reader is waiting on the connection, not busy delivering
@@ -153,6 +154,12 @@ func (c *Client) Subscribe(ctx context.Context, sub Subscription, sink feed.Sink
 	conns := make([]*subConn, len(links))
 	for i, l := range links {
 		sc, err := l.connect(ctx, 0)
+		for tries := 0; err != nil && tries < 3; tries++ {
+			if _, moved := movedTo(err); !moved {
+				break
+			}
+			sc, err = l.connect(ctx, 0)
+		}
 		if err != nil {
 			for _, done := range conns[:i] {
 				done.close()
@@ -278,8 +285,15 @@ func (l *link) connect(ctx context.Context, attempt int) (*subConn, error) {
 	case <-l.kick: // a failover announced before this resolve is handled by it
 	default:
 	}
-	ep, err := l.resolve(ctx)
-	if err != nil {
+	l.mu.Lock()
+	hint := l.hint
+	l.hint = ""
+	l.mu.Unlock()
+	var ep endpoint
+	var err error
+	if hint != "" {
+		ep = c.base.withAddr(hint)
+	} else if ep, err = l.resolve(ctx); err != nil {
 		return nil, err
 	}
 	if attempt == 0 {
@@ -336,6 +350,12 @@ func (l *link) connect(ctx context.Context, attempt int) (*subConn, error) {
 		sc.close()
 		if ctx.Err() != nil {
 			return nil, ctx.Err()
+		}
+		if addr, ok := movedTo(err); ok {
+			// Our view of the cluster was stale: go where the server says.
+			l.mu.Lock()
+			l.hint = addr
+			l.mu.Unlock()
 		}
 		return nil, wrapErr(c.mask, what, err)
 	}
