@@ -104,8 +104,8 @@ type entry struct {
 }
 
 type counters struct {
-	relayed, empty, slowDropped, connTotal, pings uint64
-	perChannel                                    map[string]uint64
+	relayed, empty, slowDropped, writeTimeouts, connTotal, pings uint64
+	perChannel                                                   map[string]uint64
 }
 
 // client is one SSE connection.
@@ -418,7 +418,13 @@ func (r *Relay) serveEvents(w http.ResponseWriter, req *http.Request) {
 		r.live--
 	}
 	c.closed = true
-	active, sent, reason := r.live, c.sent, c.reason
+	reason := c.reason
+	if reason == "" {
+		if reason = c.w.writeFailure(); reason == "write timed out" {
+			r.stats.writeTimeouts++
+		}
+	}
+	active, sent := r.live, c.sent
 	r.mu.Unlock()
 	r.srv.RemoveStream(c.stream)
 	if reason == "" {
@@ -443,8 +449,11 @@ type Stats struct {
 	HistoryHeld        int    `json:"history_held"`
 	ConnectionsTotal   uint64 `json:"connections_total"`
 	SlowClientsDropped uint64 `json:"slow_clients_dropped"`
-	EmptySkipped       uint64 `json:"empty_payloads_skipped"`
-	KeepAlivesSent     uint64 `json:"keepalives_sent"`
+	// WriteTimeouts counts clients dropped because one write took longer
+	// than Config.WriteTimeout.
+	WriteTimeouts  uint64 `json:"write_timeouts"`
+	EmptySkipped   uint64 `json:"empty_payloads_skipped"`
+	KeepAlivesSent uint64 `json:"keepalives_sent"`
 	// IngestDropped counts Redis messages lost because the relay could
 	// not take them in time.
 	IngestDropped uint64 `json:"ingest_dropped"`
@@ -461,7 +470,8 @@ func (r *Relay) Stats() Stats {
 	return Stats{
 		Connections: r.live, EventsRelayed: r.stats.relayed, PerChannel: per, LastEventID: r.lastID,
 		HistoryHeld: len(r.history), ConnectionsTotal: r.stats.connTotal, SlowClientsDropped: r.stats.slowDropped,
-		EmptySkipped: r.stats.empty, KeepAlivesSent: r.stats.pings, IngestDropped: r.queue.Dropped(),
+		WriteTimeouts: r.stats.writeTimeouts,
+		EmptySkipped:  r.stats.empty, KeepAlivesSent: r.stats.pings, IngestDropped: r.queue.Dropped(),
 	}
 }
 

@@ -599,3 +599,62 @@ func TestEventType(t *testing.T) {
 		}
 	}
 }
+
+// dialStuck opens an event stream and never reads it.
+func dialStuck(t *testing.T, addr string) net.Conn {
+	t.Helper()
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	_ = c.(*net.TCPConn).SetReadBuffer(4096)
+	fmt.Fprintf(c, "GET %s HTTP/1.1\r\nHost: x\r\n\r\n", DefaultPath)
+	return c
+}
+
+// TestWriteTimeoutDropsStuckClient: with a queue too large to fill, the
+// per-client write timeout is what drops a client that stops reading.
+func TestWriteTimeoutDropsStuckClient(t *testing.T) {
+	r := startRelay(t, Config{WriteTimeout: 200 * time.Millisecond, ClientQueue: 100000})
+	dialStuck(t, r.addr)
+	good := mustDial(t, r.addr, DefaultPath, nil)
+	waitConnections(t, r, 2)
+	payload := strings.Repeat("y", 16<<10)
+	for i := 1; r.Stats().WriteTimeouts == 0; i++ {
+		if i > 4000 {
+			t.Fatalf("after %d events of 16 KiB: no write timed out", i-1)
+		}
+		r.Publish("c", payload)
+		if _, err := good.nextEvent(10 * time.Second); err != nil {
+			t.Fatalf("good client, event %d: %v", i, err)
+		}
+		if i%50 == 0 {
+			time.Sleep(50 * time.Millisecond) // let the stuck write reach its deadline
+		}
+	}
+	waitConnections(t, r, 1)
+	st := r.Stats()
+	if st.WriteTimeouts != 1 || st.SlowClientsDropped != 0 {
+		t.Errorf("got %d write timeouts and %d queue drops, want 1 and 0", st.WriteTimeouts, st.SlowClientsDropped)
+	}
+	if !strings.Contains(r.logs.String(), `reason="write timed out"`) {
+		t.Errorf("log lacks the write timeout:\n%s", r.logs.String())
+	}
+}
+
+// TestShutdownWithStuckClient: a client whose writes are blocked (an hour's
+// write timeout, a queue that never fills) does not hold up the shutdown.
+func TestShutdownWithStuckClient(t *testing.T) {
+	r := startRelay(t, Config{WriteTimeout: time.Hour, ClientQueue: 100000})
+	dialStuck(t, r.addr)
+	waitConnections(t, r, 1)
+	payload := strings.Repeat("z", 16<<10)
+	for range 1000 { // 16 MiB: far more than the socket buffers hold
+		r.Publish("c", payload)
+	}
+	r.stop() // fails the test if Serve does not return within 15s
+	if r.Stats().Connections != 0 {
+		t.Errorf("after shutdown: got %d connections, want 0", r.Stats().Connections)
+	}
+}

@@ -3,6 +3,7 @@ package relay
 import (
 	"errors"
 	"net/http"
+	"os"
 	"sync"
 	"time"
 )
@@ -22,8 +23,9 @@ type deadlineWriter struct {
 	timeout time.Duration
 	cancel  func()
 
-	mu   sync.Mutex // orders "dead" against deadline changes
-	dead bool
+	mu      sync.Mutex // orders "dead" against deadline changes
+	dead    bool
+	failure string // why a write failed, "" when none did
 }
 
 func newDeadlineWriter(w http.ResponseWriter, timeout time.Duration, cancel func()) *deadlineWriter {
@@ -52,7 +54,7 @@ func (d *deadlineWriter) Write(p []byte) (int, error) {
 	}
 	n, err := d.w.Write(p)
 	if err != nil {
-		d.drop()
+		d.failed(err)
 	}
 	return n, err
 }
@@ -63,8 +65,28 @@ func (d *deadlineWriter) Flush() {
 		return
 	}
 	if err := d.rc.Flush(); err != nil {
-		d.drop()
+		d.failed(err)
 	}
+}
+
+// failed records why a write failed and drops the client.
+func (d *deadlineWriter) failed(err error) {
+	d.mu.Lock()
+	if d.failure == "" && !d.dead {
+		d.failure = "write failed: " + err.Error()
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			d.failure = "write timed out"
+		}
+	}
+	d.mu.Unlock()
+	d.drop()
+}
+
+// writeFailure is why a write failed ("" when none did before the drop).
+func (d *deadlineWriter) writeFailure() string {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.failure
 }
 
 // drop marks the client dead, makes a write blocked right now return (its
