@@ -14,8 +14,10 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/fanscope/fanscope/feed"
 	"github.com/fanscope/fanscope/probes"
 	"github.com/fanscope/fanscope/redisx"
+	"github.com/fanscope/fanscope/ssex"
 )
 
 // probeOptions are the probe flags.
@@ -95,8 +97,10 @@ probes; a probe counts as delivered on that path when all K got it, and
 The report is a table on stdout (or one JSON object with --json, and a
 JUnit file with --junit). Exit status: 0 every check met; 1 a budget or
 delivery check failed; 2 usage error; 3 a source could not be reached or
-subscribed (an SSE endpoint that does not connect within max(--timeout, 10s)
-counts).`,
+subscribed. An SSE connection whose attempts fail for max(--timeout, 10s)
+ends the run with 3; one whose first request is still waiting for response
+headers then is probed anyway (some servers send the headers with the first
+event), and is 3 only if it never connects during the run.`,
 		Example: `  fanscope probe -c story:published --sse app-1=http://localhost:8080/api/community/events
   fanscope probe -c story:published --sse http://app-1:8080/api/community/events --sse http://app-2:8080/api/community/events \
       --max-p99 100ms --min-subscribers 3 --junit probe.xml
@@ -185,11 +189,19 @@ func runProbe(ctx context.Context, e *env, src SourceFlags, opts probeOptions) e
 	if !opts.JSON && e.isTerminal(e.stderr) {
 		progress = e.stderr
 	}
-	rep, err := probeSession(ctx, s, probeRun{Channel: channel, Shard: shard, Opts: opts, Progress: progress})
+	rep, err := probeSession(ctx, s, probeRun{Channel: channel, Shard: shard, Opts: opts, Progress: progress, Warn: e.stderr})
 	s.Close()
 	if err != nil {
 		if ctx.Err() != nil && errors.Is(err, ctx.Err()) {
 			return fmt.Errorf("probe interrupted before its report: %w", err)
+		}
+		if rep.RunID == "" {
+			return err
+		}
+		// The run finished but a source never came up: report what was
+		// seen, then exit with the source's status.
+		if werr := writeProbeReport(e, &rep, opts); werr != nil && exitCode(werr) != exitCheckFailed {
+			return werr
 		}
 		return err
 	}
@@ -214,6 +226,7 @@ type probeRun struct {
 	Shard    bool // SPUBLISH instead of PUBLISH
 	Opts     probeOptions
 	Progress io.Writer // nil: quiet
+	Warn     io.Writer // warnings (stderr)
 }
 
 // probeSession runs the probes on a started session and returns the report:
@@ -222,8 +235,18 @@ type probeRun struct {
 func probeSession(ctx context.Context, s *Session, run probeRun) (probes.Report, error) {
 	opts := run.Opts
 	started := time.Now()
-	if err := waitSSE(ctx, s, max(opts.Timeout, probeConnectWait)); err != nil {
+	wait := max(opts.Timeout, probeConnectWait)
+	silent, err := awaitSSE(ctx, s, wait)
+	if err != nil {
 		return probes.Report{}, err
+	}
+	warn := run.Warn
+	if warn == nil {
+		warn = io.Discard
+	}
+	for _, c := range silent {
+		fmt.Fprintf(warn, "fanscope: sse endpoint %s connection %d sent no response headers within %v; probing anyway (some servers send them with the first event)\n",
+			c.Name(), c.Diagnostics().Conn, wait)
 	}
 	if len(s.Endpoints) > 0 {
 		if err := sleepCtx(ctx, probeSettle); err != nil {
@@ -231,7 +254,6 @@ func probeSession(ctx context.Context, s *Session, run probeRun) (probes.Report,
 		}
 	}
 	in := probes.ReportInput{Channel: run.Channel}
-	var err error
 	in.Subscribers, in.SubscribersByNode, err = probeSubscribers(ctx, s.Redis, run.Channel, run.Shard)
 	if err != nil {
 		return probes.Report{}, err
@@ -286,35 +308,79 @@ func probeSession(ctx context.Context, s *Session, run probeRun) (probes.Report,
 		return probes.Report{}, err
 	}
 	in.Duration = time.Since(started)
-	return eng.Report(time.Now(), in, opts.budgets()), nil
+	rep := eng.Report(time.Now(), in, opts.budgets())
+	for _, c := range silent {
+		if !connected(c) {
+			return rep, notConnectedError(c, "never connected during the probe")
+		}
+	}
+	return rep, nil
 }
 
 // waitSSE waits until every SSE connection connected once. A connection
 // that does not within wait is exit 3, naming the endpoint; a refusal (401,
 // 404, wrong Content-Type) is the source's own error.
 func waitSSE(ctx context.Context, s *Session, wait time.Duration) error {
+	silent, err := awaitSSE(ctx, s, wait)
+	if err != nil {
+		return err
+	}
+	if len(silent) > 0 {
+		return notConnectedError(silent[0], fmt.Sprintf("did not connect within %v", wait))
+	}
+	return nil
+}
+
+// awaitSSE waits like waitSSE, except that connections whose first request
+// is still waiting for the response headers when wait ends are returned
+// rather than failed: some servers send the headers only with the first
+// event, which only a probe will cause.
+func awaitSSE(ctx context.Context, s *Session, wait time.Duration) (silent []*ssex.Client, err error) {
 	if len(s.Endpoints) == 0 {
-		return nil
+		return nil, nil
 	}
 	timer := time.NewTimer(wait)
 	defer timer.Stop()
-	for _, c := range s.Endpoints {
+	for i, c := range s.Endpoints {
 		select {
 		case <-c.Connected():
 		case err := <-s.Err():
-			return err
+			return nil, err
 		case <-ctx.Done():
-			return ctx.Err()
+			return nil, ctx.Err()
 		case <-timer.C:
-			d := c.Diagnostics()
-			why := d.State
-			if d.LastError != "" {
-				why += ": " + d.LastError
+			for _, c := range s.Endpoints[i:] {
+				if connected(c) {
+					continue
+				}
+				if d := c.Diagnostics(); d.State != feed.StateConnecting || d.Attempt > 1 {
+					return nil, notConnectedError(c, fmt.Sprintf("did not connect within %v", wait))
+				}
+				silent = append(silent, c)
 			}
-			return exitWith(exitUnreachable, fmt.Errorf("sse endpoint %s (%s) connection %d did not connect within %v (%s)", d.Name, d.URL, d.Conn, wait, why))
+			return silent, nil
 		}
 	}
-	return nil
+	return nil, nil
+}
+
+func connected(c *ssex.Client) bool {
+	select {
+	case <-c.Connected():
+		return true
+	default:
+		return false
+	}
+}
+
+// notConnectedError is exit 3 naming the endpoint, its connection and why.
+func notConnectedError(c *ssex.Client, what string) error {
+	d := c.Diagnostics()
+	why := d.State
+	if d.LastError != "" {
+		why += ": " + d.LastError
+	}
+	return exitWith(exitUnreachable, fmt.Errorf("sse endpoint %s (%s) connection %d %s (%s)", d.Name, d.URL, d.Conn, what, why))
 }
 
 // probeSubscribers is PUBSUB NUMSUB (or SHARDNUMSUB) of the probe channel,

@@ -420,9 +420,61 @@ func TestProbeSSENeverConnects(t *testing.T) {
 	old := probeConnectWait
 	probeConnectWait = 500 * time.Millisecond
 	t.Cleanup(func() { probeConnectWait = old })
-	res := runProbeCmd(t, "--redis", redis.URL(), "-c", probeTestChannel, "--sse", "mute="+silent.URL, "--timeout", "100ms")
-	if res.code != 3 || !strings.Contains(res.stderr, "sse endpoint mute") || !strings.Contains(res.stderr, "did not connect within 500ms") {
+	res := runProbeCmd(t, "--redis", redis.URL(), "-c", probeTestChannel, "--sse", "mute="+silent.URL, "--timeout", "100ms", "-n", "2", "--json")
+	if res.code != 3 || !strings.Contains(res.stderr, "sse endpoint mute") || !strings.Contains(res.stderr, "never connected during the probe") {
 		t.Errorf("got exit %d stderr %q, want 3 naming endpoint mute", res.code, res.stderr)
+	}
+	// The report of what was seen is still printed.
+	if p := reportPath(t, decodeReport(t, res), "sse:mute"); p.Lost != 2 {
+		t.Errorf("sse:mute: got %+v, want 2 lost", p)
+	}
+
+	// Refused connections fail at the connect wait, with exit 3.
+	refused := fmt.Sprintf("http://127.0.0.1:%d/events", redistest.FreePort(t))
+	res = runProbeCmd(t, "--redis", redis.URL(), "-c", probeTestChannel, "--sse", "gone="+refused, "--timeout", "100ms")
+	if res.code != 3 || !strings.Contains(res.stderr, "sse endpoint gone") || !strings.Contains(res.stderr, "did not connect within 500ms") || res.stdout != "" {
+		t.Errorf("got exit %d stderr %q stdout %q, want 3 naming endpoint gone, no report", res.code, res.stderr, res.stdout)
+	}
+}
+
+// TestProbeLazyHeaders: a server that sends its response headers only with
+// the first event is probed anyway.
+func TestProbeLazyHeaders(t *testing.T) {
+	redis := redistest.Start(t)
+	rel := startProbeRelay(t, redis, 0, nil)
+	lazy := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		ch := make(chan relayItem, 64)
+		rel.mu.Lock()
+		rel.clients[ch] = struct{}{}
+		rel.mu.Unlock()
+		defer func() {
+			rel.mu.Lock()
+			delete(rel.clients, ch)
+			rel.mu.Unlock()
+		}()
+		w.Header().Set("Content-Type", "text/event-stream")
+		for {
+			select {
+			case <-req.Context().Done():
+				return
+			case item := <-ch:
+				for _, d := range item.data {
+					fmt.Fprintf(w, "data: %s\n\n", d)
+				}
+				w.(http.Flusher).Flush()
+			}
+		}
+	}))
+	t.Cleanup(lazy.Close)
+	old := probeConnectWait
+	probeConnectWait = 300 * time.Millisecond
+	t.Cleanup(func() { probeConnectWait = old })
+	res := runProbeCmd(t, probeArgs(redis, "--sse", "lazy="+lazy.URL, "-n", "3", "--interval", "20ms", "--timeout", "100ms")...)
+	if res.code != 0 || !strings.Contains(res.stderr, "probing anyway") {
+		t.Fatalf("got exit %d, want 0 and a warning\nstdout:\n%s\nstderr:\n%s", res.code, res.stdout, res.stderr)
+	}
+	if p := reportPath(t, decodeReport(t, res), "sse:lazy"); p.Delivered != 3 {
+		t.Errorf("sse:lazy: got %+v, want 3 delivered", p)
 	}
 }
 
