@@ -37,6 +37,8 @@ type WatchOptions struct {
 	ProbeChannel string
 	// ProbeInterval is the time between probes while X is on.
 	ProbeInterval time.Duration
+
+	programOptions []tea.ProgramOption // tests: a fixed window size
 }
 
 // Defaults of the watch flags.
@@ -178,7 +180,7 @@ func runWatch(ctx context.Context, s *Session, opts WatchOptions, stdin io.Reade
 		AllowPublish: opts.AllowPublish,
 		Channel:      defaultChannel,
 	})
-	p := tea.NewProgram(m, tea.WithContext(ctx), tea.WithInput(stdin), tea.WithOutput(stdout))
+	p := tea.NewProgram(m, append([]tea.ProgramOption{tea.WithContext(ctx), tea.WithInput(stdin), tea.WithOutput(stdout)}, opts.programOptions...)...)
 
 	var fatal error
 	var wg sync.WaitGroup
