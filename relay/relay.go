@@ -87,6 +87,8 @@ type Relay struct {
 	queue *feed.Queue
 	ping  *sse.Event
 
+	createMu sync.Mutex // guards srv.BufferSize around CreateStream
+
 	mu       sync.Mutex
 	clients  map[string]*client // by r3labs stream id
 	live     int
@@ -163,9 +165,7 @@ func New(cfg Config) (*Relay, error) {
 	srv.AutoReplay = false
 	srv.AutoStream = false
 	srv.SplitData = true
-	// A connection's stream queue holds a whole replay plus ClientQueue
-	// live events; past that the client is too slow and is dropped.
-	srv.BufferSize = cfg.History + cfg.ClientQueue
+	// BufferSize is set per connection in serveEvents.
 	srv.Headers = map[string]string{"X-Accel-Buffering": "no"}
 	srv.OnSubscribe = func(stream string, _ *sse.Subscriber) { r.activate(stream) }
 	r.srv = srv
@@ -303,7 +303,8 @@ func (r *Relay) activate(stream string) {
 		}
 	}
 	for _, ev := range replay {
-		// The stream queue holds History+ClientQueue, so a replay fits.
+		// The stream queue was sized for the replay plus ClientQueue; only
+		// a flood between connect and now can overflow it.
 		if !r.srv.TryPublish(stream, ev) {
 			r.dropLocked([]*client{c}, "too slow during replay")
 			r.mu.Unlock()
@@ -401,9 +402,20 @@ func (r *Relay) serveEvents(w http.ResponseWriter, req *http.Request) {
 	c.stream = "c" + strconv.FormatUint(r.nextConn, 10)
 	r.clients[c.stream] = c
 	r.stats.connTotal++
+	pending := 0 // events to replay, as of now
+	if c.hasLast && c.lastID < r.lastID {
+		pending = int(min(r.lastID-c.lastID, uint64(len(r.history))))
+	}
 	r.mu.Unlock()
 
+	// A connection's stream queue holds its replay plus ClientQueue live
+	// events; past that the client is too slow and is dropped. r3labs
+	// reads BufferSize only in CreateStream, so under createMu it can be
+	// set per connection: a new client costs ClientQueue slots, not History.
+	r.createMu.Lock()
+	r.srv.BufferSize = pending + r.cfg.ClientQueue
 	r.srv.CreateStream(c.stream)
+	r.createMu.Unlock()
 	// r3labs takes the stream from ?stream= and parses Last-Event-ID
 	// itself; give it a copy with ours set and that header removed.
 	inner := req.Clone(ctx)

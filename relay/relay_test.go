@@ -658,3 +658,24 @@ func TestShutdownWithStuckClient(t *testing.T) {
 		t.Errorf("after shutdown: got %d connections, want 0", r.Stats().Connections)
 	}
 }
+
+// TestLongReplayFitsASmallClientQueue: a connection's queue is sized for
+// its own replay, so a replay far longer than ClientQueue arrives whole.
+func TestLongReplayFitsASmallClientQueue(t *testing.T) {
+	r := startRelay(t, Config{History: 500, ClientQueue: 4})
+	for i := 1; i <= 300; i++ {
+		r.Publish("c", "m"+strconv.Itoa(i))
+	}
+	c := mustDial(t, r.addr, DefaultPath, map[string]string{"Last-Event-ID": "0"})
+	want := make([]wantEvent, 0, 301)
+	for i := 1; i <= 300; i++ {
+		want = append(want, wantEvent{"c", strconv.Itoa(i), "m" + strconv.Itoa(i)})
+	}
+	expectEvents(t, c, want...)
+	waitConnections(t, r, 1)
+	r.Publish("c", "live")
+	expectEvents(t, c, wantEvent{"c", "301", "live"})
+	if st := r.Stats(); st.SlowClientsDropped != 0 {
+		t.Errorf("got %d clients dropped, want 0", st.SlowClientsDropped)
+	}
+}
