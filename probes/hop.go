@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strings"
 	"time"
+	"unicode/utf8"
 )
 
 // hopMatcher remembers recent organic Redis messages by key so that an SSE
@@ -81,10 +82,18 @@ func matchKey(seed maphash.Seed, data, key string) (uint64, bool) {
 	if key == "" {
 		return maphash.String(seed, data), true
 	}
-	parts := strings.Split(key, ".")
-	if !strings.Contains(data, parts[len(parts)-1]) {
+	if !strings.Contains(data, lastPart(key)) {
 		return 0, false // cheap reject before parsing
 	}
+	if tag, val, ok := fastValue(data, key); ok {
+		return hashTagged(seed, tag, val), true
+	}
+	return parsedKey(seed, data, key)
+}
+
+// parsedKey is matchKey by a full JSON parse.
+func parsedKey(seed maphash.Seed, data, key string) (uint64, bool) {
+	parts := strings.Split(key, ".")
 	v, ok := parseJSON(data)
 	if !ok {
 		return 0, false
@@ -95,15 +104,72 @@ func matchKey(seed maphash.Seed, data, key string) (uint64, bool) {
 	}
 	switch x := found.(type) {
 	case string:
-		return maphash.String(seed, "s"+x), true
+		return hashTagged(seed, 's', x), true
 	case json.Number:
-		return maphash.String(seed, "n"+x.String()), true
+		return hashTagged(seed, 'n', x.String()), true
 	}
 	b, err := json.Marshal(found) // maps marshal with sorted keys
 	if err != nil {
 		return 0, false
 	}
-	return maphash.Bytes(seed, append([]byte{'v'}, b...)), true
+	return hashTagged(seed, 'v', string(b)), true
+}
+
+// hashTagged hashes a type tag and a value without building the string.
+func hashTagged(seed maphash.Seed, tag byte, s string) uint64 {
+	var h maphash.Hash
+	h.SetSeed(seed)
+	_ = h.WriteByte(tag)
+	_, _ = h.WriteString(s)
+	return h.Sum64()
+}
+
+// fastValue finds the value of a plain (undotted) key without parsing
+// when that is unambiguous: "key" occurs once, in key position, and its
+// value is a string without escapes or a number. It gives what the full
+// parse would give; anything else is left to the full parse.
+func fastValue(data, key string) (tag byte, val string, ok bool) {
+	if strings.Contains(key, ".") {
+		return 0, "", false
+	}
+	var qk [64]byte
+	if len(key)+2 > len(qk) {
+		return 0, "", false
+	}
+	quoted := string(append(append(append(qk[:0], '"'), key...), '"'))
+	i := strings.Index(data, quoted)
+	if i <= 0 || strings.Contains(data[i+len(quoted):], quoted) {
+		return 0, "", false
+	}
+	switch data[i-1] {
+	case '{', ',', ' ', '\t', '\n', '\r':
+	default:
+		return 0, "", false
+	}
+	rest := strings.TrimLeft(data[i+len(quoted):], " \t\n\r")
+	if len(rest) == 0 || rest[0] != ':' {
+		return 0, "", false
+	}
+	rest = strings.TrimLeft(rest[1:], " \t\n\r")
+	switch {
+	case len(rest) > 0 && rest[0] == '"':
+		end := strings.IndexByte(rest[1:], '"')
+		if end < 0 {
+			return 0, "", false
+		}
+		v := rest[1 : 1+end]
+		if strings.IndexByte(v, '\\') >= 0 || !utf8.ValidString(v) {
+			return 0, "", false
+		}
+		return 's', v, true
+	case len(rest) > 0 && (rest[0] == '-' || rest[0] >= '0' && rest[0] <= '9'):
+		n := 0
+		for n < len(rest) && strings.IndexByte("+-.eE0123456789", rest[n]) >= 0 {
+			n++
+		}
+		return 'n', rest[:n], true
+	}
+	return 0, "", false
 }
 
 func parseJSON(s string) (any, bool) {
@@ -163,4 +229,11 @@ func follow(m map[string]any, parts []string) (any, bool) {
 		}
 	}
 	return cur, true
+}
+
+func lastPart(key string) string {
+	if i := strings.LastIndexByte(key, '.'); i >= 0 {
+		return key[i+1:]
+	}
+	return key
 }
