@@ -51,7 +51,7 @@ const (
 func (o *WatchOptions) register(fs *pflag.FlagSet) {
 	fs.IntVar(&o.Buffer, "buffer", tui.DefaultBuffer, "records the live stream keeps (`N`)")
 	fs.BoolVar(&o.AllowPublish, "allow-publish", false, "publish (P) to a Redis that is not on loopback without asking first")
-	fs.StringVar(&o.ProbeChannel, "probe-channel", "", "where x/X publish probes (default: the first -c, else the first -s)")
+	fs.StringVar(&o.ProbeChannel, "probe-channel", "", "where x/X publish probes: channel `NAME` (default: the first -c, else the first -s)")
 	fs.DurationVar(&o.ProbeInterval, "probe-interval", defaultProbeInterval, "time between probes while continuous probing (X) is on")
 }
 

@@ -428,9 +428,10 @@ func (m *Model) layout() {
 	if m.details != nil {
 		m.details.SetSize(w, body)
 	}
-	srcNeed := 1 + len(m.sources.rows())
-	latNeed := 1 + len(m.latency.rows())
-	radNeed := 1 + len(m.radar.rows())
+	defer m.refresh()
+	srcNeed := 1 + m.sources.rowCount()
+	latNeed := 1 + m.latency.rowCount()
+	radNeed := 1 + m.radar.rowCount()
 	const streamMin = 5
 
 	if w >= 140 && body >= 16 {
@@ -465,6 +466,13 @@ func (m *Model) layout() {
 	m.latency.SetSize(w, latH)
 	m.radar.SetSize(w, radH)
 	m.stream.SetSize(w, body-srcH-latH-radH)
+}
+
+// refresh redraws the rows of the small panes at their new sizes.
+func (m *Model) refresh() {
+	m.sources.refresh()
+	m.latency.refresh()
+	m.radar.refresh()
 }
 
 // View draws the whole screen: exactly height lines of at most width cells.

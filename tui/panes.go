@@ -69,6 +69,7 @@ type scroller struct {
 	offset        int
 	focused       bool
 	width, height int
+	lines         []string // the rows, drawn when the data or the size changed
 }
 
 func (s *scroller) SetSize(w, h int) { s.width, s.height = w, h }
@@ -125,9 +126,12 @@ type sourcesPane struct {
 }
 
 func (p *sourcesPane) Update(msg tea.Msg) (*sourcesPane, tea.Cmd) {
-	p.update(msg, len(p.rows()))
+	p.update(msg, len(p.lines))
 	return p, nil
 }
+
+// refresh draws the rows again after the data or the size changed.
+func (p *sourcesPane) refresh() { p.lines = p.rows() }
 
 func (p *sourcesPane) View() string {
 	title := paneTitle(p.styles, "Sources", p.focused)
@@ -135,7 +139,7 @@ func (p *sourcesPane) View() string {
 	if p.redis != nil {
 		info = p.styles.Dim.Render(strconv.Itoa(len(p.redis.Subs))+" subscription"+plural(len(p.redis.Subs))+" · ") + info
 	}
-	return p.view(rule(p.styles, title+" "+info, p.width), p.rows())
+	return p.view(rule(p.styles, title+" "+info, p.width), p.lines)
 }
 
 func plural(n int) string {
@@ -238,9 +242,12 @@ type latencyPane struct {
 }
 
 func (p *latencyPane) Update(msg tea.Msg) (*latencyPane, tea.Cmd) {
-	p.update(msg, len(p.rows()))
+	p.update(msg, len(p.lines))
 	return p, nil
 }
+
+// refresh draws the rows again after the data or the size changed.
+func (p *latencyPane) refresh() { p.lines = p.rows() }
 
 func (p *latencyPane) View() string {
 	st := p.styles
@@ -258,7 +265,7 @@ func (p *latencyPane) View() string {
 	if p.lat.Error != "" {
 		head += " " + st.Error.Render(esc(p.lat.Error))
 	}
-	return p.view(rule(st, head, p.width), p.rows())
+	return p.view(rule(st, head, p.width), p.lines)
 }
 
 func (p *latencyPane) rows() []string {
@@ -323,9 +330,12 @@ type radarPane struct {
 }
 
 func (p *radarPane) Update(msg tea.Msg) (*radarPane, tea.Cmd) {
-	p.update(msg, len(p.rows()))
+	p.update(msg, len(p.lines))
 	return p, nil
 }
+
+// refresh draws the rows again after the data or the size changed.
+func (p *radarPane) refresh() { p.lines = p.rows() }
 
 // limit is what omem is measured against: the soft limit, else the hard.
 func (r *Radar) limit() int64 {
@@ -376,7 +386,7 @@ func (p *radarPane) View() string {
 		sumStyle = st.RadarHot
 	}
 	head := paneTitle(st, "Radar", p.focused) + " " + sumStyle.Render(sum)
-	return p.view(rule(st, head, p.width), p.rows())
+	return p.view(rule(st, head, p.width), p.lines)
 }
 
 func (p *radarPane) rows() []string {
@@ -404,4 +414,30 @@ func (p *radarPane) rows() []string {
 		rows = append(rows, row)
 	}
 	return table(rows)
+}
+
+// rowCount is how many rows rows() returns, without drawing them.
+func (p *sourcesPane) rowCount() int {
+	n := 0
+	if p.redis != nil {
+		n += 1 + len(p.redis.Subs)
+	}
+	for _, e := range p.sse {
+		n += 1 + len(e.Warnings)
+	}
+	return max(n, 1)
+}
+
+func (p *latencyPane) rowCount() int {
+	if len(p.lat.Paths) == 0 {
+		return 1
+	}
+	return 1 + len(p.lat.Paths)
+}
+
+func (p *radarPane) rowCount() int {
+	if len(p.radar.Clients) == 0 {
+		return 0
+	}
+	return 1 + len(p.radar.Clients)
 }
