@@ -1,0 +1,93 @@
+package ssex
+
+import (
+	"errors"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestParseEndpoint(t *testing.T) {
+	cases := []struct {
+		in, name, url string
+	}{
+		{"http://127.0.0.1:8080/api/community/events", "127.0.0.1:8080", "http://127.0.0.1:8080/api/community/events"},
+		{"app-1=http://10.0.0.5:8080/events", "app-1", "http://10.0.0.5:8080/events"},
+		{"https://example.com/events", "example.com:443", "https://example.com/events"},
+		{"http://example.com/events", "example.com:80", "http://example.com/events"},
+		{"http://[::1]:9000/e", "[::1]:9000", "http://[::1]:9000/e"},
+		{"http://h:1/e?token=abc&x=1", "h:1", "http://h:1/e?token=abc&x=1"},
+		{"eu west=https://h/e?a=b", "eu west", "https://h/e?a=b"},
+		{"  app=HTTPS://h:8443/e  ", "app", "HTTPS://h:8443/e"},
+		{"http://user:pw@h:8080/e", "h:8080", "http://user:pw@h:8080/e"},
+	}
+	for _, tc := range cases {
+		name, url, err := ParseEndpoint(tc.in)
+		if err != nil || name != tc.name || url != tc.url {
+			t.Errorf("ParseEndpoint(%q): got %q, %q, %v, want %q, %q, nil", tc.in, name, url, err, tc.name, tc.url)
+		}
+	}
+}
+
+func TestParseEndpointRejects(t *testing.T) {
+	cases := []struct {
+		in, want string
+	}{
+		{"", "empty value"},
+		{"=http://h/e", "empty NAME"},
+		{"app=", "no scheme"},
+		{"localhost:8080/events", "no scheme"},
+		{"ftp://h/e", `scheme "ftp" is not http or https`},
+		{"app=ws://h/e", `scheme "ws"`},
+		{"http:///e", "no host"},
+		{"http://h:port/e", "invalid URL"},
+		{"a\x1bb=http://h/e", "control characters"},
+	}
+	for _, tc := range cases {
+		_, _, err := ParseEndpoint(tc.in)
+		if !errors.Is(err, ErrUsage) || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("ParseEndpoint(%q): got %v, want an ErrUsage containing %q", tc.in, err, tc.want)
+		}
+	}
+}
+
+func TestNewClientRejects(t *testing.T) {
+	cases := []struct {
+		name string
+		cfg  Config
+		want string
+	}{
+		{"no URL", Config{}, "no scheme"},
+		{"bad scheme", Config{URL: "redis://h:6379"}, "not http or https"},
+		{"header name", Config{URL: "http://h/e", Header: http.Header{"Bad Name": {"x"}}}, "invalid header name"},
+		{"header value", Config{URL: "http://h/e", Header: http.Header{"X-A": {"a\r\nb"}}}, "control characters"},
+		{"negative backoff", Config{URL: "http://h/e", MaxBackoff: -time.Second}, "negative"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := NewClient(tc.cfg)
+			if !errors.Is(err, ErrUsage) || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("NewClient: got %v, want an ErrUsage containing %q", err, tc.want)
+			}
+		})
+	}
+}
+
+func TestNewClientDefaults(t *testing.T) {
+	c, err := NewClient(Config{URL: "http://user:secret@h:8080/e"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := c.Diagnostics()
+	if d.Name != "h:8080" || strings.Contains(d.URL, "secret") || !strings.Contains(d.URL, "***") {
+		t.Errorf("diagnostics: got name %q URL %q, want h:8080 and the password masked", d.Name, d.URL)
+	}
+	if c.cfg.StallTimeout != DefaultStallTimeout || c.cfg.MaxBackoff != DefaultMaxBackoff || d.RetryMS != DefaultRetry.Milliseconds() {
+		t.Errorf("defaults: got stall %s backoff %s retry %d ms, want %s %s %d ms",
+			c.cfg.StallTimeout, c.cfg.MaxBackoff, d.RetryMS, DefaultStallTimeout, DefaultMaxBackoff, DefaultRetry.Milliseconds())
+	}
+	if d.State != "disconnected" {
+		t.Errorf("state before Run: got %q, want disconnected", d.State)
+	}
+}

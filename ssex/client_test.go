@@ -1,0 +1,920 @@
+package ssex
+
+import (
+	"context"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"io"
+	"log"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/fanscope/fanscope/feed"
+)
+
+// eventually is how long "eventually" checks wait; generous for -race on
+// a loaded machine.
+const eventually = 20 * time.Second
+
+// recSink collects records and lets a test wait for a condition on them.
+type recSink struct {
+	mu   sync.Mutex
+	recs []feed.Record
+	wake chan struct{}
+}
+
+func newRecSink() *recSink { return &recSink{wake: make(chan struct{}, 1)} }
+
+func (s *recSink) Emit(r feed.Record) {
+	s.mu.Lock()
+	s.recs = append(s.recs, r)
+	s.mu.Unlock()
+	select {
+	case s.wake <- struct{}{}:
+	default:
+	}
+}
+
+func (s *recSink) all() []feed.Record {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]feed.Record(nil), s.recs...)
+}
+
+// waitFor waits until cond holds for the records so far.
+func (s *recSink) waitFor(t *testing.T, what string, cond func([]feed.Record) bool) []feed.Record {
+	t.Helper()
+	deadline := time.NewTimer(eventually)
+	defer deadline.Stop()
+	for {
+		recs := s.all()
+		if cond(recs) {
+			return recs
+		}
+		select {
+		case <-s.wake:
+		case <-deadline.C:
+			t.Fatalf("timed out waiting for %s; records:\n%s", what, dump(recs))
+		}
+	}
+}
+
+func dump(recs []feed.Record) string {
+	var b strings.Builder
+	for _, r := range recs {
+		d := r.Data
+		if len(d) > 60 {
+			d = d[:60] + "…"
+		}
+		fmt.Fprintf(&b, "  %s state=%q status=%d attempt=%d err=%q type=%q id=%q retry=%d data=%q\n",
+			r.Kind, r.State, r.Status, r.Attempt, r.Error, r.Type, r.ID, r.RetryMS, d)
+	}
+	return b.String()
+}
+
+func ofKind(recs []feed.Record, k feed.Kind) []feed.Record {
+	var out []feed.Record
+	for _, r := range recs {
+		if r.Kind == k {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+func countKind(k feed.Kind, n int) func([]feed.Record) bool {
+	return func(recs []feed.Record) bool { return len(ofKind(recs, k)) >= n }
+}
+
+func hasState(state, errPart string) func([]feed.Record) bool {
+	return func(recs []feed.Record) bool {
+		for _, r := range recs {
+			if r.Kind == feed.KindState && r.State == state && strings.Contains(r.Error, errPart) {
+				return true
+			}
+		}
+		return false
+	}
+}
+
+// running is a client started by startClient.
+type running struct {
+	c    *Client
+	sink *recSink
+	done chan error
+	stop context.CancelFunc
+}
+
+// startClient runs a client for cfg (with tune applied before Run) until
+// the test ends, then checks that Run returned.
+func startClient(t *testing.T, cfg Config, tune func(*Client)) *running {
+	t.Helper()
+	c, err := NewClient(cfg)
+	if err != nil {
+		t.Fatalf("NewClient: %v", err)
+	}
+	c.retry = 10 * time.Millisecond
+	c.diag.RetryMS = 10
+	if tune != nil {
+		tune(c)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	rn := &running{c: c, sink: newRecSink(), done: make(chan error, 1), stop: cancel}
+	go func() { rn.done <- c.Run(ctx, rn.sink) }()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case <-rn.done:
+		case <-time.After(eventually):
+			t.Errorf("Run did not return after its context ended")
+		}
+	})
+	return rn
+}
+
+// wait waits for Run to return and gives its error.
+func (rn *running) wait(t *testing.T) error {
+	t.Helper()
+	select {
+	case err := <-rn.done:
+		rn.done <- err // for the cleanup
+		return err
+	case <-time.After(eventually):
+		t.Fatalf("Run did not return; records:\n%s", dump(rn.sink.all()))
+		return nil
+	}
+}
+
+// newServer starts a test server that closes after the clients started
+// later in the test have stopped (cleanups run last-in first-out), since
+// Close waits for every open request.
+func newServer(t *testing.T, h http.Handler) *httptest.Server {
+	srv := httptest.NewServer(h)
+	t.Cleanup(srv.Close)
+	return srv
+}
+
+func newTLSServer(t *testing.T, h http.Handler) *httptest.Server {
+	srv := httptest.NewUnstartedServer(h)
+	// Handshakes the client refuses are the point of some tests; keep the log quiet.
+	srv.Config.ErrorLog = log.New(io.Discard, "", 0)
+	srv.StartTLS()
+	t.Cleanup(srv.Close)
+	return srv
+}
+
+// streamHeaders writes the headers of a well-behaved SSE response and flushes.
+func streamHeaders(w http.ResponseWriter) {
+	w.Header().Set("Content-Type", "text/event-stream")
+	w.Header().Set("Cache-Control", "no-cache")
+	w.WriteHeader(http.StatusOK)
+	w.(http.Flusher).Flush()
+}
+
+func write(w http.ResponseWriter, s string) {
+	_, _ = w.Write([]byte(s))
+	w.(http.Flusher).Flush()
+}
+
+func TestReconnectAfterCleanCloseSendsLastEventID(t *testing.T) {
+	var n atomic.Int32
+	var mu sync.Mutex
+	var sent []string
+	srv := newServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		sent = append(sent, r.Header.Get("Last-Event-ID"))
+		mu.Unlock()
+		streamHeaders(w)
+		switch n.Add(1) {
+		case 1:
+			write(w, "retry: 20\n: hello\nid: 7\ndata: one\n\n")
+			return // clean close
+		default:
+			write(w, "id: 8\ndata: two\n\n")
+		}
+		<-r.Context().Done()
+	}))
+
+	rn := startClient(t, Config{Name: "app-1", URL: srv.URL, Conn: 3}, nil)
+	recs := rn.sink.waitFor(t, "two events", countKind(feed.KindEvent, 2))
+
+	mu.Lock()
+	gotSent := append([]string(nil), sent...)
+	mu.Unlock()
+	if len(gotSent) != 2 || gotSent[0] != "" || gotSent[1] != "7" {
+		t.Errorf("Last-Event-ID per request: got %q, want [\"\" \"7\"]", gotSent)
+	}
+	events := ofKind(recs, feed.KindEvent)
+	for i, want := range []struct{ id, data string }{{"7", "one"}, {"8", "two"}} {
+		if e := events[i]; e.ID != want.id || e.Data != want.data || e.Type != "message" {
+			t.Errorf("event %d: got id %q type %q data %q, want id %q type message data %q", i, e.ID, e.Type, e.Data, want.id, want.data)
+		}
+	}
+	if c := ofKind(recs, feed.KindComment); len(c) != 1 || c[0].Data != "hello" {
+		t.Errorf("comments: got %+v, want one with data %q", c, "hello")
+	}
+	if r := ofKind(recs, feed.KindRetry); len(r) != 1 || r[0].RetryMS != 20 {
+		t.Errorf("retry records: got %+v, want one with 20 ms", r)
+	}
+	for _, r := range recs {
+		if r.Source != feed.SourceSSE || r.Endpoint != "app-1" || r.Conn != 3 || r.TS.IsZero() {
+			t.Errorf("record %s: got source %s endpoint %q conn %d ts %v, want sse app-1 3 and a time", r.Kind, r.Source, r.Endpoint, r.Conn, r.TS)
+		}
+	}
+	var states []string
+	for _, r := range ofKind(recs, feed.KindState) {
+		states = append(states, r.State)
+	}
+	want := []string{"connecting", "connected", "disconnected", "reconnecting", "connecting", "connected"}
+	if strings.Join(states, " ") != strings.Join(want, " ") {
+		t.Errorf("states: got %v, want %v", states, want)
+	}
+	if !hasState(feed.StateDisconnected, "server closed the stream")(recs) {
+		t.Errorf("no disconnected record saying the server closed the stream:\n%s", dump(recs))
+	}
+	d := rn.c.Diagnostics()
+	if d.LastEventIDSent != "7" || d.LastEventIDHonoured != "yes" || d.Connects != 2 || d.Reconnects != 1 ||
+		d.State != feed.StateConnected || d.Events != 2 || d.Comments != 1 || d.LastEventID != "8" || d.RetryMS != 20 || !d.RetryFromServer {
+		t.Errorf("diagnostics: got %+v", d)
+	}
+	select {
+	case <-rn.c.Connected():
+	default:
+		t.Errorf("Connected() not closed after connecting")
+	}
+}
+
+func TestRetryFieldSetsReconnectionTime(t *testing.T) {
+	const retryMS = 300
+	var n atomic.Int32
+	var closedAt, reconnectedAt atomic.Int64
+	srv := newServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		streamHeaders(w)
+		if n.Add(1) == 1 {
+			write(w, fmt.Sprintf("retry: %d\ndata: x\n\n", retryMS))
+			closedAt.Store(time.Now().UnixNano())
+			return
+		}
+		reconnectedAt.CompareAndSwap(0, time.Now().UnixNano())
+		write(w, "data: y\n\n")
+		<-r.Context().Done()
+	}))
+
+	rn := startClient(t, Config{URL: srv.URL}, nil)
+	recs := rn.sink.waitFor(t, "event after reconnect", countKind(feed.KindEvent, 2))
+	// A lower bound only: the client must wait at least the retry time.
+	if gap := time.Duration(reconnectedAt.Load() - closedAt.Load()); gap < retryMS*time.Millisecond {
+		t.Errorf("reconnected %s after the close, want at least %d ms", gap, retryMS)
+	}
+	re := ofKind(recs, feed.KindState)
+	found := false
+	for _, r := range re {
+		if r.State == feed.StateReconnecting && strings.Contains(r.Error, "retry in 300ms") {
+			found = true
+		}
+	}
+	if !found {
+		t.Errorf("no reconnecting record announcing a 300ms wait:\n%s", dump(recs))
+	}
+	if d := rn.c.Diagnostics(); d.RetryMS != retryMS || !d.RetryFromServer {
+		t.Errorf("diagnostics retry: got %d ms (from server %v), want %d ms from server", d.RetryMS, d.RetryFromServer, retryMS)
+	}
+}
+
+func TestTransientErrorsRetryThenConnect(t *testing.T) {
+	cases := []struct {
+		name   string
+		status int
+		header map[string]string
+		want   string
+	}{
+		{"500", 500, nil, "500 Internal Server Error: \"boom\""},
+		{"502", 502, nil, "502 Bad Gateway"},
+		{"503 with Retry-After", 503, map[string]string{"Retry-After": "0"}, "503 Service Unavailable"},
+		{"408", 408, nil, "408 Request Timeout"},
+		{"429", 429, nil, "429 Too Many Requests"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			var n atomic.Int32
+			srv := newServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				if n.Add(1) <= 2 {
+					for k, v := range tc.header {
+						w.Header().Set(k, v)
+					}
+					w.WriteHeader(tc.status)
+					_, _ = w.Write([]byte("boom\n"))
+					return
+				}
+				streamHeaders(w)
+				write(w, "data: ok\n\n")
+				<-r.Context().Done()
+			}))
+
+			rn := startClient(t, Config{URL: srv.URL}, nil)
+			recs := rn.sink.waitFor(t, "an event after the errors", countKind(feed.KindEvent, 1))
+			var retries []feed.Record
+			for _, r := range ofKind(recs, feed.KindState) {
+				if r.State == feed.StateReconnecting {
+					retries = append(retries, r)
+				}
+			}
+			if len(retries) != 2 {
+				t.Fatalf("reconnecting records: got %d, want 2:\n%s", len(retries), dump(recs))
+			}
+			for i, r := range retries {
+				if r.Status != tc.status || !strings.Contains(r.Error, tc.want) || r.Attempt != i+2 {
+					t.Errorf("reconnecting record %d: got status %d attempt %d error %q, want status %d attempt %d error containing %q",
+						i, r.Status, r.Attempt, r.Error, tc.status, i+2, tc.want)
+				}
+			}
+			d := rn.c.Diagnostics()
+			if d.State != feed.StateConnected || d.Status != 200 || d.Reconnects != 2 || d.Connects != 1 {
+				t.Errorf("diagnostics: got state %s status %d reconnects %d connects %d, want connected 200 2 1",
+					d.State, d.Status, d.Reconnects, d.Connects)
+			}
+		})
+	}
+}
+
+func TestFatalResponsesStop(t *testing.T) {
+	cases := []struct {
+		name        string
+		status      int
+		contentType string // "-" means none at all
+		want        []string
+	}{
+		{"401", 401, "text/plain", []string{"401 Unauthorized", "check -H/--bearer-env", `"nope"`}},
+		{"403", 403, "text/plain", []string{"403 Forbidden", "--bearer-env"}},
+		{"404", 404, "text/plain", []string{"404 Not Found", "URL path"}},
+		{"410", 410, "text/plain", []string{"410 Gone"}},
+		{"204", 204, "", []string{"server asked to stop (204 No Content)"}},
+		{"html", 200, "text/html; charset=utf-8", []string{"200 OK", `Content-Type "text/html; charset=utf-8"`, "want text/event-stream"}},
+		{"json", 200, "application/json", []string{`"application/json"`}},
+		{"no content type", 200, "-", []string{"without a Content-Type"}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			var n atomic.Int32
+			srv := newServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				n.Add(1)
+				switch tc.contentType {
+				case "-":
+					w.Header()["Content-Type"] = nil // no sniffing
+				case "":
+				default:
+					w.Header().Set("Content-Type", tc.contentType)
+				}
+				w.WriteHeader(tc.status)
+				if tc.status != 204 {
+					_, _ = w.Write([]byte("nope\n"))
+				}
+			}))
+
+			rn := startClient(t, Config{Name: "app", URL: srv.URL}, nil)
+			err := rn.wait(t)
+			if !errors.Is(err, ErrFatal) {
+				t.Fatalf("Run: got %v, want an error wrapping ErrFatal", err)
+			}
+			if errors.Is(err, ErrUsage) {
+				t.Errorf("Run: error %v also wraps ErrUsage", err)
+			}
+			for _, w := range append(tc.want, "sse endpoint app", srv.URL) {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error: got %q, want it to contain %q", err, w)
+				}
+			}
+			if got := n.Load(); got != 1 {
+				t.Errorf("requests: got %d, want 1 (no retry)", got)
+			}
+			recs := rn.sink.all()
+			last := recs[len(recs)-1]
+			if last.Kind != feed.KindState || last.State != feed.StateFailed || last.Status != tc.status {
+				t.Errorf("last record: got %s %s status %d, want state failed status %d", last.Kind, last.State, last.Status, tc.status)
+			}
+			if d := rn.c.Diagnostics(); d.State != feed.StateFailed || d.Status != tc.status || d.LastError == "" {
+				t.Errorf("diagnostics: got state %s status %d error %q, want failed %d and an error", d.State, d.Status, d.LastError, tc.status)
+			}
+		})
+	}
+}
+
+func TestContentTypeWithParametersAccepted(t *testing.T) {
+	srv := newServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "Text/Event-Stream; charset=utf-8")
+		w.WriteHeader(200)
+		write(w, "data: ok\n\n")
+		<-r.Context().Done()
+	}))
+	rn := startClient(t, Config{URL: srv.URL}, nil)
+	rn.sink.waitFor(t, "an event", countKind(feed.KindEvent, 1))
+}
+
+func TestStallWatchdogReconnects(t *testing.T) {
+	cases := []struct {
+		name    string
+		headers bool // send headers and one event before going silent
+	}{
+		{"silent after an event", true},
+		{"silent before headers", false},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			var n atomic.Int32
+			srv := newServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				if n.Add(1) > 1 {
+					streamHeaders(w)
+					write(w, "data: after\n\n")
+				} else if tc.headers {
+					streamHeaders(w)
+					write(w, "data: before\n\n")
+				}
+				<-r.Context().Done()
+			}))
+
+			rn := startClient(t, Config{URL: srv.URL, StallTimeout: 200 * time.Millisecond}, nil)
+			recs := rn.sink.waitFor(t, "the event after the stall", func(recs []feed.Record) bool {
+				for _, r := range recs {
+					if r.Kind == feed.KindEvent && r.Data == "after" {
+						return true
+					}
+				}
+				return false
+			})
+			if !hasState(feed.StateReconnecting, "stalled: no bytes for 200ms")(recs) {
+				t.Errorf("no reconnecting record reporting the stall:\n%s", dump(recs))
+			}
+			if tc.headers && !hasState(feed.StateDisconnected, "stalled")(recs) {
+				t.Errorf("no disconnected record reporting the stall:\n%s", dump(recs))
+			}
+			if d := rn.c.Diagnostics(); d.Stalls < 1 {
+				t.Errorf("diagnostics stalls: got %d, want at least 1", d.Stalls)
+			}
+		})
+	}
+}
+
+func TestKeepAliveCommentsPreventStall(t *testing.T) {
+	srv := newServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		streamHeaders(w)
+		tick := time.NewTicker(20 * time.Millisecond)
+		defer tick.Stop()
+		for i := 0; i < 40; i++ {
+			select {
+			case <-r.Context().Done():
+				return
+			case <-tick.C:
+				write(w, ": ping\n")
+			}
+		}
+		write(w, "data: done\n\n")
+		<-r.Context().Done()
+	}))
+	rn := startClient(t, Config{URL: srv.URL, StallTimeout: 2 * time.Second}, nil)
+	rn.sink.waitFor(t, "the event after the pings", countKind(feed.KindEvent, 1))
+	d := rn.c.Diagnostics()
+	if d.Stalls != 0 || d.Connects != 1 || d.Comments != 40 || d.LastComment.IsZero() {
+		t.Errorf("diagnostics: got stalls %d connects %d comments %d last comment %v, want 0 1 40 and a time",
+			d.Stalls, d.Connects, d.Comments, d.LastComment)
+	}
+}
+
+func TestFiveMegabyteEventArrivesWhole(t *testing.T) {
+	data := make([]byte, 5<<20)
+	for i := range data {
+		data[i] = 'a' + byte(i%26)
+	}
+	srv := newServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		streamHeaders(w)
+		write(w, "event: big\ndata: ")
+		for off := 0; off < len(data); off += 64 << 10 {
+			write(w, string(data[off:min(off+64<<10, len(data))]))
+		}
+		write(w, "\n\ndata: small\n\n")
+		<-r.Context().Done()
+	}))
+	rn := startClient(t, Config{URL: srv.URL}, nil)
+	recs := rn.sink.waitFor(t, "two events", countKind(feed.KindEvent, 2))
+	events := ofKind(recs, feed.KindEvent)
+	if events[0].Type != "big" || len(events[0].Data) != len(data) || events[0].Data != string(data) {
+		t.Errorf("big event: got type %q and %d bytes, want type big and the %d bytes sent", events[0].Type, len(events[0].Data), len(data))
+	}
+	if events[1].Data != "small" {
+		t.Errorf("second event: got %q, want %q", events[1].Data, "small")
+	}
+	if d := rn.c.Diagnostics(); d.Bytes < int64(len(data)) {
+		t.Errorf("diagnostics bytes: got %d, want at least %d", d.Bytes, len(data))
+	}
+}
+
+func TestThousandEventsPerSecondForTenSecondsNoneLost(t *testing.T) {
+	if testing.Short() {
+		t.Skip("takes 10 s")
+	}
+	const total = 10000
+	srv := newServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		streamHeaders(w)
+		tick := time.NewTicker(10 * time.Millisecond)
+		defer tick.Stop()
+		var b strings.Builder
+		for id := 1; id <= total; {
+			select {
+			case <-r.Context().Done():
+				return
+			case <-tick.C:
+			}
+			b.Reset()
+			for k := 0; k < 10 && id <= total; k++ {
+				fmt.Fprintf(&b, "event: story-published\nid: %d\ndata: {\"storyId\":\"s%d\"}\n\n", id, id)
+				id++
+			}
+			write(w, b.String())
+		}
+		<-r.Context().Done()
+	}))
+
+	rn := startClient(t, Config{URL: srv.URL}, nil)
+	deadline := time.Now().Add(60 * time.Second)
+	var events []feed.Record
+	for time.Now().Before(deadline) {
+		events = ofKind(rn.sink.all(), feed.KindEvent)
+		if len(events) >= total {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if len(events) != total {
+		t.Fatalf("events: got %d, want %d", len(events), total)
+	}
+	for i, e := range events {
+		want := strconv.Itoa(i + 1)
+		if e.ID != want || e.Data != `{"storyId":"s`+want+`"}` || e.Type != "story-published" {
+			t.Fatalf("event %d: got id %q type %q data %q, want id %s in order", i, e.ID, e.Type, e.Data, want)
+		}
+		if i > 0 && e.TS.Before(events[i-1].TS) {
+			t.Fatalf("event %d: time %v before the previous event's %v", i, e.TS, events[i-1].TS)
+		}
+	}
+	if d := rn.c.Diagnostics(); d.Events != total || d.Connects != 1 {
+		t.Errorf("diagnostics: got %d events over %d connections, want %d over 1", d.Events, d.Connects, total)
+	}
+}
+
+func TestDataBytesDeliveredRaw(t *testing.T) {
+	// Escaping is the encoders' job; records carry the bytes as sent.
+	data := "\x1b[31mred\x1b[0m \x07bell\ttab \x00nul é😀 \x1b]52;c;aGk=\x07"
+	srv := newServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		streamHeaders(w)
+		write(w, "event: \x1b[1mtype\ndata: "+data+"\n: \x1b[2Jcomment\n\n")
+		<-r.Context().Done()
+	}))
+	rn := startClient(t, Config{URL: srv.URL}, nil)
+	recs := rn.sink.waitFor(t, "an event", countKind(feed.KindEvent, 1))
+	e := ofKind(recs, feed.KindEvent)[0]
+	if e.Data != data || e.Type != "\x1b[1mtype" {
+		t.Errorf("event: got type %q data %q, want type %q data %q", e.Type, e.Data, "\x1b[1mtype", data)
+	}
+	if c := ofKind(recs, feed.KindComment); len(c) != 1 || c[0].Data != "\x1b[2Jcomment" {
+		t.Errorf("comment: got %+v, want data %q", c, "\x1b[2Jcomment")
+	}
+}
+
+func TestRequestHeaders(t *testing.T) {
+	got := make(chan *http.Request, 1)
+	srv := newServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case got <- r.Clone(context.Background()):
+		default:
+		}
+		streamHeaders(w)
+		<-r.Context().Done()
+	}))
+	h := http.Header{}
+	h.Set("Authorization", "Bearer s3cret")
+	h.Add("X-Trace", "abc")
+	h.Set("Host", "app.example")
+	startClient(t, Config{URL: srv.URL + "/api/community/events?x=1", Header: h}, nil)
+	var r *http.Request
+	select {
+	case r = <-got:
+	case <-time.After(eventually):
+		t.Fatal("no request arrived")
+	}
+	want := map[string]string{
+		"Accept":        "text/event-stream",
+		"Cache-Control": "no-cache",
+		"Authorization": "Bearer s3cret",
+		"X-Trace":       "abc",
+		"Last-Event-ID": "",
+	}
+	for k, v := range want {
+		if g := r.Header.Get(k); g != v {
+			t.Errorf("header %s: got %q, want %q", k, g, v)
+		}
+	}
+	if r.Host != "app.example" || r.URL.RequestURI() != "/api/community/events?x=1" || r.Method != http.MethodGet {
+		t.Errorf("request: got %s %s host %q, want GET /api/community/events?x=1 host app.example", r.Method, r.URL.RequestURI(), r.Host)
+	}
+}
+
+func TestUserHeaderOverridesAccept(t *testing.T) {
+	got := make(chan string, 1)
+	srv := newServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case got <- r.Header.Get("Accept"):
+		default:
+		}
+		streamHeaders(w)
+		<-r.Context().Done()
+	}))
+	startClient(t, Config{URL: srv.URL, Header: http.Header{"Accept": {"*/*"}}}, nil)
+	select {
+	case a := <-got:
+		if a != "*/*" {
+			t.Errorf("Accept: got %q, want the user's %q", a, "*/*")
+		}
+	case <-time.After(eventually):
+		t.Fatal("no request arrived")
+	}
+}
+
+// writeCA writes the TLS server's certificate as a PEM file.
+func writeCA(t *testing.T, srv *httptest.Server) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "ca.pem")
+	der := srv.Certificate().Raw
+	if err := os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+func TestTLS(t *testing.T) {
+	srv := newTLSServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		streamHeaders(w)
+		write(w, "data: secure\n\n")
+		<-r.Context().Done()
+	}))
+	ca := writeCA(t, srv)
+
+	for _, tc := range []struct {
+		name string
+		cfg  Config
+	}{
+		{"CA file", Config{URL: srv.URL, TLSCA: ca}},
+		{"insecure", Config{URL: srv.URL, TLSInsecure: true}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			rn := startClient(t, tc.cfg, nil)
+			recs := rn.sink.waitFor(t, "an event", countKind(feed.KindEvent, 1))
+			if e := ofKind(recs, feed.KindEvent)[0]; e.Data != "secure" {
+				t.Errorf("event data: got %q, want %q", e.Data, "secure")
+			}
+			if d := rn.c.Diagnostics(); d.Proto != "HTTP/1.1" {
+				t.Errorf("protocol: got %q, want HTTP/1.1", d.Proto)
+			}
+		})
+	}
+
+	t.Run("untrusted", func(t *testing.T) {
+		rn := startClient(t, Config{URL: srv.URL}, nil)
+		err := rn.wait(t)
+		if !errors.Is(err, ErrFatal) || !strings.Contains(err.Error(), "--tls-ca") {
+			t.Errorf("Run: got %v, want an ErrFatal naming --tls-ca", err)
+		}
+	})
+
+	t.Run("bad CA file", func(t *testing.T) {
+		bad := filepath.Join(t.TempDir(), "bad.pem")
+		if err := os.WriteFile(bad, []byte("not a certificate"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		for _, path := range []string{bad, filepath.Join(t.TempDir(), "missing.pem")} {
+			if _, err := NewClient(Config{URL: srv.URL, TLSCA: path}); !errors.Is(err, ErrUsage) {
+				t.Errorf("NewClient with TLSCA %s: got %v, want ErrUsage", filepath.Base(path), err)
+			}
+		}
+	})
+}
+
+func TestSharedTransportServesManyConnections(t *testing.T) {
+	const conns = 50
+	var open atomic.Int32
+	srv := newServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		open.Add(1)
+		defer open.Add(-1)
+		streamHeaders(w)
+		write(w, "data: hi\n\n")
+		<-r.Context().Done()
+	}))
+	tr, err := NewTransport("", false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tr.CloseIdleConnections()
+	var clients []*running
+	for i := range conns {
+		clients = append(clients, startClient(t, Config{URL: srv.URL, Conn: i, Transport: tr}, nil))
+	}
+	for i, rn := range clients {
+		select {
+		case <-rn.c.Connected():
+		case <-time.After(eventually):
+			t.Fatalf("connection %d never connected", i)
+		}
+		rn.sink.waitFor(t, "an event", countKind(feed.KindEvent, 1))
+	}
+	if got := open.Load(); got != conns {
+		t.Errorf("open server connections: got %d, want %d", got, conns)
+	}
+}
+
+func TestConnectionRefusedRetries(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	l.Close()
+	rn := startClient(t, Config{URL: "http://" + addr + "/events"}, nil)
+	rn.sink.waitFor(t, "two retries", func(recs []feed.Record) bool {
+		n := 0
+		for _, r := range recs {
+			if r.Kind == feed.KindState && r.State == feed.StateReconnecting && strings.Contains(r.Error, "refused") {
+				n++
+			}
+		}
+		return n >= 2
+	})
+	select {
+	case err := <-rn.done:
+		t.Fatalf("Run returned %v, want it to keep retrying", err)
+	default:
+	}
+	if d := rn.c.Diagnostics(); !strings.Contains(d.LastError, "refused") || d.Connects != 0 {
+		t.Errorf("diagnostics: got error %q connects %d, want a refused error and 0", d.LastError, d.Connects)
+	}
+}
+
+func TestUnknownHostIsFatal(t *testing.T) {
+	const host = "fanscope-no-such-host.invalid"
+	var dnsErr *net.DNSError
+	if _, err := net.LookupHost(host); !errors.As(err, &dnsErr) || !dnsErr.IsNotFound {
+		t.Skipf("resolver does not answer NXDOMAIN here: %v", err)
+	}
+	rn := startClient(t, Config{URL: "http://" + host + "/events"}, nil)
+	if err := rn.wait(t); !errors.Is(err, ErrFatal) || !strings.Contains(err.Error(), "not found") {
+		t.Errorf("Run: got %v, want an ErrFatal saying the host was not found", err)
+	}
+}
+
+func TestRunEndsWithContext(t *testing.T) {
+	srv := newServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		streamHeaders(w)
+		<-r.Context().Done()
+	}))
+	rn := startClient(t, Config{URL: srv.URL}, nil)
+	select {
+	case <-rn.c.Connected():
+	case <-time.After(eventually):
+		t.Fatal("never connected")
+	}
+	// Diagnostics is read while Run writes; -race checks the locking.
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+				_ = rn.c.Diagnostics()
+			}
+		}
+	})
+	rn.stop()
+	if err := rn.wait(t); err != nil {
+		t.Errorf("Run after cancel: got %v, want nil", err)
+	}
+	close(stop)
+	wg.Wait()
+	if d := rn.c.Diagnostics(); d.State != feed.StateDisconnected {
+		t.Errorf("state after cancel: got %s, want disconnected", d.State)
+	}
+	if err := rn.c.Run(context.Background(), newRecSink()); err == nil {
+		t.Errorf("second Run: got nil, want an error")
+	}
+}
+
+func TestUnsendableLastEventID(t *testing.T) {
+	var n atomic.Int32
+	sent := make(chan []string, 2)
+	srv := newServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		sent <- r.Header.Values("Last-Event-ID")
+		streamHeaders(w)
+		if n.Add(1) == 1 {
+			write(w, "id: a\x01b\ndata: x\n\n")
+			return
+		}
+		<-r.Context().Done()
+	}))
+	rn := startClient(t, Config{URL: srv.URL}, nil)
+	rn.sink.waitFor(t, "the reconnect", func(recs []feed.Record) bool {
+		c := 0
+		for _, r := range recs {
+			if r.State == feed.StateConnected {
+				c++
+			}
+		}
+		return c == 2
+	})
+	<-sent
+	if v := <-sent; len(v) != 0 {
+		t.Errorf("Last-Event-ID on reconnect: got %q, want none", v)
+	}
+	if w := strings.Join(rn.c.Diagnostics().Warnings, "\n"); !strings.Contains(w, "cannot be sent as Last-Event-ID") {
+		t.Errorf("warnings: got %q, want one about the unsendable id", w)
+	}
+}
+
+func TestLineTooLongReconnects(t *testing.T) {
+	var n atomic.Int32
+	srv := newServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		streamHeaders(w)
+		if n.Add(1) == 1 {
+			write(w, "data: "+strings.Repeat("x", 100)+"\n\n")
+		} else {
+			write(w, "data: short\n\n")
+		}
+		<-r.Context().Done()
+	}))
+	rn := startClient(t, Config{URL: srv.URL, MaxLine: 50}, nil)
+	recs := rn.sink.waitFor(t, "the event after the reconnect", countKind(feed.KindEvent, 1))
+	if !hasState(feed.StateDisconnected, "too long")(recs) {
+		t.Errorf("no disconnected record about the long line:\n%s", dump(recs))
+	}
+	if e := ofKind(recs, feed.KindEvent)[0]; e.Data != "short" {
+		t.Errorf("event: got %q, want %q", e.Data, "short")
+	}
+}
+
+func TestBackoff(t *testing.T) {
+	maxJitter := func(n int64) int64 { return n - 1 }
+	noJitter := func(int64) int64 { return 0 }
+	cases := []struct {
+		name     string
+		retry    time.Duration
+		failures int
+		jitter   func(int64) int64
+		want     time.Duration
+	}{
+		{"after a connection: the retry time", 3 * time.Second, 0, maxJitter, 3 * time.Second},
+		{"server asked for 0", 0, 0, maxJitter, 0},
+		{"first failure, top", 3 * time.Second, 1, maxJitter, 6 * time.Second},
+		{"first failure, bottom", 3 * time.Second, 1, noJitter, 3 * time.Second},
+		{"second failure", 3 * time.Second, 2, maxJitter, 12 * time.Second},
+		{"capped", 3 * time.Second, 10, maxJitter, 30 * time.Second},
+		{"capped, bottom", 3 * time.Second, 10, noJitter, 15 * time.Second},
+		{"many failures", 3 * time.Second, 1000, maxJitter, 30 * time.Second},
+		{"retry 0 still backs off", 0, 1, maxJitter, 200 * time.Millisecond},
+		{"retry above the cap wins", time.Minute, 3, maxJitter, time.Minute},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := backoff(tc.retry, 30*time.Second, tc.failures, tc.jitter); got != tc.want {
+				t.Errorf("backoff(%s, 30s, %d): got %s, want %s", tc.retry, tc.failures, got, tc.want)
+			}
+		})
+	}
+}
+
+func TestParseRetryAfter(t *testing.T) {
+	now := time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC)
+	cases := []struct {
+		in   string
+		want time.Duration
+	}{
+		{"", 0},
+		{"5", 5 * time.Second},
+		{" 0 ", 0},
+		{"-3", 0},
+		{"soon", 0},
+		{now.Add(90 * time.Second).Format(http.TimeFormat), 90 * time.Second},
+		{now.Add(-time.Hour).Format(http.TimeFormat), 0},
+	}
+	for _, tc := range cases {
+		if got := parseRetryAfter(tc.in, now); got != tc.want {
+			t.Errorf("parseRetryAfter(%q): got %s, want %s", tc.in, got, tc.want)
+		}
+	}
+}
