@@ -573,6 +573,11 @@ func (m *Model) health() (label string, level int) {
 			level = max(level, 1)
 		}
 	}
+	for _, c := range m.snap.Radar.Clients {
+		if m.snap.Radar.hot(c) {
+			level = max(level, 1) // a subscriber Redis may soon drop
+		}
+	}
 	switch {
 	case total == 0:
 		return "no sources", 1
@@ -628,6 +633,8 @@ func (m *Model) footer() string {
 		return trunc(s.Render(m.status), m.width)
 	}
 	switch {
+	case m.prompt.open && m.prompt.confirm:
+		return m.styles.Bad.Render(trunc("y publishes to production · any other key goes back", m.width))
 	case m.prompt.open && m.prompt.err != "":
 		return m.styles.Error.Render(trunc(m.prompt.err, m.width))
 	case m.prompt.open:
