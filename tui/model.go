@@ -721,7 +721,15 @@ func (d *detailsView) build() []string {
 		if v == "" {
 			return
 		}
-		lines = append(lines, st.DetailKey.Render(clip(" "+k, 12))+v)
+		const keyW = 12
+		for i, l := range wrapIndent(v, max(w-keyW+1, 2)) {
+			l = l[1:] // wrapIndent's indent; the key column is the indent here
+			if i == 0 {
+				lines = append(lines, st.DetailKey.Render(clip(" "+k, keyW))+l)
+			} else {
+				lines = append(lines, strings.Repeat(" ", keyW)+l)
+			}
+		}
 	}
 	field("time", r.TS.In(d.loc).Format("2006-01-02 15:04:05.000000000 MST"))
 	field("seq", strconv.FormatUint(r.Seq, 10))

@@ -668,3 +668,44 @@ func TestFormat(t *testing.T) {
 }
 
 var _ = feed.Record{}
+
+func TestWideAndHugePayloadsFit(t *testing.T) {
+	huge := strings.Repeat("x\x1b", 1<<20) // 2 MiB with an escape every other byte
+	recs := []feed.Record{
+		{Seq: 1, TS: t0, Source: feed.SourceRedis, Kind: feed.KindMessage, Channel: "故事:发布", Data: `{"title":"日本語のタイトル 🎉🎉🎉","x":"` + strings.Repeat("é", 300) + `"}`},
+		{Seq: 2, TS: t0, Source: feed.SourceSSE, Kind: feed.KindEvent, Endpoint: strings.Repeat("very-long-endpoint-name-", 5), Type: strings.Repeat("t", 200), ID: strings.Repeat("9", 100), Data: "👩‍👩‍👧‍👦 family \u202e reversed"},
+		{Seq: 3, TS: t0, Source: feed.SourceRedis, Kind: feed.KindMessage, Channel: "big", Data: huge},
+		{Seq: 4, TS: t0, Source: feed.SourceRedis, Kind: feed.KindMessage, Channel: "bin", Data: "\xff\xfe\x00binary"},
+	}
+	for _, wrap := range []bool{false, true} {
+		for _, sz := range [][2]int{{80, 24}, {41, 12}, {200, 50}, {20, 5}} {
+			m := New(Options{Location: time.UTC})
+			m.Update(tea.WindowSizeMsg{Width: sz[0], Height: sz[1]})
+			m.Update(SnapshotMsg{Snapshot{Now: t0, NewRecords: recs}})
+			if wrap {
+				m.Update(press("w"))
+			}
+			for _, k := range []string{"", "k", "k", "k"} {
+				if k != "" {
+					m.Update(press(k))
+				}
+				checkFits(t, m, sz[0], sz[1])
+			}
+			if strings.Contains(m.View().Content, "\u202e") {
+				t.Fatalf("a bidi override reached the view")
+			}
+			// Details of the huge record: bounded, with a note.
+			m.Update(press("j"))
+			m.Update(press("j"))
+			m.Update(press("enter"))
+			checkFits(t, m, sz[0], sz[1])
+			if m.details == nil {
+				t.Fatal("got no details view")
+			}
+			m.Update(press("G"))
+			if got := screen(m); sz[1] > 5 && !strings.Contains(got, "more bytes") {
+				t.Errorf("%dx%d: got no truncation note at the end of a 2 MiB payload:\n%s", sz[0], sz[1], got)
+			}
+		}
+	}
+}
