@@ -83,8 +83,9 @@ type Parser struct {
 	line  []byte // a line not yet terminated
 	data  []byte // data buffer
 	typ   []byte // event type buffer
-	idBuf string // last event ID buffer
+	idBuf []byte // last event ID buffer
 	id    string // last event ID string (set at each dispatch)
+	both  []byte // scratch: a new id and its event's data, made into one string
 
 	lastType string // interned event type, to avoid allocating it per event
 }
@@ -115,7 +116,7 @@ func (p *Parser) Reset() {
 	p.line = shrink(p.line)
 	p.data = shrink(p.data)
 	p.typ = p.typ[:0]
-	p.idBuf = p.id
+	p.idBuf = append(p.idBuf[:0], p.id...)
 }
 
 // Feed parses the next chunk of the stream, calling emit for every
@@ -305,7 +306,9 @@ func (p *Parser) text(b []byte) error {
 		if err := p.processLine(line); err != nil {
 			return err
 		}
-		p.line = shrink(p.line)
+		if len(p.line) > 0 {
+			p.line = shrink(p.line)
+		}
 		p.sawCR = b[end] == '\r'
 		off = end + 1
 	}
@@ -342,12 +345,23 @@ func (p *Parser) processLine(line []byte) error {
 		p.emit(Observation{Kind: ObsComment, Data: string(text), At: p.at})
 		return nil
 	}
-	field, value := line, line[len(line):]
-	if i := bytes.IndexByte(line, ':'); i >= 0 {
-		field, value = line[:i], line[i+1:]
-		if len(value) > 0 && value[0] == ' ' {
-			value = value[1:]
+	var field, value []byte
+	switch {
+	// The usual fields are recognized without searching for the colon.
+	case len(line) >= 5 && string(line[:5]) == "data:":
+		field, value = line[:4], line[5:]
+	case len(line) >= 3 && string(line[:3]) == "id:":
+		field, value = line[:2], line[3:]
+	case len(line) >= 6 && string(line[:6]) == "event:":
+		field, value = line[:5], line[6:]
+	default:
+		field = line
+		if i := bytes.IndexByte(line, ':'); i >= 0 {
+			field, value = line[:i], line[i+1:]
 		}
+	}
+	if len(value) > 0 && value[0] == ' ' {
+		value = value[1:]
 	}
 	switch string(field) {
 	case "event":
@@ -359,8 +373,8 @@ func (p *Parser) processLine(line []byte) error {
 		p.data = append(p.data, value...)
 		p.data = append(p.data, '\n')
 	case "id":
-		if bytes.IndexByte(value, 0) < 0 && string(value) != p.idBuf {
-			p.idBuf = string(value)
+		if bytes.IndexByte(value, 0) < 0 {
+			p.idBuf = append(p.idBuf[:0], value...)
 		}
 	case "retry":
 		if ms, ok := parseRetry(value); ok {
@@ -391,8 +405,11 @@ func parseRetry(v []byte) (int64, bool) {
 }
 
 func (p *Parser) dispatch() {
-	p.id = p.idBuf
+	newID := string(p.idBuf) != p.id
 	if len(p.data) == 0 {
+		if newID {
+			p.id = string(p.idBuf)
+		}
 		p.typ = p.typ[:0]
 		return
 	}
@@ -403,14 +420,25 @@ func (p *Parser) dispatch() {
 		}
 		typ = p.lastType
 	}
-	p.emit(Observation{
-		Kind:        ObsEvent,
-		Type:        typ,
-		Data:        string(p.data[:len(p.data)-1]),
-		LastEventID: p.id,
-		At:          p.at,
-	})
-	p.data = shrink(p.data)
+	data := p.data[:len(p.data)-1]
+	var d string
+	if newID {
+		// Events usually carry a new id: one allocation holds both strings.
+		p.both = append(append(p.both[:0], p.idBuf...), data...)
+		s := string(p.both)
+		p.id, d = s[:len(p.idBuf)], s[len(p.idBuf):]
+		if cap(p.both) > 1<<20 {
+			p.both = nil
+		}
+	} else {
+		d = string(data)
+	}
+	p.emit(Observation{Kind: ObsEvent, Type: typ, Data: d, LastEventID: p.id, At: p.at})
+	if cap(p.data) > 1<<20 {
+		p.data = nil
+	} else {
+		p.data = p.data[:0]
+	}
 	p.typ = p.typ[:0]
 }
 
