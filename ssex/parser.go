@@ -22,6 +22,7 @@ const (
 	ObsRetry
 )
 
+// String returns the kind's name as records show it: event, comment, retry.
 func (k ObservationKind) String() string {
 	switch k {
 	case ObsEvent:
@@ -119,13 +120,17 @@ func (p *Parser) Reset() {
 	p.idBuf = append(p.idBuf[:0], p.id...)
 }
 
-// Feed parses the next chunk of the stream, calling emit for every
-// observation the chunk completes, stamped with at. It returns an error
-// wrapping ErrLineTooLong when a line or an event's data passes the cap; the
-// parser then refuses further input until Reset.
+// Feed parses the next chunk of the stream, calling emit (if not nil) for
+// every observation the chunk completes, in stream order, stamped with at.
+// Feed does not keep chunk. It returns an error wrapping ErrLineTooLong when a
+// line or an event's data passes the cap; the parser then refuses further
+// input until Reset. emit must not call back into the parser.
 func (p *Parser) Feed(chunk []byte, at time.Time, emit func(Observation)) error {
 	if p.err != nil {
 		return p.err
+	}
+	if emit == nil {
+		emit = func(Observation) {}
 	}
 	p.at, p.emit = at, emit
 	defer func() { p.emit = nil }()

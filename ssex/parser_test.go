@@ -357,3 +357,13 @@ func BenchmarkParser(b *testing.B) {
 		})
 	}
 }
+
+func TestParserNilEmit(t *testing.T) {
+	p := NewParser(0)
+	if err := p.Feed([]byte("id: 4\ndata: a\n\n: c\nretry: 1\n"), time.Time{}, nil); err != nil {
+		t.Fatalf("got error %v, want none", err)
+	}
+	if got := p.LastEventID(); got != "4" {
+		t.Fatalf("got LastEventID() %q, want %q", got, "4")
+	}
+}
