@@ -184,3 +184,25 @@ func fitLines(lines []string, w, h int) string {
 	}
 	return b.String()
 }
+
+// stackLines returns exactly h lines joined by newlines, for lines already
+// known to fit the width (it skips fitLines' width check, which costs a
+// grapheme walk per line).
+func stackLines(lines []string, h int) string {
+	if h <= 0 {
+		return ""
+	}
+	if len(lines) > h {
+		lines = lines[:h]
+	}
+	var b strings.Builder
+	for i := 0; i < h; i++ {
+		if i > 0 {
+			b.WriteByte('\n')
+		}
+		if i < len(lines) {
+			b.WriteString(lines[i])
+		}
+	}
+	return b.String()
+}

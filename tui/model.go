@@ -509,7 +509,8 @@ func (m *Model) render() string {
 	if h >= 2 {
 		parts = append(parts, m.footer())
 	}
-	return fitLines(strings.Split(strings.Join(parts, "\n"), "\n"), w, h)
+	// Every part is already cut to the width.
+	return stackLines(strings.Split(strings.Join(parts, "\n"), "\n"), h)
 }
 
 func (m *Model) panes() string {
@@ -597,7 +598,7 @@ func (m *Model) header() string {
 		left += " " + st.Production.Render(" PRODUCTION ")
 	}
 	label, level := m.health()
-	hs := []func(...string) string{st.Good.Render, st.Warn.Render, st.Bad.Render}[level]
+	hs := []func(string) string{st.Good.Render, st.Warn.Render, st.Bad.Render}[level]
 	left += " " + hs("● "+label)
 
 	right := "redis " + fmtRate(m.rates.rate(feed.SourceRedis, "")) + "  sse " + fmtRate(m.rates.rate(feed.SourceSSE, ""))
@@ -644,7 +645,8 @@ func (m *Model) footer() string {
 	case m.details != nil:
 		return m.styles.Dim.Render(trunc("j/k scroll · g/G top/bottom · y copy payload · esc back", m.width))
 	}
-	return m.help.ShortHelpView(m.keys.ShortHelp())
+	// help.Model overflows when not even its ellipsis fits: cut it.
+	return trunc(m.help.ShortHelpView(m.keys.ShortHelp()), m.width)
 }
 
 func (m *Model) helpView(h int) string {

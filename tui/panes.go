@@ -7,7 +7,6 @@ import (
 
 	"charm.land/bubbles/v2/key"
 	tea "charm.land/bubbletea/v2"
-	"charm.land/lipgloss/v2"
 	"github.com/charmbracelet/x/ansi"
 
 	"github.com/fanscope/fanscope/feed"
@@ -16,14 +15,14 @@ import (
 // cell is one table cell: plain text and the style to draw it with.
 type cell struct {
 	text  string
-	style *lipgloss.Style
+	style *Style
 	right bool
 }
 
-func txt(s string) cell                       { return cell{text: s} }
-func sty(s string, st lipgloss.Style) cell    { return cell{text: s, style: &st} }
-func num(s string) cell                       { return cell{text: s, right: true} }
-func styNum(s string, st lipgloss.Style) cell { return cell{text: s, style: &st, right: true} }
+func txt(s string) cell              { return cell{text: s} }
+func sty(s string, st Style) cell    { return cell{text: s, style: &st} }
+func num(s string) cell              { return cell{text: s, right: true} }
+func styNum(s string, st Style) cell { return cell{text: s, style: &st, right: true} }
 
 // table aligns rows into columns two spaces apart. The last column is not
 // padded; lines are cut to w by the caller.
@@ -150,7 +149,7 @@ func plural(n int) string {
 }
 
 // stateStyle colours a connection state.
-func (st *Styles) stateStyle(state string) lipgloss.Style {
+func (st *Styles) stateStyle(state string) Style {
 	switch state {
 	case feed.StateSubscribed, feed.StateConnected:
 		return st.Good

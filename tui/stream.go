@@ -9,7 +9,6 @@ import (
 	"charm.land/bubbles/v2/key"
 	"charm.land/bubbles/v2/textinput"
 	tea "charm.land/bubbletea/v2"
-	"charm.land/lipgloss/v2"
 	"github.com/charmbracelet/x/ansi"
 
 	"github.com/fanscope/fanscope/feed"
@@ -443,9 +442,14 @@ func (s *streamPane) View() string {
 		case s.paused:
 			msg = "paused"
 		}
-		lines = append(lines, s.styles.Dim.Render(" "+msg))
+		lines = append(lines, s.styles.Dim.Render(trunc(" "+msg, s.width)))
 	}
-	return fitLines(lines, s.width, s.height)
+	if s.width < 40 {
+		// The fixed columns alone may not fit: cut every line.
+		return fitLines(lines, s.width, s.height)
+	}
+	// The title is cut by rule and every row is drawn to the width.
+	return stackLines(lines, s.height)
 }
 
 func (s *streamPane) title() string {
@@ -607,7 +611,7 @@ func (s *streamPane) renderRecord(r *feed.Record, selected bool) []string {
 	if r.Source == feed.SourceSSE {
 		srcStyle = st.sseStyle(s.sseColor[r.Endpoint])
 	}
-	var body lipgloss.Style
+	var body Style
 	switch r.Kind {
 	case feed.KindComment, feed.KindRetry:
 		body = st.Comment

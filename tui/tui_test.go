@@ -709,3 +709,16 @@ func TestWideAndHugePayloadsFit(t *testing.T) {
 		}
 	}
 }
+
+func TestEveryWidthFits(t *testing.T) {
+	for w := 1; w <= 130; w += 3 {
+		for _, h := range []int{1, 2, 5, 9, 24} {
+			m := newFixtureModel(w, h, nil)
+			checkFits(t, m, w, h)
+			m.Update(press("w"))
+			checkFits(t, m, w, h)
+			m.Update(press("P"))
+			checkFits(t, m, w, h)
+		}
+	}
+}
