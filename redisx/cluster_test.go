@@ -246,3 +246,45 @@ func (o Options) withSentinel(name string) Options {
 	o.SentinelMaster = name
 	return o
 }
+
+func TestClusterNodeDies(t *testing.T) {
+	cl := redistest.StartCluster(t, 3)
+	c := open(t, fastOptions(cl.URLs()...))
+	col := newCollector()
+	sub := subscribe(t, c, Subscription{Channels: []string{"ch"}}, col)
+	var on *redistest.Server
+	for _, r := range col.states() {
+		for _, s := range cl.Nodes {
+			if strings.Contains(r.Target, s.Addr()) {
+				on = s
+			}
+		}
+	}
+	if on == nil {
+		t.Fatalf("no state record names a node; records:\n%s", describe(col.snapshot()))
+	}
+	mark := len(col.snapshot())
+	on.Kill()
+	col.waitFor(t, 15*time.Second, "resubscribed on another node", func(r []feed.Record) bool {
+		for _, x := range r[mark:] {
+			if x.Kind == feed.KindState && x.State == feed.StateSubscribed && !strings.Contains(x.Target, on.Addr()) {
+				return true
+			}
+		}
+		return false
+	})
+	for _, s := range cl.Nodes {
+		if s == on {
+			continue
+		}
+		rc := redis.NewClient(&redis.Options{Addr: s.Addr()})
+		if err := rc.Publish(context.Background(), "ch", "via "+s.Addr()).Err(); err != nil {
+			t.Fatal(err)
+		}
+		_ = rc.Close()
+	}
+	col.waitFor(t, 5*time.Second, "delivery from both live nodes", func(r []feed.Record) bool { return countMessages(r, "ch") == 2 })
+	if st := sub.Stats(); st.Reconnects != 1 {
+		t.Errorf("got stats %+v, want 1 reconnect", st)
+	}
+}

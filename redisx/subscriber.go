@@ -514,6 +514,11 @@ func (l *link) serve(ctx context.Context, sc *subConn) string {
 // and every RTTInterval, and closes the connection when no byte at all
 // arrives for PongTimeout after a PING: a frozen server (SIGSTOP) or a
 // dead network never shows up as a read error.
+//
+// Silence is counted in watchdog ticks, each worth at most two tick
+// intervals, and only while the reader is waiting on the socket: when this
+// process itself stalls (GC, an overloaded machine, a slow sink) the clock
+// moves but no evidence against the server accumulates.
 func (l *link) watchdog(ctx context.Context, sc *subConn, dead chan<- string) {
 	o := l.s.c.o
 	tick := max(min(o.PingIdle, o.PongTimeout)/4, 10*time.Millisecond)
@@ -521,6 +526,9 @@ func (l *link) watchdog(ctx context.Context, sc *subConn, dead chan<- string) {
 	defer t.Stop()
 	l.pinging.Store(0)
 	lastSample := time.Time{} // sample the round trip right away
+	lastTick := time.Now()
+	lastAct := sc.act.last.Load()
+	var quiet, sincePing time.Duration
 	give := func(reason string) {
 		select {
 		case dead <- reason:
@@ -538,19 +546,24 @@ func (l *link) watchdog(ctx context.Context, sc *subConn, dead chan<- string) {
 			return
 		case <-t.C:
 		}
-		if sent := l.pinging.Load(); sent != 0 {
-			// Silence counts against the server only while the reader is
-			// waiting for it; a reader held up on our side (GC, a slow
-			// sink) must not be mistaken for a frozen server.
-			waited := time.Duration(monoNow() - sent)
-			if waited > o.PongTimeout && sc.act.since() > o.PongTimeout && l.reading.Load() {
+		now := time.Now()
+		step := min(now.Sub(lastTick), 2*tick)
+		lastTick = now
+		if a := sc.act.last.Load(); a != lastAct || !l.reading.Load() {
+			lastAct, quiet = a, 0
+		} else {
+			quiet += step
+		}
+		if l.pinging.Load() != 0 {
+			sincePing += step
+			if sincePing > o.PongTimeout && quiet > o.PongTimeout {
 				give(fmt.Sprintf("no reply to PING within %s (server frozen, overloaded or network down)", o.PongTimeout))
 				return
 			}
 			continue
 		}
-		if sc.act.since() >= o.PingIdle || time.Since(lastSample) >= o.RTTInterval {
-			lastSample = time.Now()
+		if quiet >= o.PingIdle || now.Sub(lastSample) >= o.RTTInterval {
+			lastSample, sincePing = now, 0
 			l.pinging.Store(monoNow())
 			if err := sc.ps.Ping(ctx, pingPayload); err != nil {
 				if ctx.Err() != nil {
