@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -678,4 +679,68 @@ func TestLongReplayFitsASmallClientQueue(t *testing.T) {
 	if st := r.Stats(); st.SlowClientsDropped != 0 {
 		t.Errorf("got %d clients dropped, want 0", st.SlowClientsDropped)
 	}
+}
+
+// TestReconnectingClientsSeeEveryIDOnce: while events flood in and pings
+// go out, clients keep dropping and reconnecting with Last-Event-ID; across
+// all their connections each sees every id exactly once, in order. This
+// is the replay → live hand-over under load.
+func TestReconnectingClientsSeeEveryIDOnce(t *testing.T) {
+	const clients, events = 12, 1200
+	r := startRelay(t, Config{History: events, KeepAlive: 5 * time.Millisecond, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	published := make(chan struct{})
+	go func() {
+		defer close(published)
+		for i := 1; i <= events; i++ {
+			r.Publish("c", "m"+strconv.Itoa(i))
+			if i%100 == 0 {
+				time.Sleep(time.Millisecond)
+			}
+		}
+	}()
+	errs := make(chan error, clients)
+	var wg sync.WaitGroup
+	for ci := range clients {
+		wg.Go(func() {
+			last := 0
+			for conn := 0; last < events; conn++ {
+				// "0" on the first connection: everything from id 1.
+				c, err := dialSSE(r.addr, DefaultPath, map[string]string{"Last-Event-ID": strconv.Itoa(last)})
+				if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+					continue // dropped during its replay (a flood overran it): reconnect
+				}
+				if err != nil {
+					errs <- fmt.Errorf("client %d: connect: %v", ci, err)
+					return
+				}
+				// Read a few events on this connection, then drop it.
+				for n := 0; n < 37+ci && last < events; n++ {
+					o, err := c.nextEvent(20 * time.Second)
+					if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+						break // dropped as too slow: reconnect, as EventSource does
+					}
+					if err != nil {
+						c.conn.Close()
+						errs <- fmt.Errorf("client %d conn %d after id %d: %v", ci, conn, last, err)
+						return
+					}
+					if o.LastEventID != strconv.Itoa(last+1) || o.Data != "m"+strconv.Itoa(last+1) {
+						c.conn.Close()
+						errs <- fmt.Errorf("client %d conn %d: got id %s %q after id %d, want id %d", ci, conn, o.LastEventID, o.Data, last, last+1)
+						return
+					}
+					last++
+				}
+				c.conn.Close()
+			}
+		})
+	}
+	wg.Wait()
+	<-published
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	st := r.Stats()
+	t.Logf("%d connections, %d dropped as too slow on the way", st.ConnectionsTotal, st.SlowClientsDropped)
 }
