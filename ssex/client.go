@@ -75,6 +75,7 @@ type Client struct {
 	host     string // Host header override
 	hc       *http.Client
 	parser   *Parser
+	buf      []byte // the read buffer, reused across connections
 
 	// Tunables; tests in this package shorten them.
 	retry       time.Duration // reconnection time until the server sends retry:
@@ -143,13 +144,9 @@ func NewClient(cfg Config) (*Client, error) {
 		}
 		c.header[http.CanonicalHeaderKey(k)] = append([]string(nil), vs...)
 	}
-	rt := cfg.Transport
-	if rt == nil {
-		t, err := NewTransport(cfg.TLSCA, cfg.TLSInsecure)
-		if err != nil {
-			return nil, usageErrorf("sse endpoint %s: %w", cfg.Name, err)
-		}
-		rt = t
+	rt, err := transportFor(cfg)
+	if err != nil {
+		return nil, usageErrorf("sse endpoint %s: %w", cfg.Name, err)
 	}
 	c.hc = &http.Client{Transport: rt}
 	c.parser = NewParser(cfg.MaxLine)
@@ -164,20 +161,9 @@ func NewClient(cfg Config) (*Client, error) {
 // client's stall watchdog covers that). tlsCA is a PEM file added to the
 // system roots; tlsInsecure skips certificate checks. Errors wrap ErrUsage.
 func NewTransport(tlsCA string, tlsInsecure bool) (*http.Transport, error) {
-	tc := &tls.Config{InsecureSkipVerify: tlsInsecure}
-	if tlsCA != "" {
-		pem, err := os.ReadFile(tlsCA)
-		if err != nil {
-			return nil, usageErrorf("read --tls-ca file: %w", err)
-		}
-		pool, err := x509.SystemCertPool()
-		if err != nil || pool == nil {
-			pool = x509.NewCertPool()
-		}
-		if !pool.AppendCertsFromPEM(pem) {
-			return nil, usageErrorf("read --tls-ca file %s: no PEM certificates in it", tlsCA)
-		}
-		tc.RootCAs = pool
+	tc, err := tlsConfig(nil, tlsCA, tlsInsecure)
+	if err != nil {
+		return nil, err
 	}
 	t := &http.Transport{
 		Proxy: http.ProxyFromEnvironment,
@@ -199,6 +185,86 @@ func NewTransport(tlsCA string, tlsInsecure bool) (*http.Transport, error) {
 	var p http.Protocols
 	p.SetHTTP1(true)
 	t.Protocols = &p
+	return t, nil
+}
+
+// tlsConfig is base (or an empty config) with the --tls-ca and
+// --tls-insecure options applied.
+func tlsConfig(base *tls.Config, tlsCA string, tlsInsecure bool) (*tls.Config, error) {
+	tc := &tls.Config{}
+	if base != nil {
+		tc = base.Clone()
+	}
+	if tlsInsecure {
+		tc.InsecureSkipVerify = true
+	}
+	if tlsCA != "" {
+		pem, err := os.ReadFile(tlsCA)
+		if err != nil {
+			return nil, usageErrorf("read --tls-ca file: %w", err)
+		}
+		pool, err := x509.SystemCertPool()
+		if err != nil || pool == nil {
+			pool = x509.NewCertPool()
+		}
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, usageErrorf("read --tls-ca file %s: no PEM certificates in it", tlsCA)
+		}
+		tc.RootCAs = pool
+	}
+	return tc, nil
+}
+
+// transports holds the transports NewClient derived, so that clients with
+// the same base transport and TLS options share one (and its connection
+// pool), and a CA file is read once, not once per connection.
+var transports struct {
+	sync.Mutex
+	m map[transportKey]*http.Transport
+}
+
+type transportKey struct {
+	base     *http.Transport
+	tlsCA    string
+	insecure bool
+}
+
+// transportFor is the transport for cfg: cfg.Transport as given when no TLS
+// option is set; otherwise a copy of it with the TLS options applied (a
+// shared transport must not silently drop --tls-ca); without one, a shared
+// NewTransport.
+func transportFor(cfg Config) (http.RoundTripper, error) {
+	if cfg.Transport != nil && cfg.TLSCA == "" && !cfg.TLSInsecure {
+		return cfg.Transport, nil
+	}
+	base, ok := cfg.Transport.(*http.Transport)
+	if cfg.Transport != nil && !ok {
+		return nil, fmt.Errorf("TLS options need an *http.Transport, got a %T", cfg.Transport)
+	}
+	key := transportKey{base: base, tlsCA: cfg.TLSCA, insecure: cfg.TLSInsecure}
+	transports.Lock()
+	defer transports.Unlock()
+	if t := transports.m[key]; t != nil {
+		return t, nil
+	}
+	var t *http.Transport
+	if base == nil {
+		var err error
+		if t, err = NewTransport(cfg.TLSCA, cfg.TLSInsecure); err != nil {
+			return nil, err
+		}
+	} else {
+		tc, err := tlsConfig(base.TLSClientConfig, cfg.TLSCA, cfg.TLSInsecure)
+		if err != nil {
+			return nil, err
+		}
+		t = base.Clone()
+		t.TLSClientConfig = tc
+	}
+	if transports.m == nil {
+		transports.m = make(map[transportKey]*http.Transport)
+	}
+	transports.m[key] = t
 	return t, nil
 }
 
@@ -228,6 +294,13 @@ func (c *Client) Run(ctx context.Context, sink feed.Sink) error {
 	if !c.running.CompareAndSwap(false, true) {
 		return fmt.Errorf("run sse client %s: already running", c.cfg.Name)
 	}
+	if sink == nil {
+		sink = feed.SinkFunc(func(feed.Record) {})
+	}
+	c.mu.Lock()
+	c.diag.RetryMS = c.retry.Milliseconds()
+	c.mu.Unlock()
+	c.buf = make([]byte, readBufSize)
 	failures := 0 // consecutive failed attempts since the last connection
 	attempt := 0  // attempts since the last connection
 	everConnected := false
@@ -244,9 +317,9 @@ func (c *Client) Run(ctx context.Context, sink feed.Sink) error {
 			return out.fatal
 		}
 		if out.connected {
+			c.emitState(sink, feed.StateDisconnected, 0, out.reason, attempt)
 			everConnected = true
 			failures, attempt = 0, 0
-			c.emitState(sink, feed.StateDisconnected, 0, out.reason, attempt)
 		} else {
 			failures++
 		}
@@ -259,7 +332,11 @@ func (c *Client) Run(ctx context.Context, sink feed.Sink) error {
 		c.diag.Reconnects++
 		c.diag.NextAttempt = time.Now().Add(wait)
 		c.mu.Unlock()
-		c.emitState(sink, feed.StateReconnecting, out.status,
+		status := out.status // why an attempt failed; a stream that ended had 200
+		if out.connected {
+			status = 0
+		}
+		c.emitState(sink, feed.StateReconnecting, status,
 			fmt.Sprintf("%s (retry in %s)", out.reason, wait.Round(time.Millisecond)), attempt+1)
 		t := time.NewTimer(wait)
 		select {
@@ -297,7 +374,12 @@ func (c *Client) connect(ctx context.Context, sink feed.Sink, attempt int, everC
 	wd := startWatchdog(c.cfg.StallTimeout, cancel)
 	defer wd.stop()
 
-	req, err := http.NewRequestWithContext(cctx, http.MethodGet, c.cfg.URL, nil)
+	var firstByte atomic.Int64
+	start := time.Now()
+	tctx := httptrace.WithClientTrace(cctx, &httptrace.ClientTrace{
+		GotFirstResponseByte: func() { firstByte.Store(int64(time.Since(start))) },
+	})
+	req, err := http.NewRequestWithContext(tctx, http.MethodGet, c.cfg.URL, nil)
 	if err != nil {
 		return outcome{fatal: fatalErrorf("connect to sse endpoint %s: build request: %w", c.cfg.Name, err), reason: err.Error()}
 	}
@@ -316,11 +398,6 @@ func (c *Client) connect(ctx context.Context, sink feed.Sink, attempt int, everC
 			sent = ""
 		}
 	}
-	var firstByte atomic.Int64
-	start := time.Now()
-	req = req.WithContext(httptrace.WithClientTrace(cctx, &httptrace.ClientTrace{
-		GotFirstResponseByte: func() { firstByte.Store(int64(time.Since(start))) },
-	}))
 	resp, err := c.hc.Do(req)
 	if err != nil {
 		return c.requestFailed(cctx, err, everConnected)
@@ -354,7 +431,7 @@ func (c *Client) connect(ctx context.Context, sink feed.Sink, attempt int, everC
 		rs.resume.start(sent)
 	}
 	emit := rs.observe
-	buf := make([]byte, readBufSize)
+	buf := c.buf
 	for {
 		n, err := resp.Body.Read(buf)
 		if n > 0 {

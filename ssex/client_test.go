@@ -124,7 +124,6 @@ func startClient(t *testing.T, cfg Config, tune func(*Client)) *running {
 		t.Fatalf("NewClient: %v", err)
 	}
 	c.retry = 10 * time.Millisecond
-	c.diag.RetryMS = 10
 	if tune != nil {
 		tune(c)
 	}
@@ -155,16 +154,35 @@ func (rn *running) wait(t *testing.T) error {
 	}
 }
 
+// waitDiag waits until cond holds for c's diagnostics and returns them.
+// Counters are updated once per read, just after that read's records went
+// out, so a test that saw a record may have to wait a moment for them.
+func waitDiag(t testing.TB, c *Client, cond func(Diagnostics) bool) Diagnostics {
+	t.Helper()
+	deadline := time.Now().Add(eventually)
+	for {
+		d := c.Diagnostics()
+		if cond(d) || time.Now().After(deadline) {
+			return d
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func eventsAtLeast(n int64) func(Diagnostics) bool {
+	return func(d Diagnostics) bool { return d.Events >= n }
+}
+
 // newServer starts a test server that closes after the clients started
 // later in the test have stopped (cleanups run last-in first-out), since
 // Close waits for every open request.
-func newServer(t *testing.T, h http.Handler) *httptest.Server {
+func newServer(t testing.TB, h http.Handler) *httptest.Server {
 	srv := httptest.NewServer(h)
 	t.Cleanup(srv.Close)
 	return srv
 }
 
-func newTLSServer(t *testing.T, h http.Handler) *httptest.Server {
+func newTLSServer(t testing.TB, h http.Handler) *httptest.Server {
 	srv := httptest.NewUnstartedServer(h)
 	// Handshakes the client refuses are the point of some tests; keep the log quiet.
 	srv.Config.ErrorLog = log.New(io.Discard, "", 0)
@@ -233,16 +251,17 @@ func TestReconnectAfterCleanCloseSendsLastEventID(t *testing.T) {
 	}
 	var states []string
 	for _, r := range ofKind(recs, feed.KindState) {
-		states = append(states, r.State)
+		states = append(states, fmt.Sprintf("%s/%d", r.State, r.Attempt))
 	}
-	want := []string{"connecting", "connected", "disconnected", "reconnecting", "connecting", "connected"}
+	// The attempt count starts again after a connection that worked.
+	want := []string{"connecting/1", "connected/1", "disconnected/1", "reconnecting/1", "connecting/1", "connected/1"}
 	if strings.Join(states, " ") != strings.Join(want, " ") {
 		t.Errorf("states: got %v, want %v", states, want)
 	}
 	if !hasState(feed.StateDisconnected, "server closed the stream")(recs) {
 		t.Errorf("no disconnected record saying the server closed the stream:\n%s", dump(recs))
 	}
-	d := rn.c.Diagnostics()
+	d := waitDiag(t, rn.c, eventsAtLeast(2))
 	if d.LastEventIDSent != "7" || d.LastEventIDHonoured != "yes" || d.Connects != 2 || d.Reconnects != 1 ||
 		d.State != feed.StateConnected || d.Events != 2 || d.Comments != 1 || d.LastEventID != "8" || d.RetryMS != 20 || !d.RetryFromServer {
 		t.Errorf("diagnostics: got %+v", d)
@@ -482,7 +501,7 @@ func TestKeepAliveCommentsPreventStall(t *testing.T) {
 	}))
 	rn := startClient(t, Config{URL: srv.URL, StallTimeout: 2 * time.Second}, nil)
 	rn.sink.waitFor(t, "the event after the pings", countKind(feed.KindEvent, 1))
-	d := rn.c.Diagnostics()
+	d := waitDiag(t, rn.c, eventsAtLeast(1))
 	if d.Stalls != 0 || d.Connects != 1 || d.Comments != 40 || d.LastComment.IsZero() {
 		t.Errorf("diagnostics: got stalls %d connects %d comments %d last comment %v, want 0 1 40 and a time",
 			d.Stalls, d.Connects, d.Comments, d.LastComment)
@@ -512,7 +531,7 @@ func TestFiveMegabyteEventArrivesWhole(t *testing.T) {
 	if events[1].Data != "small" {
 		t.Errorf("second event: got %q, want %q", events[1].Data, "small")
 	}
-	if d := rn.c.Diagnostics(); d.Bytes < int64(len(data)) {
+	if d := waitDiag(t, rn.c, eventsAtLeast(2)); d.Bytes < int64(len(data)) {
 		t.Errorf("diagnostics bytes: got %d, want at least %d", d.Bytes, len(data))
 	}
 }
@@ -565,7 +584,7 @@ func TestThousandEventsPerSecondForTenSecondsNoneLost(t *testing.T) {
 			t.Fatalf("event %d: time %v before the previous event's %v", i, e.TS, events[i-1].TS)
 		}
 	}
-	if d := rn.c.Diagnostics(); d.Events != total || d.Connects != 1 {
+	if d := waitDiag(t, rn.c, eventsAtLeast(total)); d.Events != total || d.Connects != 1 {
 		t.Errorf("diagnostics: got %d events over %d connections, want %d over 1", d.Events, d.Connects, total)
 	}
 }
@@ -738,6 +757,47 @@ func TestSharedTransportServesManyConnections(t *testing.T) {
 		t.Errorf("open server connections: got %d, want %d", got, conns)
 	}
 }
+
+func TestTLSOptionsWithSharedTransport(t *testing.T) {
+	srv := newTLSServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		streamHeaders(w)
+		write(w, "data: secure\n\n")
+		<-r.Context().Done()
+	}))
+	ca := writeCA(t, srv)
+	// A shared transport built without TLS settings, as a caller might.
+	base := &http.Transport{MaxIdleConnsPerHost: 100}
+	t.Cleanup(base.CloseIdleConnections)
+
+	rn := startClient(t, Config{URL: srv.URL, TLSCA: ca, Transport: base}, nil)
+	rn.sink.waitFor(t, "an event", countKind(feed.KindEvent, 1))
+
+	c2, err := NewClient(Config{URL: srv.URL, TLSCA: ca, Transport: base, Conn: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c2.hc.Transport != rn.c.hc.Transport {
+		t.Errorf("clients with the same transport and TLS options got different transports")
+	}
+	if rn.c.hc.Transport == http.RoundTripper(base) {
+		t.Errorf("the TLS options were not applied to a copy of the shared transport")
+	}
+	plain, err := NewClient(Config{URL: srv.URL, Transport: base})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if plain.hc.Transport != http.RoundTripper(base) {
+		t.Errorf("without TLS options the shared transport was not used as given")
+	}
+	_, err = NewClient(Config{URL: srv.URL, TLSInsecure: true, Transport: roundTripFunc(nil)})
+	if !errors.Is(err, ErrUsage) || !strings.Contains(err.Error(), "TLS options need an *http.Transport") {
+		t.Errorf("NewClient with TLS options and a custom RoundTripper: got %v, want an ErrUsage", err)
+	}
+}
+
+type roundTripFunc func(*http.Request) (*http.Response, error)
+
+func (f roundTripFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
 
 func TestConnectionRefusedRetries(t *testing.T) {
 	l, err := net.Listen("tcp", "127.0.0.1:0")

@@ -112,7 +112,7 @@ func TestDiagnosticsTimingAndCounts(t *testing.T) {
 	before := time.Now()
 	rn := startClient(t, Config{Name: "n", URL: srv.URL, Conn: 2}, nil)
 	recs := rn.sink.waitFor(t, "two events", countKind(feed.KindEvent, 2))
-	d := rn.c.Diagnostics()
+	d := waitDiag(t, rn.c, eventsAtLeast(2))
 	if d.Name != "n" || d.Conn != 2 || d.URL != srv.URL || d.State != feed.StateConnected || d.Status != 200 || d.Proto != "HTTP/1.1" {
 		t.Errorf("identity: got %q conn %d url %q state %s status %d proto %s", d.Name, d.Conn, d.URL, d.State, d.Status, d.Proto)
 	}
@@ -152,7 +152,7 @@ func TestDiagnosticsBurstWarning(t *testing.T) {
 	}))
 	rn := startClient(t, Config{URL: srv.URL}, func(c *Client) { c.burstQuiet = 100 * time.Millisecond })
 	rn.sink.waitFor(t, "20 events", countKind(feed.KindEvent, 20))
-	d := rn.c.Diagnostics()
+	d := waitDiag(t, rn.c, eventsAtLeast(20))
 	if d.Bursts < 3 {
 		t.Fatalf("bursts: got %d, want at least 3", d.Bursts)
 	}
@@ -176,7 +176,7 @@ func TestDiagnosticsSteadyStreamIsNoBurst(t *testing.T) {
 	}))
 	rn := startClient(t, Config{URL: srv.URL}, nil)
 	rn.sink.waitFor(t, "10 events", countKind(feed.KindEvent, 10))
-	if d := rn.c.Diagnostics(); d.Bursts != 0 || len(d.Warnings) != 0 {
+	if d := waitDiag(t, rn.c, eventsAtLeast(10)); d.Bursts != 0 || len(d.Warnings) != 0 {
 		t.Errorf("got %d bursts and warnings %q, want none", d.Bursts, d.Warnings)
 	}
 }
