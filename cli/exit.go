@@ -3,6 +3,7 @@ package cli
 import (
 	"errors"
 
+	"github.com/fanscope/fanscope/probes"
 	"github.com/fanscope/fanscope/redisx"
 	"github.com/fanscope/fanscope/ssex"
 )
@@ -47,7 +48,7 @@ func exitCode(err error) int {
 		return qe.code
 	case errors.As(err, &ee):
 		return ee.code
-	case errors.Is(err, redisx.ErrUsage), errors.Is(err, ssex.ErrUsage):
+	case errors.Is(err, redisx.ErrUsage), errors.Is(err, ssex.ErrUsage), errors.Is(err, probes.ErrUsage):
 		return exitUsage
 	case errors.Is(err, redisx.ErrUnreachable), errors.Is(err, redisx.ErrAuth),
 		errors.Is(err, redisx.ErrNoPerm), errors.Is(err, ssex.ErrFatal):

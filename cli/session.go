@@ -220,23 +220,6 @@ func (s *Session) fanIn(ctx context.Context) {
 	}
 }
 
-// WaitSSEConnected waits until every SSE connection has connected once, a
-// client failed for good, or ctx ends.
-func (s *Session) WaitSSEConnected(ctx context.Context) error {
-	for _, c := range s.Endpoints {
-		select {
-		case <-c.Connected():
-		case err := <-s.errs:
-			s.errs <- err // leave it for Err
-			return err
-		case <-ctx.Done():
-			d := c.Diagnostics()
-			return exitWith(exitUnreachable, fmt.Errorf("sse endpoint not connected (state %s): %w", d.State, ctx.Err()))
-		}
-	}
-	return nil
-}
-
 // Err delivers the first fatal source error after Start (an SSE endpoint
 // answering 401, say).
 func (s *Session) Err() <-chan error { return s.errs }
