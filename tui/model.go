@@ -602,8 +602,13 @@ func (m *Model) header() string {
 	left += " " + hs("● "+label)
 
 	right := "redis " + fmtRate(m.rates.rate(feed.SourceRedis, "")) + "  sse " + fmtRate(m.rates.rate(feed.SourceSSE, ""))
-	if d := m.snap.Dropped + m.skipped; d > 0 {
+	if d := m.snap.Dropped; d > 0 {
 		right += "  " + st.Bad.Render("dropped "+strconv.FormatUint(d, 10))
+	}
+	if m.skipped > 0 {
+		// The ring moved on before the TUI read it: the counts and probes
+		// saw these records, only the stream does not show them.
+		right += "  " + st.Warn.Render("skipped "+strconv.FormatUint(m.skipped, 10))
 	}
 	targets := make([]string, len(m.snap.Header.Targets))
 	for i, t := range m.snap.Header.Targets {

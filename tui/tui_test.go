@@ -595,7 +595,11 @@ func TestSeqGapsCounted(t *testing.T) {
 	if m.skipped != 10 {
 		t.Errorf("got %d skipped, want 10", m.skipped)
 	}
-	if !strings.Contains(screen(m), "dropped 10") {
+	if !strings.Contains(screen(m), "skipped 10") {
+		t.Errorf("got no skipped count in the header:\n%s", screen(m))
+	}
+	m.Update(SnapshotMsg{Snapshot{Now: t0.Add(2 * time.Second), Dropped: 7}})
+	if !strings.Contains(screen(m), "dropped 7") {
 		t.Errorf("got no dropped count in the header:\n%s", screen(m))
 	}
 }
