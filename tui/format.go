@@ -132,14 +132,22 @@ func appendEscapedPrefix(buf []byte, s string, n int) []byte {
 // sparkBlocks are the eight heights of a sparkline cell.
 var sparkBlocks = []rune("▁▂▃▄▅▆▇█")
 
-// sparkline draws the last w values of vals scaled to their maximum; a
-// zero value (no data) is a blank.
+// sparkline draws vals in at most w cells, scaled to their maximum; when
+// there are more values than cells, each cell shows the largest of its
+// share, so the whole window stays in view. A zero value (no data) is a
+// blank.
 func sparkline(vals []time.Duration, w int) string {
 	if w <= 0 || len(vals) == 0 {
 		return ""
 	}
-	if len(vals) > w {
-		vals = vals[len(vals)-w:]
+	if n := len(vals); n > w {
+		buckets := make([]time.Duration, w)
+		for i := range buckets {
+			for _, v := range vals[i*n/w : (i+1)*n/w] {
+				buckets[i] = maxDur(buckets[i], v)
+			}
+		}
+		vals = buckets
 	}
 	var max time.Duration
 	for _, v := range vals {
