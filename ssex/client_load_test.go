@@ -3,6 +3,7 @@ package ssex
 import (
 	"context"
 	"fmt"
+	"net"
 	"net/http"
 	"runtime"
 	"sync/atomic"
@@ -91,13 +92,49 @@ func TestManyConnectionsOneTransport(t *testing.T) {
 }
 
 // BenchmarkIdleConnectionMemory reports the heap and stack in use per
-// connected, idle connection. The test server runs in the same process, so
-// the figure covers both ends: an upper bound for the client's share.
+// connected, idle connection. The test server runs in this process too, so
+// it first measures the server's share with bare TCP clients (a GET and
+// nothing else), then the same number of Clients: "client-bytes/conn" is
+// the difference, "total-bytes/conn" both ends together.
 func BenchmarkIdleConnectionMemory(b *testing.B) {
+	var opened atomic.Int32
 	srv := newServer(b, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		streamHeaders(w)
+		opened.Add(1)
+		defer opened.Add(-1)
 		<-r.Context().Done()
 	}))
+	const conns = 500
+	waitOpened := func(n int32) {
+		for opened.Load() < n {
+			time.Sleep(time.Millisecond)
+		}
+	}
+
+	inUse := func() int64 {
+		var m runtime.MemStats
+		runtime.GC()
+		runtime.ReadMemStats(&m)
+		return int64(m.HeapInuse + m.StackInuse)
+	}
+	base := inUse()
+	bare := make([]net.Conn, conns)
+	for i := range bare {
+		conn, err := net.Dial("tcp", srv.Listener.Addr().String())
+		if err != nil {
+			b.Fatal(err)
+		}
+		if _, err := conn.Write([]byte("GET / HTTP/1.1\r\nHost: x\r\nAccept: text/event-stream\r\n\r\n")); err != nil {
+			b.Fatal(err)
+		}
+		bare[i] = conn
+	}
+	waitOpened(conns)
+	serverOnly := inUse() - base
+	for _, conn := range bare {
+		conn.Close()
+	}
+
 	tr, err := NewTransport("", false)
 	if err != nil {
 		b.Fatal(err)
@@ -105,10 +142,10 @@ func BenchmarkIdleConnectionMemory(b *testing.B) {
 	defer tr.CloseIdleConnections()
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	const conns = 500
-	var before, after runtime.MemStats
-	runtime.GC()
-	runtime.ReadMemStats(&before)
+	for opened.Load() > 0 {
+		time.Sleep(time.Millisecond) // let the server drop the bare connections
+	}
+	base = inUse()
 	clients := make([]*Client, conns)
 	for i := range clients {
 		c, err := NewClient(Config{URL: srv.URL, Conn: i, Transport: tr})
@@ -121,12 +158,11 @@ func BenchmarkIdleConnectionMemory(b *testing.B) {
 	for _, c := range clients {
 		<-c.Connected()
 	}
-	runtime.GC()
-	runtime.ReadMemStats(&after)
-	used := int64(after.HeapInuse+after.StackInuse) - int64(before.HeapInuse+before.StackInuse)
+	total := inUse() - base
 	for b.Loop() {
 	}
-	b.ReportMetric(float64(used)/conns, "bytes/conn")
+	b.ReportMetric(float64(total)/conns, "total-bytes/conn")
+	b.ReportMetric(float64(total-serverOnly)/conns, "client-bytes/conn")
 }
 
 // BenchmarkStream measures the read loop: one connection, b.N small events.

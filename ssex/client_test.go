@@ -366,6 +366,26 @@ func TestTransientErrorsRetryThenConnect(t *testing.T) {
 	}
 }
 
+func TestRetryAfterHonoured(t *testing.T) {
+	var n atomic.Int32
+	srv := newServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if n.Add(1) == 1 {
+			w.Header().Set("Retry-After", "1")
+			w.WriteHeader(http.StatusServiceUnavailable)
+			return
+		}
+		streamHeaders(w)
+		write(w, "data: ok\n\n")
+		<-r.Context().Done()
+	}))
+	rn := startClient(t, Config{URL: srv.URL}, nil)
+	recs := rn.sink.waitFor(t, "an event", countKind(feed.KindEvent, 1))
+	// The backoff alone would wait about 100-200 ms here.
+	if !hasState(feed.StateReconnecting, "503 Service Unavailable (retry in 1s)")(recs) {
+		t.Errorf("no reconnecting record waiting the 1 s the server asked for:\n%s", dump(recs))
+	}
+}
+
 func TestFatalResponsesStop(t *testing.T) {
 	cases := []struct {
 		name        string
