@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strconv"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -108,7 +109,12 @@ var droppedRE = regexp.MustCompile(`(\d+) records? (?:were|was) dropped`)
 // ingestOnce floods ch with n messages of size bytes while subj prints
 // them into a pipe that this process reads, and measures from the first
 // publish to the arrival of the last expected line.
-func ingestOnce(ctx context.Context, e *env, rs *redisServer, subj subscriberUnderTest, n, size int) (ingestResult, error) {
+//
+// With backlog set, the subscriber is frozen (SIGSTOP) during the flood, so
+// Redis queues every message in its output buffer, and the clock starts when
+// it is thawed: that measures how fast it drains, without a publisher
+// competing for the CPU.
+func ingestOnce(ctx context.Context, e *env, rs *redisServer, subj subscriberUnderTest, n, size int, backlog bool) (ingestResult, error) {
 	res := ingestResult{dropped: -1}
 	ch := fmt.Sprintf("bench:ingest:%s:%d", subj.name, time.Now().UnixNano())
 	pr, pw, err := os.Pipe()
@@ -146,11 +152,21 @@ func ingestOnce(ctx context.Context, e *env, rs *redisServer, subj subscriberUnd
 		msgs[i] = payload(i, size)
 	}
 	want := subj.preamble + int64(n)*subj.linesPer
+	if backlog {
+		if err := c.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
+			return res, fmt.Errorf("freeze %s: %w", subj.name, err)
+		}
+	}
 	t0 := time.Now()
 	sent, err := flood(ctx, pub, ch, msgs, n)
 	pubDone := time.Now()
 	res.sent = int64(sent)
 	res.pubRate = float64(sent) / pubDone.Sub(t0).Seconds()
+	if backlog {
+		c.cmd.Process.Signal(syscall.SIGCONT)
+		t0 = time.Now()
+		pubDone = t0
+	}
 	if err != nil {
 		return res, fmt.Errorf("publish: %w", err)
 	}
@@ -223,7 +239,7 @@ func runIngest(ctx context.Context, e *env) ([]row, error) {
 			slices.Reverse(order)
 		}
 		for _, subj := range order {
-			r, err := ingestOnce(ctx, e, rs, subj, n, size)
+			r, err := ingestOnce(ctx, e, rs, subj, n, size, false)
 			if err != nil {
 				return nil, err
 			}
@@ -250,6 +266,28 @@ func runIngest(ctx context.Context, e *env) ([]row, error) {
 		"ingest", "messages lost in the best round (fanscope reports drops on stderr)",
 		fmt.Sprintf("%s lost, %s reported", count(lost), count(max(fs.dropped, 0))),
 		fmt.Sprintf("%s lost", count(rc.sent-rc.received)), "-", "0, or all reported", verdict(accounted),
+	})
+
+	// The ceiling without a publisher on the CPU: drain a frozen backlog.
+	drain := map[string]ingestResult{}
+	for _, subj := range ingestSubjects {
+		r, err := ingestOnce(ctx, e, rs, subj, n, size, true)
+		if err != nil {
+			return rows, err
+		}
+		e.logf("   %-9s drained %s of %s in %s: %s (dropped reported: %d)",
+			subj.name, count(r.received), count(r.sent), r.elapsed.Round(time.Millisecond), rate(r.rate()), r.dropped)
+		if r.received < r.sent {
+			loss = append(loss, fmt.Sprintf("%s lost %d draining (reported %d)", subj.name, r.sent-r.received, max(r.dropped, 0)))
+		}
+		drain[subj.name] = r
+	}
+	fd, rd := drain["fanscope"], drain["redis-cli"]
+	dl := fd.sent - fd.received
+	rows = append(rows, row{
+		"ingest", fmt.Sprintf("msgs/s draining a %s-message backlog (no publisher running)", count(int64(n))),
+		fmt.Sprintf("%s, %s lost, %s reported", rate(fd.rate()), count(dl), count(max(fd.dropped, 0))),
+		rate(rd.rate()) + " redis-cli", ratio(fd.rate(), rd.rate()), "-", info,
 	})
 	if len(loss) > 0 {
 		e.logf("   loss: %v", loss)
