@@ -227,6 +227,7 @@ type watchBackend struct {
 	shards       []string // -s channels: published with SPUBLISH
 
 	mu         sync.Mutex
+	redisErr   string // from the latest Redis state record
 	intro      redisx.Introspection
 	introErr   error
 	introDone  bool
@@ -293,6 +294,9 @@ func (b *watchBackend) Snapshot(sinceSeq uint64) tui.Snapshot {
 	}
 	if s.Sub != nil {
 		snap.Redis = b.redisView(intro, introErr)
+		if err := b.noteRedisState(snap.NewRecords); snap.Redis.State != feed.StateSubscribed {
+			snap.Redis.Error = err
+		}
 	}
 	for _, c := range s.Endpoints {
 		d := c.Diagnostics()
@@ -313,6 +317,22 @@ func (b *watchBackend) Snapshot(sinceSeq uint64) tui.Snapshot {
 	snap.Latency = b.latencyView(s.Engine.Snapshot(now), probeErr)
 	snap.Radar = radarView(intro, introErr, introDone)
 	return snap
+}
+
+// noteRedisState remembers the error of the latest Redis state record
+// (cleared by "subscribed") and returns it.
+func (b *watchBackend) noteRedisState(recs []feed.Record) string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for i := range recs {
+		if r := &recs[i]; r.Source == feed.SourceRedis && r.Kind == feed.KindState {
+			b.redisErr = r.Error
+			if r.State == feed.StateSubscribed {
+				b.redisErr = ""
+			}
+		}
+	}
+	return b.redisErr
 }
 
 func (b *watchBackend) redisView(intro redisx.Introspection, introErr error) *tui.Redis {

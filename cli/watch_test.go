@@ -267,3 +267,31 @@ func TestWatchTUI(t *testing.T) {
 		t.Fatal("q did not end the TUI")
 	}
 }
+
+func TestWatchBackendRedisRestart(t *testing.T) {
+	srv := redistest.Start(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	src := SourceFlags{Redis: []string{srv.URL()}, Channels: []string{"story:published"}}
+	opts := WatchOptions{Buffer: 100}
+	s := openWatchSession(t, ctx, src, opts)
+	b := newWatchBackend(ctx, s, opts)
+	var seq uint64
+	snap := func() *tui.Redis {
+		sn := b.Snapshot(seq)
+		for _, r := range sn.NewRecords {
+			seq = r.Seq
+		}
+		return sn.Redis
+	}
+	srv.Kill()
+	eventually(t, "the sources show Redis down with a reason", func() bool {
+		r := snap()
+		return r.State != feed.StateSubscribed && r.Error != ""
+	})
+	srv.Restart()
+	eventually(t, "the sources show Redis subscribed again", func() bool {
+		r := snap()
+		return r.State == feed.StateSubscribed && r.Error == "" && r.Reconnects >= 1
+	})
+}
