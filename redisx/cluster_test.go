@@ -288,3 +288,34 @@ func TestClusterNodeDies(t *testing.T) {
 		t.Errorf("got stats %+v, want 1 reconnect", st)
 	}
 }
+
+func TestSentinelPrimaryDies(t *testing.T) {
+	st := redistest.StartSentinel(t, "crashy")
+	c := open(t, fastOptions(st.URL()).withSentinel("crashy"))
+	col := newCollector()
+	subscribe(t, c, Subscription{Channels: []string{"ch"}}, col)
+	mark := len(col.snapshot())
+	old := st.Primary
+	old.Kill()
+	// The sentinel needs down-after-milliseconds (2s) to call the primary
+	// down, then promotes the replica.
+	col.waitFor(t, 30*time.Second, "resubscribed on the promoted replica", func(r []feed.Record) bool {
+		for _, x := range r[mark:] {
+			if x.Kind == feed.KindState && x.State == feed.StateSubscribed && strings.Contains(x.Target, st.Replica.Addr()) {
+				return true
+			}
+		}
+		return false
+	})
+	deadline := time.Now().Add(15 * time.Second)
+	for i := 0; countMessages(col.snapshot(), "ch") < 1; i++ {
+		if time.Now().After(deadline) {
+			t.Fatalf("no delivery after the failover; records:\n%s", describe(col.snapshot()))
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		_, _ = c.Publish(ctx, "ch", fmt.Sprintf("after %d", i))
+		cancel()
+		time.Sleep(200 * time.Millisecond)
+	}
+	t.Logf("state records:\n%s", describe(col.states()))
+}

@@ -386,6 +386,7 @@ func (l *link) run(ctx context.Context, sc *subConn) {
 	for {
 		reason := l.serve(ctx, sc)
 		sc.close()
+		prev := sc.ep
 		if ctx.Err() != nil {
 			l.setState(feed.StateDisconnected, "", "", 0)
 			return
@@ -407,8 +408,12 @@ func (l *link) run(ctx context.Context, sc *subConn) {
 			return
 		}
 		l.s.reconnects.Add(1)
+		where := ""
+		if sc.ep.addr != prev.addr {
+			where = " on " + sc.ep.addr + " (was " + prev.addr + ")"
+		}
 		l.setState(feed.StateSubscribed, sc.ep.String(),
-			fmt.Sprintf("resubscribed after a %s gap; %s", gap.Round(time.Millisecond), gapWarning), 0)
+			fmt.Sprintf("resubscribed%s after a %s gap; %s", where, gap.Round(time.Millisecond), gapWarning), 0)
 	}
 }
 
