@@ -29,6 +29,7 @@ type relayFlags struct {
 	TokenEnv     string
 	History      int
 	WriteTimeout time.Duration
+	ClientQueue  int
 }
 
 func newRelayCmd(e *env) *cobra.Command {
@@ -69,6 +70,7 @@ Redis delivers it twice.`,
 	fs.StringVar(&f.TokenEnv, "token-env", "", "like --token, read from environment variable `VAR` (keeps it out of argv)")
 	fs.IntVar(&f.History, "history", 1000, "events kept for Last-Event-ID replay (`N`)")
 	fs.DurationVar(&f.WriteTimeout, "write-timeout", relay.DefaultWriteTimeout, "drop a client when one write to it takes longer than this")
+	fs.IntVar(&f.ClientQueue, "client-queue", relay.DefaultClientQueue, "drop a client when `N` events are waiting for it (it reconnects and is replayed)")
 	fs.StringVar(&f.TLSCA, "tls-ca", "", "PEM `FILE` of CA certificates trusted for rediss://")
 	fs.BoolVar(&f.TLSInsecure, "tls-insecure", false, "do not verify TLS certificates (testing only)")
 	return cmd
@@ -117,7 +119,7 @@ func runRelay(ctx context.Context, e *env, f *relayFlags) error {
 		Listen: f.Listen,
 		Relay: relay.Config{
 			Path: f.Path, KeepAlive: f.KeepAlive, Token: token, History: f.History,
-			WriteTimeout: f.WriteTimeout, Logger: log,
+			WriteTimeout: f.WriteTimeout, ClientQueue: f.ClientQueue, Logger: log,
 		},
 		Logger:   log,
 		ReadyMsg: true,
@@ -139,6 +141,9 @@ func startRelay(ctx context.Context, o relayOptions) (*runningRelay, error) {
 	}
 	if o.Relay.WriteTimeout < 0 {
 		return nil, usageError(fmt.Errorf("relay: --write-timeout %s: want a positive duration", o.Relay.WriteTimeout))
+	}
+	if o.Relay.ClientQueue < 0 {
+		return nil, usageError(fmt.Errorf("relay: --client-queue %d: want a positive number", o.Relay.ClientQueue))
 	}
 	r, err := relay.New(o.Relay)
 	if err != nil {

@@ -32,7 +32,7 @@ import (
 const (
 	DefaultPath         = "/api/community/events"
 	DefaultWriteTimeout = 10 * time.Second
-	DefaultClientQueue  = 256
+	DefaultClientQueue  = 1024
 )
 
 // ErrConfig marks an invalid Config.
