@@ -6,6 +6,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -294,4 +296,37 @@ func TestWatchBackendRedisRestart(t *testing.T) {
 		r := snap()
 		return r.State == feed.StateSubscribed && r.Error == "" && r.Reconnects >= 1
 	})
+}
+
+// TestWatchSSEFatal: an endpoint answering 401 shows as failed in the
+// TUI, which keeps running; after q the error gives exit status 3.
+func TestWatchSSEFatal(t *testing.T) {
+	hs := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.Error(w, "no token", http.StatusUnauthorized)
+	}))
+	defer hs.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	src := SourceFlags{SSE: []string{"app-1=" + hs.URL + "/events"}}
+	opts := WatchOptions{Buffer: 100, programOptions: []tea.ProgramOption{
+		tea.WithWindowSize(100, 30), tea.WithEnvironment([]string{"TERM=xterm-256color"})}}
+	s := openWatchSession(t, ctx, src, opts)
+	keys, keysW := io.Pipe()
+	defer keysW.Close()
+	var out, stderr lockedBuffer
+	done := make(chan error, 1)
+	go func() { done <- runWatch(ctx, s, opts, keys, &out, &stderr) }()
+	eventually(t, "the endpoint shows failed with its status", func() bool {
+		d := ansi.Strip(out.String())
+		return strings.Contains(d, "failed 401")
+	})
+	io.WriteString(keysW, "q")
+	select {
+	case err := <-done:
+		if code := exitCode(err); code != exitUnreachable {
+			t.Errorf("got %v (exit %d), want exit %d", err, code, exitUnreachable)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("q did not end the TUI")
+	}
 }
