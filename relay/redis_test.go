@@ -2,6 +2,8 @@ package relay
 
 import (
 	"context"
+	"io"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -60,4 +62,63 @@ func TestRedisMessagesBecomeEvents(t *testing.T) {
 	if !strings.Contains(r.logs.String(), "state=subscribed") {
 		t.Errorf("log lacks the redis subscribed state:\n%s", r.logs.String())
 	}
+}
+
+func healthz(t *testing.T, addr string) (int, string) {
+	t.Helper()
+	resp, err := http.Get("http://" + addr + "/healthz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+// TestRedisRestart: /healthz says 503 while the subscription is down and
+// 200 again once redisx has resubscribed; the open SSE stream survives and
+// ids continue.
+func TestRedisRestart(t *testing.T) {
+	srv := redistest.Start(t)
+	r := startRelay(t, Config{History: 100})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	rc, err := redisx.Open(ctx, redisx.Options{URLs: []string{srv.URL()}})
+	if err != nil {
+		t.Fatalf("open redis: %v", err)
+	}
+	defer rc.Close()
+	sub, err := rc.Subscribe(ctx, redisx.Subscription{Channels: []string{"c"}}, r)
+	if err != nil {
+		t.Fatalf("subscribe: %v", err)
+	}
+	defer func() { cancel(); <-sub.Done() }()
+	c := mustDial(t, r.addr, DefaultPath, nil)
+	waitConnections(t, r, 1)
+	waitFor(t, "/healthz 200", func() bool { code, _ := healthz(t, r.addr); return code == 200 })
+	if _, err := rc.Publish(ctx, "c", "before"); err != nil {
+		t.Fatal(err)
+	}
+	expectEvents(t, c, wantEvent{"c", "1", "before"})
+
+	srv.Kill()
+	waitFor(t, "/healthz 503", func() bool { code, _ := healthz(t, r.addr); return code == 503 })
+	if _, body := healthz(t, r.addr); !strings.HasPrefix(body, "redis subscription ") {
+		t.Errorf("/healthz body while redis is down: got %q, want it to name the subscription state", body)
+	}
+	if st := r.Stats().RedisState; st == "subscribed" {
+		t.Errorf("/stats redis_state while redis is down: got %q", st)
+	}
+	srv.Restart()
+	deadline := time.Now().Add(30 * time.Second)
+	for code, body := healthz(t, r.addr); code != 200; code, body = healthz(t, r.addr) {
+		if time.Now().After(deadline) {
+			t.Fatalf("/healthz after the restart: still %d %q after 30s", code, body)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if _, err := rc.Publish(ctx, "c", "after"); err != nil {
+		t.Fatal(err)
+	}
+	expectEvents(t, c, wantEvent{"c", "2", "after"})
 }

@@ -98,6 +98,9 @@ type Relay struct {
 	closing  bool
 	nextConn uint64
 	stats    counters
+	// The Redis subscription's last state and error, from Emit ("" when
+	// no Redis subscriber feeds this relay).
+	redisState, redisErr string
 }
 
 type entry struct {
@@ -346,6 +349,19 @@ func (r *Relay) Handler() http.Handler {
 	mux.HandleFunc(r.cfg.Path, r.serveEvents)
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, req *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		w.Header().Set("Cache-Control", "no-store")
+		r.mu.Lock()
+		state, msg := r.redisState, r.redisErr
+		r.mu.Unlock()
+		if !redisHealthy(state) {
+			// Streams stay open, but nothing is coming: tell the load balancer.
+			w.WriteHeader(http.StatusServiceUnavailable)
+			if msg != "" {
+				state += ": " + msg
+			}
+			_, _ = io.WriteString(w, "redis subscription "+state+"\n")
+			return
+		}
 		_, _ = io.WriteString(w, "ok\n")
 	})
 	mux.HandleFunc("/stats", func(w http.ResponseWriter, req *http.Request) {
@@ -469,6 +485,9 @@ type Stats struct {
 	// IngestDropped counts Redis messages lost because the relay could
 	// not take them in time.
 	IngestDropped uint64 `json:"ingest_dropped"`
+	// RedisState is the Redis subscription's state (subscribed,
+	// reconnecting, ...); omitted when no Redis feeds the relay.
+	RedisState string `json:"redis_state,omitempty"`
 }
 
 // Stats returns a copy of the counters.
@@ -549,6 +568,9 @@ func (r *Relay) pump(ctx context.Context) {
 			case feed.KindMessage:
 				r.Publish(rec.Channel, rec.Data)
 			case feed.KindState:
+				r.mu.Lock()
+				r.redisState, r.redisErr = rec.State, rec.Error
+				r.mu.Unlock()
 				attrs := []any{"target", rec.Target, "state", rec.State}
 				if rec.Error != "" {
 					attrs = append(attrs, "error", rec.Error)
@@ -559,6 +581,16 @@ func (r *Relay) pump(ctx context.Context) {
 		clear(batch)
 		spare = batch
 	}
+}
+
+// redisHealthy reports whether a Redis subscription in state (as emitted by
+// redisx; "" when none feeds the relay) delivers messages.
+func redisHealthy(state string) bool {
+	switch state {
+	case "", feed.StateSubscribed, feed.StateConnected:
+		return true
+	}
+	return false
 }
 
 // closeAll refuses new connections and ends every stream.
