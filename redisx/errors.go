@@ -17,13 +17,13 @@ import (
 // Sentinel errors. Every error this package returns wraps exactly one of
 // them, so callers switch on these instead of on driver strings.
 var (
-	// ErrUsage: a malformed URL or a contradictory set of options.
+	// ErrUsage is a malformed URL or a contradictory set of options.
 	ErrUsage = errors.New("redis usage error")
-	// ErrUnreachable: refused, unknown host, timeout, TLS failure.
+	// ErrUnreachable is a refused connection, an unknown host, a timeout or a TLS failure.
 	ErrUnreachable = errors.New("redis unreachable")
-	// ErrAuth: wrong password, password missing, unknown user.
+	// ErrAuth is a wrong or missing password or an unknown user.
 	ErrAuth = errors.New("redis authentication failed")
-	// ErrNoPerm: an ACL forbids a command or channel.
+	// ErrNoPerm is an ACL forbidding a command or a channel.
 	ErrNoPerm = errors.New("redis permission denied")
 )
 
@@ -35,6 +35,7 @@ type Error struct {
 	cause error
 }
 
+// Error is the message, with passwords masked.
 func (e *Error) Error() string { return e.msg }
 
 // Unwrap gives the sentinel and the driver error.

@@ -107,10 +107,30 @@ func TestOpenUnreachable(t *testing.T) {
 		t.Errorf("took %s to fail", took)
 	}
 
-	_, err = Open(context.Background(), Options{URLs: []string{"unix:///nonexistent/redis.sock"}})
-	if !errors.Is(err, ErrUnreachable) {
-		t.Fatalf("unix: got %v, want an ErrUnreachable", err)
+	tests := []struct {
+		name, url, want string
+	}{
+		{"no socket", "unix:///nonexistent/redis.sock", "no such socket file"},
+		{"unknown host", "redis://nonexistent.invalid:6379", "nonexistent.invalid"},
 	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := Open(context.Background(), Options{URLs: []string{tt.url}})
+			if !errors.Is(err, ErrUnreachable) || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("got %v, want an ErrUnreachable saying %q", err, tt.want)
+			}
+		})
+	}
+
+	t.Run("frozen server", func(t *testing.T) {
+		s := redistest.Start(t)
+		s.Stop()
+		defer s.Cont()
+		_, err := Open(context.Background(), Options{URLs: []string{s.URL()}, DialTimeout: time.Second})
+		if !errors.Is(err, ErrUnreachable) || !strings.Contains(err.Error(), "no answer in time") {
+			t.Fatalf("got %v, want an ErrUnreachable saying there was no answer", err)
+		}
+	})
 }
 
 func TestOpenAuthErrors(t *testing.T) {
@@ -431,5 +451,19 @@ func TestPingRTTSampled(t *testing.T) {
 	st := sub.Stats()
 	if st.PingRTT <= 0 || st.LastPing.IsZero() {
 		t.Errorf("got stats %+v, want a PING round trip", st)
+	}
+}
+
+func TestSubscribeAuthError(t *testing.T) {
+	s := redistest.Start(t)
+	s.CLI("ACL", "SETUSER", "app", "on", ">first-pw", "allchannels", "+@all", "~*")
+	c := open(t, Options{URLs: []string{fmt.Sprintf("redis://app:first-pw@%s", s.Addr())}})
+	s.CLI("ACL", "SETUSER", "app", "resetpass", ">second-pw")
+	_, err := c.Subscribe(context.Background(), Subscription{Channels: []string{"ch"}}, newCollector())
+	if !errors.Is(err, ErrAuth) {
+		t.Fatalf("got %v, want an ErrAuth", err)
+	}
+	if msg := err.Error(); strings.Contains(msg, "first-pw") || !strings.Contains(msg, "app:***@") {
+		t.Errorf("got %q, want the target with the password masked", msg)
 	}
 }

@@ -349,7 +349,9 @@ func (l *link) connect(ctx context.Context, attempt int) (*subConn, error) {
 	if err != nil {
 		sc.close()
 		if ctx.Err() != nil {
-			return nil, ctx.Err()
+			// Still an *Error (wrapping ErrUnreachable), and errors.Is
+			// finds context.Canceled or DeadlineExceeded in it.
+			return nil, wrapErr(c.mask, what, ctx.Err())
 		}
 		if addr, ok := movedTo(err); ok {
 			// Our view of the cluster was stale: go where the server says.
