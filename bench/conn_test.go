@@ -208,3 +208,67 @@ func BenchmarkMinimalConnMemory(b *testing.B) {
 		srv = startIdleSSEServer(b)
 	}
 }
+
+// BenchmarkRawConnMemory sketches a lighter client connection for
+// --sse-clients: no net/http Transport, so no readLoop and writeLoop
+// goroutines and no transport buffers; one goroutine per connection dials,
+// writes the GET, reads the response head with http.ReadResponse from a
+// 2 KiB bufio.Reader and feeds the body to an ssex.Parser.
+func BenchmarkRawConnMemory(b *testing.B) {
+	const conns = 1000
+	srv := startIdleSSEServer(b)
+	addr := srv.ln.Addr().String()
+	for b.Loop() {
+		ctx, cancel := context.WithCancel(context.Background())
+		h0, s0, g0 := memNow()
+		var wg, ready sync.WaitGroup
+		ready.Add(conns)
+		for range conns {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				var d net.Dialer
+				c, err := d.DialContext(ctx, "tcp", addr)
+				if err != nil {
+					ready.Done()
+					return
+				}
+				stop := context.AfterFunc(ctx, func() { c.Close() })
+				defer stop()
+				req, _ := http.NewRequest("GET", "http://"+addr+"/events", nil)
+				req.Header.Set("Accept", "text/event-stream")
+				if err := req.Write(c); err != nil {
+					ready.Done()
+					return
+				}
+				br := bufio.NewReaderSize(c, 2<<10)
+				resp, err := http.ReadResponse(br, req)
+				ready.Done()
+				if err != nil {
+					return
+				}
+				p := ssex.NewParser(0)
+				buf := make([]byte, 2<<10)
+				for {
+					n, err := resp.Body.Read(buf)
+					if n > 0 {
+						p.Feed(buf[:n], time.Now(), func(ssex.Observation) {})
+					}
+					if err != nil {
+						return
+					}
+				}
+			}()
+		}
+		ready.Wait()
+		h1, s1, g1 := memNow()
+		b.ReportMetric(float64(h1-h0)/conns, "heapB/conn")
+		b.ReportMetric(float64(s1-s0)/conns, "stackB/conn")
+		b.ReportMetric(float64(g1-g0)/conns, "goroutines/conn")
+		cancel()
+		wg.Wait()
+		srv.close()
+		srv = startIdleSSEServer(b)
+		addr = srv.ln.Addr().String()
+	}
+}

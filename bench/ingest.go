@@ -51,6 +51,15 @@ type ingestResult struct {
 	elapsed        time.Duration
 	pubRate        float64 // messages/s the publisher achieved
 	dropped        int64   // what the subscriber said it dropped, -1 if it did not say
+	cpu            float64 // CPU seconds the subscriber used, start-up included
+}
+
+// cpuPerMsg is the subscriber's CPU time per message received, in µs.
+func (r ingestResult) cpuPerMsg() float64 {
+	if r.received == 0 {
+		return 0
+	}
+	return r.cpu / float64(r.received) * 1e6
 }
 
 func (r ingestResult) rate() float64 {
@@ -195,6 +204,7 @@ func ingestOnce(ctx context.Context, e *env, rs *redisServer, subj subscriberUnd
 	got, last := counter.get()
 	res.received = max(0, (got-subj.preamble)/subj.linesPer)
 	res.elapsed = last.Sub(t0)
+	res.cpu, _ = procCPU(c.pid())
 	c.stop(10 * time.Second)
 	<-readerDone
 	if m := droppedRE.FindStringSubmatch(c.logTail(20)); m != nil {
@@ -227,7 +237,7 @@ func runIngest(ctx context.Context, e *env) ([]row, error) {
 		return nil, err
 	}
 	n := pick(e, 1_000_000, 200_000)
-	rounds := pick(e, 2, 1)
+	rounds := 3
 	const size = 100
 	e.logf("ingest: %s x %d B messages, pipelines of 1000, %d round(s), best round counts", count(int64(n)), size, rounds)
 	best := map[string]ingestResult{}
@@ -243,8 +253,8 @@ func runIngest(ctx context.Context, e *env) ([]row, error) {
 			if err != nil {
 				return nil, err
 			}
-			e.logf("   %-9s %s received of %s in %s: %s (publisher %s, dropped reported: %d)",
-				subj.name, count(r.received), count(r.sent), r.elapsed.Round(time.Millisecond), rate(r.rate()), rate(r.pubRate), r.dropped)
+			e.logf("   %-9s %s received of %s in %s: %s (publisher %s, dropped reported: %d, CPU %.2f µs/msg)",
+				subj.name, count(r.received), count(r.sent), r.elapsed.Round(time.Millisecond), rate(r.rate()), rate(r.pubRate), r.dropped, r.cpuPerMsg())
 			if r.received < r.sent {
 				loss = append(loss, fmt.Sprintf("%s lost %d (reported %d)", subj.name, r.sent-r.received, max(r.dropped, 0)))
 			}
@@ -275,8 +285,8 @@ func runIngest(ctx context.Context, e *env) ([]row, error) {
 		if err != nil {
 			return rows, err
 		}
-		e.logf("   %-9s drained %s of %s in %s: %s (dropped reported: %d)",
-			subj.name, count(r.received), count(r.sent), r.elapsed.Round(time.Millisecond), rate(r.rate()), r.dropped)
+		e.logf("   %-9s drained %s of %s in %s: %s (dropped reported: %d, CPU %.2f µs/msg)",
+			subj.name, count(r.received), count(r.sent), r.elapsed.Round(time.Millisecond), rate(r.rate()), r.dropped, r.cpuPerMsg())
 		if r.received < r.sent {
 			loss = append(loss, fmt.Sprintf("%s lost %d draining (reported %d)", subj.name, r.sent-r.received, max(r.dropped, 0)))
 		}
@@ -288,6 +298,9 @@ func runIngest(ctx context.Context, e *env) ([]row, error) {
 		"ingest", fmt.Sprintf("msgs/s draining a %s-message backlog (no publisher running)", count(int64(n))),
 		fmt.Sprintf("%s, %s lost, %s reported", rate(fd.rate()), count(dl), count(max(fd.dropped, 0))),
 		rate(rd.rate()) + " redis-cli", ratio(fd.rate(), rd.rate()), "-", info,
+	}, row{
+		"ingest", "subscriber CPU per message while draining", fmt.Sprintf("%.2f µs", fd.cpuPerMsg()),
+		fmt.Sprintf("%.2f µs redis-cli", rd.cpuPerMsg()), ratio(fd.cpuPerMsg(), rd.cpuPerMsg()), "-", info,
 	})
 	if len(loss) > 0 {
 		e.logf("   loss: %v", loss)
