@@ -30,6 +30,7 @@ type relayFlags struct {
 	History      int
 	WriteTimeout time.Duration
 	ClientQueue  int
+	CORSOrigin   string
 }
 
 func newRelayCmd(e *env) *cobra.Command {
@@ -71,6 +72,7 @@ Redis delivers it twice.`,
 	fs.IntVar(&f.History, "history", 1000, "events kept for Last-Event-ID replay (`N`)")
 	fs.DurationVar(&f.WriteTimeout, "write-timeout", relay.DefaultWriteTimeout, "drop a client when one write to it takes longer than this")
 	fs.IntVar(&f.ClientQueue, "client-queue", relay.DefaultClientQueue, "drop a client when `N` events are waiting for it (it reconnects and is replayed)")
+	fs.StringVar(&f.CORSOrigin, "cors-origin", "", "send Access-Control-Allow-Origin: `ORIGIN` (\"*\" or e.g. http://localhost:3000) so pages from there can connect")
 	fs.StringVar(&f.TLSCA, "tls-ca", "", "PEM `FILE` of CA certificates trusted for rediss://")
 	fs.BoolVar(&f.TLSInsecure, "tls-insecure", false, "do not verify TLS certificates (testing only)")
 	return cmd
@@ -119,7 +121,7 @@ func runRelay(ctx context.Context, e *env, f *relayFlags) error {
 		Listen: f.Listen,
 		Relay: relay.Config{
 			Path: f.Path, KeepAlive: f.KeepAlive, Token: token, History: f.History,
-			WriteTimeout: f.WriteTimeout, ClientQueue: f.ClientQueue, Logger: log,
+			WriteTimeout: f.WriteTimeout, ClientQueue: f.ClientQueue, AllowOrigin: f.CORSOrigin, Logger: log,
 		},
 		Logger:   log,
 		ReadyMsg: true,

@@ -53,6 +53,11 @@ type Config struct {
 	// ClientQueue is how many events may wait for one client (beyond a
 	// replay) before it is dropped as too slow (DefaultClientQueue when 0).
 	ClientQueue int
+	// AllowOrigin, when set, is sent as Access-Control-Allow-Origin on the
+	// event stream ("*" or one origin such as "http://localhost:3000"), so
+	// a page served from elsewhere can open an EventSource; preflights
+	// (OPTIONS) are answered too.
+	AllowOrigin string
 	// Logger gets a line per connect and disconnect (discarded when nil).
 	Logger *slog.Logger
 }
@@ -148,6 +153,9 @@ func New(cfg Config) (*Relay, error) {
 	}
 	if cfg.ClientQueue <= 0 {
 		cfg.ClientQueue = DefaultClientQueue
+	}
+	if strings.ContainsAny(cfg.AllowOrigin, " \t\r\n,") {
+		return nil, fmt.Errorf("allowed origin %q: want \"*\" or one origin: %w", cfg.AllowOrigin, ErrConfig)
 	}
 	if strings.ContainsAny(cfg.Token, " \t\r\n") {
 		return nil, fmt.Errorf("token: contains white space: %w", ErrConfig)
@@ -385,6 +393,21 @@ func (r *Relay) authorized(req *http.Request) bool {
 }
 
 func (r *Relay) serveEvents(w http.ResponseWriter, req *http.Request) {
+	if o := r.cfg.AllowOrigin; o != "" {
+		h := w.Header()
+		h.Set("Access-Control-Allow-Origin", o)
+		if o != "*" {
+			h.Add("Vary", "Origin")
+			h.Set("Access-Control-Allow-Credentials", "true")
+		}
+		if req.Method == http.MethodOptions {
+			h.Set("Access-Control-Allow-Methods", "GET")
+			h.Set("Access-Control-Allow-Headers", "Authorization, Last-Event-ID, Cache-Control")
+			h.Set("Access-Control-Max-Age", "600")
+			w.WriteHeader(http.StatusNoContent)
+			return
+		}
+	}
 	if req.Method != http.MethodGet {
 		w.Header().Set("Allow", "GET")
 		http.Error(w, "method not allowed", http.StatusMethodNotAllowed)

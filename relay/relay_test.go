@@ -577,6 +577,7 @@ func TestConfigErrors(t *testing.T) {
 		{"negative history", Config{History: -1}},
 		{"negative keepalive", Config{KeepAlive: -time.Second}},
 		{"token with space", Config{Token: "a b"}},
+		{"two origins", Config{AllowOrigin: "http://a,http://b"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -743,4 +744,49 @@ func TestReconnectingClientsSeeEveryIDOnce(t *testing.T) {
 	}
 	st := r.Stats()
 	t.Logf("%d connections, %d dropped as too slow on the way", st.ConnectionsTotal, st.SlowClientsDropped)
+}
+
+func TestCORS(t *testing.T) {
+	tests := []struct {
+		name, allow, method string
+		token              bool
+		wantStatus         int
+		wantHeader         map[string]string
+	}{
+		{"off", "", "GET", false, 200, map[string]string{"Access-Control-Allow-Origin": ""}},
+		{"off preflight", "", "OPTIONS", false, 405, map[string]string{"Access-Control-Allow-Origin": ""}},
+		{"any origin", "*", "GET", false, 200, map[string]string{"Access-Control-Allow-Origin": "*", "Access-Control-Allow-Credentials": ""}},
+		{"one origin", "http://localhost:3000", "GET", false, 200, map[string]string{
+			"Access-Control-Allow-Origin": "http://localhost:3000", "Access-Control-Allow-Credentials": "true", "Vary": "Origin"}},
+		{"preflight", "http://localhost:3000", "OPTIONS", true, 204, map[string]string{
+			"Access-Control-Allow-Origin": "http://localhost:3000", "Access-Control-Allow-Methods": "GET",
+			"Access-Control-Allow-Headers": "Authorization, Last-Event-ID, Cache-Control"}},
+		{"401 is readable cross-origin", "*", "GET", true, 401, map[string]string{"Access-Control-Allow-Origin": "*"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg := Config{AllowOrigin: tt.allow}
+			if tt.token {
+				cfg.Token = "tok"
+			}
+			r := startRelay(t, cfg)
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			req, _ := http.NewRequestWithContext(ctx, tt.method, "http://"+r.addr+DefaultPath, nil)
+			req.Header.Set("Origin", "http://localhost:3000")
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer resp.Body.Close()
+			if resp.StatusCode != tt.wantStatus {
+				t.Fatalf("got status %d, want %d", resp.StatusCode, tt.wantStatus)
+			}
+			for k, v := range tt.wantHeader {
+				if got := resp.Header.Get(k); got != v {
+					t.Errorf("%s: got %q, want %q", k, got, v)
+				}
+			}
+		})
+	}
 }
