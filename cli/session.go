@@ -5,8 +5,6 @@ import (
 	"errors"
 	"fmt"
 
-	"net"
-	"net/http"
 	"sync"
 	"time"
 
@@ -81,7 +79,15 @@ func OpenSession(ctx context.Context, cfg SessionConfig) (*Session, error) {
 
 	// Build the SSE clients first: a bad URL is a usage error, found
 	// before anything connects.
-	transport := sharedTransport(cfg.SSEClients * len(src.SSE))
+	// One transport for every SSE connection: thousands of connections to
+	// one host are allowed, HTTP/1.1 only so each stream is its own socket.
+	transport, err := ssex.NewTransport(src.TLSCA, src.TLSInsecure)
+	if err != nil {
+		if exitCode(err) == exitCheckFailed {
+			err = usageError(err)
+		}
+		return nil, err
+	}
 	names := map[string]bool{}
 	for _, flag := range src.SSE {
 		name, url, err := ssex.ParseEndpoint(flag)
@@ -136,23 +142,6 @@ outer:
 		list = append(list, m)
 	}
 	return list
-}
-
-// sharedTransport is one HTTP transport for every SSE connection, sized so
-// that thousands of connections to one host are allowed.
-func sharedTransport(conns int) http.RoundTripper {
-	return &http.Transport{
-		Proxy:                 http.ProxyFromEnvironment,
-		DialContext:           (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
-		MaxIdleConns:          conns + 16,
-		MaxIdleConnsPerHost:   conns + 16,
-		MaxConnsPerHost:       0,
-		IdleConnTimeout:       90 * time.Second,
-		TLSHandshakeTimeout:   10 * time.Second,
-		ResponseHeaderTimeout: 15 * time.Second,
-		ReadBufferSize:        4 << 10,
-		WriteBufferSize:       4 << 10,
-	}
 }
 
 // OnBatch registers a consumer; call it before Start. f runs on the fan-in
