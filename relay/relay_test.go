@@ -749,9 +749,9 @@ func TestReconnectingClientsSeeEveryIDOnce(t *testing.T) {
 func TestCORS(t *testing.T) {
 	tests := []struct {
 		name, allow, method string
-		token              bool
-		wantStatus         int
-		wantHeader         map[string]string
+		token               bool
+		wantStatus          int
+		wantHeader          map[string]string
 	}{
 		{"off", "", "GET", false, 200, map[string]string{"Access-Control-Allow-Origin": ""}},
 		{"off preflight", "", "OPTIONS", false, 405, map[string]string{"Access-Control-Allow-Origin": ""}},
