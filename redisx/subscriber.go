@@ -474,7 +474,7 @@ func (l *link) serve(ctx context.Context, sc *subConn) string {
 		msg, err := sc.ps.ReceiveTimeout(ctx, 0)
 		now := time.Now()
 		l.reading.Store(false)
-		sc.act.touch() // progress, even when the bytes came from the read buffer
+		sc.act.touchAt(now) // progress, even when the bytes came from the read buffer
 		if err != nil {
 			if ctx.Err() != nil {
 				return ""

@@ -184,8 +184,9 @@ var epoch = time.Now()
 
 func monoNow() int64 { return int64(time.Since(epoch)) }
 
-func (a *activity) touch()               { a.last.Store(monoNow()) }
-func (a *activity) since() time.Duration { return time.Duration(monoNow() - a.last.Load()) }
+func (a *activity) touch()                { a.last.Store(monoNow()) }
+func (a *activity) touchAt(now time.Time) { a.last.Store(int64(now.Sub(epoch))) }
+func (a *activity) since() time.Duration  { return time.Duration(monoNow() - a.last.Load()) }
 
 type trackedConn struct {
 	net.Conn
