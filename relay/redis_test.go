@@ -55,9 +55,28 @@ func TestRedisMessagesBecomeEvents(t *testing.T) {
 		}
 		expectEvents(t, c, tt.want)
 	}
+
+	// Disconnect, miss two messages, reconnect with Last-Event-ID: exactly
+	// those two arrive, then live traffic.
+	c.conn.Close()
+	waitConnections(t, r, 0)
+	for _, p := range []string{"missed 1", "missed 2"} {
+		if _, err := rc.Publish(ctx, "story:published", p); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitFor(t, "6 events relayed", func() bool { return r.Stats().EventsRelayed == 6 })
+	c = mustDial(t, r.addr, DefaultPath, map[string]string{"Last-Event-ID": "4"})
+	expectEvents(t, c, wantEvent{"story-published", "5", "missed 1"}, wantEvent{"story-published", "6", "missed 2"})
+	waitConnections(t, r, 1)
+	if _, err := rc.Publish(ctx, "news:x", "live"); err != nil {
+		t.Fatal(err)
+	}
+	expectEvents(t, c, wantEvent{"news-x", "7", "live"})
+
 	st := r.Stats()
-	if st.EventsRelayed != 4 || st.PerChannel["story:published"] != 2 || st.PerChannel["news:today"] != 1 {
-		t.Errorf("stats: got %+v, want 4 relayed, story:published 2, news:today 1", st)
+	if st.EventsRelayed != 7 || st.PerChannel["story:published"] != 4 || st.PerChannel["news:today"] != 1 {
+		t.Errorf("stats: got %+v, want 7 relayed, story:published 4, news:today 1", st)
 	}
 	if !strings.Contains(r.logs.String(), "state=subscribed") {
 		t.Errorf("log lacks the redis subscribed state:\n%s", r.logs.String())
