@@ -444,7 +444,7 @@ func radarView(in redisx.Introspection, introErr error, done bool) tui.Radar {
 		r.Reason = introErr.Error()
 	case !in.Limit.Available && len(in.Clients) == 0:
 		r.Available = false
-		r.Reason = strings.Join(in.Unavailable, "; ")
+		r.Reason = radarReason(in.Unavailable)
 	}
 	for _, c := range in.Clients {
 		name := c.Name
@@ -454,6 +454,21 @@ func radarView(in redisx.Introspection, introErr error, done bool) tui.Radar {
 		r.Clients = append(r.Clients, tui.Client{Addr: c.Addr, Name: name, Subs: c.Sub + c.PSub + c.SSub, OMem: c.OMem, Age: c.Age, Idle: c.Idle})
 	}
 	return r
+}
+
+// radarReason says why the radar is empty, naming only what the radar
+// needs (CLIENT LIST, CONFIG GET) when those are among the failures.
+func radarReason(unavailable []string) string {
+	var needed []string
+	for _, u := range unavailable {
+		if strings.Contains(u, "CLIENT LIST") || strings.Contains(u, "CONFIG") {
+			needed = append(needed, u)
+		}
+	}
+	if len(needed) == 0 {
+		needed = unavailable
+	}
+	return "this server did not answer: " + strings.Join(needed, "; ")
 }
 
 // Publish publishes payload to channel (SPUBLISH for a -s channel).
