@@ -141,3 +141,28 @@ func TestRedisRestart(t *testing.T) {
 	}
 	expectEvents(t, c, wantEvent{"c", "2", "after"})
 }
+
+// feedFromRedis subscribes r to channels on a fresh redis-server and
+// returns a client to publish with; both end with the test.
+func feedFromRedis(t *testing.T, r *testRelay, channels ...string) (context.Context, *redisx.Client) {
+	t.Helper()
+	srv := redistest.Start(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	rc, err := redisx.Open(ctx, redisx.Options{URLs: []string{srv.URL()}})
+	if err != nil {
+		cancel()
+		t.Fatalf("open redis: %v", err)
+	}
+	sub, err := rc.Subscribe(ctx, redisx.Subscription{Channels: channels}, r)
+	if err != nil {
+		cancel()
+		rc.Close()
+		t.Fatalf("subscribe: %v", err)
+	}
+	t.Cleanup(func() {
+		cancel()
+		<-sub.Done()
+		rc.Close()
+	})
+	return ctx, rc
+}

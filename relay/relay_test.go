@@ -386,14 +386,18 @@ func TestThousandClientsGetEveryEvent(t *testing.T) {
 		t.Skip("1000 connections")
 	}
 	const clients, events = 1000, 20
+	// PUBLISH on a real redis-server → redisx → relay → 1000 loopback clients.
 	r := startRelay(t, Config{History: 64, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	conns := make([]*sseConn, clients)
 	for i := range conns {
 		conns[i] = mustDial(t, r.addr, DefaultPath, nil)
 	}
+	ctx, rc := feedFromRedis(t, r, "story:published")
 	waitConnections(t, r, clients)
 	for i := 1; i <= events; i++ {
-		r.Publish("story:published", fmt.Sprintf(`{"storyId":"s%d"}`, i))
+		if _, err := rc.Publish(ctx, "story:published", fmt.Sprintf(`{"storyId":"s%d"}`, i)); err != nil {
+			t.Fatal(err)
+		}
 	}
 	errs := make(chan error, clients)
 	var wg sync.WaitGroup
