@@ -200,6 +200,8 @@ func TestPublishBecomesEvent(t *testing.T) {
 		{"field-like line", "c", "x\nevent: evil\nid: 999", wantEvent{"c", "", "x\nevent: evil\nid: 999"}},
 		{"unicode", "c", "héllo ✓ 🙂", wantEvent{"c", "", "héllo ✓ 🙂"}},
 		{"newline in channel", "a:b\nevent: x", "p", wantEvent{"a-b-event- x", "", "p"}},
+		{"invalid utf-8 (a browser decodes it to U+FFFD)", "c", "a\xffb", wantEvent{"c", "", "a\uFFFDb"}},
+		{"nul byte", "c", "a\x00b", wantEvent{"c", "", "a\x00b"}},
 	}
 	for i, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
