@@ -68,7 +68,7 @@ when a probe was lost.`,
 	fs.StringVar(&f.Redis, "redis", "", "use this Redis `URL` instead of an in-process one (demo traffic is published to story:*)")
 	fs.BoolVar(&f.Headless, "headless", false, "print tail text and a probe report instead of the TUI")
 	fs.DurationVar(&f.Duration, "duration", 0, "stop after `D` (default: until interrupted)")
-	fs.StringVar(&f.Listen, "listen", "127.0.0.1:0", "`ADDR` for the relay (default: a free loopback port)")
+	fs.StringVar(&f.Listen, "listen", "127.0.0.1:0", "`ADDR` the relay listens on (port 0: a free one)")
 	fs.BoolVar(&f.AllowPublish, "allow-publish", false, "allow publishing demo traffic to a --redis that is not on loopback")
 	return cmd
 }

@@ -47,8 +47,9 @@ only. Keep-alive comments (": ping") go out every --keepalive. A client that
 stops reading is dropped once its queue is full or a write takes longer than
 --write-timeout, so it never holds up the others.
 
-Also served: GET /healthz (200 "ok") and GET /stats (JSON: connections,
-events_relayed, per_channel, ...). --token protects the event stream only.
+Also served: GET /healthz (200 "ok"; 503 while the Redis subscription is
+down) and GET /stats (JSON: connections, events_relayed, per_channel, ...).
+--token protects the event stream only.
 
 A channel given with -c that a -p pattern also matches is relayed twice, as
 Redis delivers it twice.`,
@@ -66,11 +67,11 @@ Redis delivers it twice.`,
 	fs.StringArrayVarP(&f.Channels, "channel", "c", nil, "SUBSCRIBE to channel `NAME` and relay it (repeatable)")
 	fs.StringArrayVarP(&f.Patterns, "pattern", "p", nil, "PSUBSCRIBE to `GLOB` and relay what matches (repeatable)")
 	fs.StringVar(&f.Path, "path", relay.DefaultPath, "URL `PATH` of the event stream")
-	fs.DurationVar(&f.KeepAlive, "keepalive", 15*time.Second, "period of ': ping' keep-alive comments (0: none)")
+	fs.DurationVar(&f.KeepAlive, "keepalive", 15*time.Second, "send a ': ping' keep-alive comment every `D` (0: none)")
 	fs.StringVar(&f.Token, "token", "", "require ?token=`T` or 'Authorization: Bearer T' on the event stream")
 	fs.StringVar(&f.TokenEnv, "token-env", "", "like --token, read from environment variable `VAR` (keeps it out of argv)")
-	fs.IntVar(&f.History, "history", 1000, "events kept for Last-Event-ID replay (`N`)")
-	fs.DurationVar(&f.WriteTimeout, "write-timeout", relay.DefaultWriteTimeout, "drop a client when one write to it takes longer than this")
+	fs.IntVar(&f.History, "history", 1000, "keep the last `N` events for Last-Event-ID replay")
+	fs.DurationVar(&f.WriteTimeout, "write-timeout", relay.DefaultWriteTimeout, "drop a client when one write to it takes longer than `D`")
 	fs.IntVar(&f.ClientQueue, "client-queue", relay.DefaultClientQueue, "drop a client when `N` events are waiting for it (it reconnects and is replayed)")
 	fs.StringVar(&f.CORSOrigin, "cors-origin", "", "send Access-Control-Allow-Origin: `ORIGIN` (\"*\" or e.g. http://localhost:3000) so pages from there can connect")
 	fs.StringVar(&f.TLSCA, "tls-ca", "", "PEM `FILE` of CA certificates trusted for rediss://")
