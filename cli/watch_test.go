@@ -25,7 +25,7 @@ import (
 // eventually polls cond every 20 ms for up to 10 s.
 func eventually(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
+	deadline := time.Now().Add(30 * time.Second)
 	for !cond() {
 		if time.Now().After(deadline) {
 			t.Fatalf("timed out waiting until %s", what)
@@ -265,7 +265,7 @@ func TestWatchTUI(t *testing.T) {
 		if err != nil {
 			t.Errorf("runWatch got %v, want nil after q", err)
 		}
-	case <-time.After(10 * time.Second):
+	case <-time.After(30 * time.Second):
 		t.Fatal("q did not end the TUI")
 	}
 }
@@ -326,7 +326,7 @@ func TestWatchSSEFatal(t *testing.T) {
 		if code := exitCode(err); code != exitUnreachable {
 			t.Errorf("got %v (exit %d), want exit %d", err, code, exitUnreachable)
 		}
-	case <-time.After(10 * time.Second):
+	case <-time.After(30 * time.Second):
 		t.Fatal("q did not end the TUI")
 	}
 }
