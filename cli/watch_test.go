@@ -22,7 +22,7 @@ import (
 	"github.com/fanscope/fanscope/tui"
 )
 
-// eventually polls cond every 20 ms for up to 10 s.
+// eventually polls cond every 20 ms for up to 30 s.
 func eventually(t *testing.T, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(30 * time.Second)
