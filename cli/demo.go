@@ -183,20 +183,31 @@ func demoTUI(run context.Context, e *env, s *Session, f *demoFlags) error {
 	defer cancel()
 	done := make(chan error, 1)
 	go func() {
-		_, err := demoTraffic(run, s)
-		done <- err
+		done <- runTraffic(run, s)
 	}()
+	// The TUI's own continuous probing (X) sends the probes, so the
+	// latency pane says so and X turns them off.
 	err := runWatch(run, s, WatchOptions{
 		Buffer:        tui.DefaultBuffer,
 		AllowPublish:  f.AllowPublish,
 		ProbeChannel:  trafficgen.ChannelPublished,
 		ProbeInterval: demoProbeInterval,
+		Probing:       true,
 	}, e.stdin, e.stdout, e.stderr)
 	cancel()
-	if terr := <-done; err == nil && terr != nil {
+	if terr := <-done; err == nil && terr != nil && !isCtxEnd(terr) {
 		err = fmt.Errorf("demo: %w", terr)
 	}
 	return err
+}
+
+// runTraffic publishes demo story traffic through the session's Redis
+// until run ends.
+func runTraffic(run context.Context, s *Session) error {
+	return trafficgen.Run(run, trafficgen.New(trafficgen.Config{}), func(ctx context.Context, ch, p string) error {
+		_, err := s.Redis.Publish(ctx, ch, p)
+		return err
+	})
 }
 
 // demoTraffic publishes story traffic and sends a probe every
@@ -205,10 +216,7 @@ func demoTUI(run context.Context, e *env, s *Session, f *demoFlags) error {
 func demoTraffic(run context.Context, s *Session) (probes.ReportInput, error) {
 	trafficDone := make(chan error, 1)
 	go func() {
-		trafficDone <- trafficgen.Run(run, trafficgen.New(trafficgen.Config{}), func(ctx context.Context, ch, p string) error {
-			_, err := s.Redis.Publish(ctx, ch, p)
-			return err
-		})
+		trafficDone <- runTraffic(run, s)
 	}()
 
 	in := probes.ReportInput{Channel: trafficgen.ChannelPublished}

@@ -37,6 +37,9 @@ type WatchOptions struct {
 	ProbeChannel string
 	// ProbeInterval is the time between probes while X is on.
 	ProbeInterval time.Duration
+	// Probing starts with continuous probing on (as if X was pressed once
+	// every SSE connection is up).
+	Probing bool
 
 	programOptions []tea.ProgramOption // tests: a fixed window size
 }
@@ -169,6 +172,15 @@ func runWatch(ctx context.Context, s *Session, opts WatchOptions, stdin io.Reade
 	b := newWatchBackend(ctx, s, opts)
 	defer b.stopContinuous()
 	go b.introspectLoop(ctx)
+	if opts.Probing {
+		go func() {
+			// A probe sent before the relay registered a connection would
+			// count as lost on that path.
+			if waitSSE(ctx, s, 10*time.Second) == nil && sleepCtx(ctx, probeSettle) == nil {
+				_ = b.SetContinuous(true)
+			}
+		}()
+	}
 
 	defaultChannel := b.probeChannel
 	if defaultChannel == "" {
