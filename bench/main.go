@@ -84,6 +84,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	defer e.close()
 
 	start := time.Now()
+	loadBefore := loadAverage()
 	var rows []row
 	for _, s := range sections {
 		if *only != "" && s.name != *only {
@@ -109,7 +110,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return 130
 	}
 	fmt.Fprintln(stdout)
-	fmt.Fprintf(stdout, "fanscope bench (%s mode), %s, took %s\n\n", e.mode(), e.machine(), time.Since(start).Round(time.Second))
+	fmt.Fprintf(stdout, "fanscope bench (%s mode), %s, took %s, load average %s before, %s after\n\n",
+		e.mode(), e.machine(), time.Since(start).Round(time.Second), loadBefore, loadAverage())
 	writeTable(stdout, rows)
 	for _, r := range rows {
 		if r.Result == fail {
@@ -134,6 +136,18 @@ func validSection(name string) bool {
 		}
 	}
 	return false
+}
+
+// loadAverage is the 1-minute load average, for judging how noisy a run was.
+func loadAverage() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return "unknown"
+	}
+	if f := strings.Fields(string(b)); len(f) > 0 {
+		return f[0]
+	}
+	return "unknown"
 }
 
 // findFanscope resolves the binary to measure: the flag, else $FANSCOPE_BIN,
