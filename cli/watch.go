@@ -373,7 +373,8 @@ func (b *watchBackend) redisView(intro redisx.Introspection, introErr error) *tu
 		return -1
 	}
 	for _, ch := range sub.Channels {
-		r.Subs = append(r.Subs, tui.Subscription{Kind: tui.SubChannel, Name: ch, Subscribers: count(intro.NumSub, ch)})
+		r.Subs = append(r.Subs, tui.Subscription{Kind: tui.SubChannel, Name: ch, Subscribers: count(intro.NumSub, ch),
+			ByNode: byNode(intro.ByNode, ch)})
 	}
 	for _, p := range sub.Patterns {
 		r.Subs = append(r.Subs, tui.Subscription{Kind: tui.SubPattern, Name: p, Subscribers: -1})
@@ -382,6 +383,19 @@ func (b *watchBackend) redisView(intro redisx.Introspection, introErr error) *tu
 		r.Subs = append(r.Subs, tui.Subscription{Kind: tui.SubShard, Name: ch, Subscribers: count(intro.ShardNumSub, ch)})
 	}
 	return r
+}
+
+// byNode is channel's subscriber count on each cluster node, by node name.
+func byNode(counts map[string]map[string]int64, channel string) []tui.NodeCount {
+	if len(counts) < 2 {
+		return nil
+	}
+	var out []tui.NodeCount
+	for node, m := range counts {
+		out = append(out, tui.NodeCount{Node: node, Subscribers: m[channel]})
+	}
+	slices.SortFunc(out, func(a, b tui.NodeCount) int { return strings.Compare(a.Node, b.Node) })
+	return out
 }
 
 func endpointView(d ssex.Diagnostics) tui.Endpoint {

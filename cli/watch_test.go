@@ -330,3 +330,19 @@ func TestWatchSSEFatal(t *testing.T) {
 		t.Fatal("q did not end the TUI")
 	}
 }
+
+func TestByNode(t *testing.T) {
+	counts := map[string]map[string]int64{
+		"127.0.0.1:7002": {"c": 0},
+		"127.0.0.1:7000": {"c": 2, "d": 5},
+		"127.0.0.1:7001": {},
+	}
+	got := byNode(counts, "c")
+	want := []tui.NodeCount{{Node: "127.0.0.1:7000", Subscribers: 2}, {Node: "127.0.0.1:7001", Subscribers: 0}, {Node: "127.0.0.1:7002", Subscribers: 0}}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("got %v, want %v", got, want)
+	}
+	if got := byNode(map[string]map[string]int64{"one": {"c": 1}}, "c"); got != nil {
+		t.Errorf("single node: got %v, want nil (no breakdown outside a cluster)", got)
+	}
+}

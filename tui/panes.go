@@ -191,6 +191,17 @@ func (p *sourcesPane) rows() []string {
 				styNum(count, countStyle), num(fmtRate(p.rates.rate(feed.SourceRedis, s.Name)))})
 		}
 		out = append(out, table(subs)...)
+		for _, s := range r.Subs {
+			if len(s.ByNode) < 2 {
+				continue
+			}
+			var b strings.Builder
+			b.WriteString("    " + esc(s.Name) + " by node:")
+			for _, n := range s.ByNode {
+				b.WriteString(" " + esc(n.Node) + " " + countStr(n.Subscribers))
+			}
+			out = append(out, st.Dim.Render(b.String()))
+		}
 	}
 	var eps [][]cell
 	var warn []string

@@ -76,6 +76,15 @@ type Subscription struct {
 	// Subscribers is PUBSUB NUMSUB (SHARDNUMSUB for shard channels); -1
 	// when unknown. Patterns have no per-pattern count.
 	Subscribers int64
+	// ByNode breaks Subscribers down per cluster node (empty outside a
+	// cluster), in a stable order.
+	ByNode []NodeCount
+}
+
+// NodeCount is one cluster node's own subscriber count.
+type NodeCount struct {
+	Node        string
+	Subscribers int64
 }
 
 // Endpoint is one SSE connection's diagnostics.

@@ -1,0 +1,26 @@
+package tui
+
+import (
+	"strings"
+	"testing"
+)
+
+// TestClusterBreakdownShown checks that a channel's per-node subscriber
+// counts appear under the cluster-wide sum, and still fit every size.
+func TestClusterBreakdownShown(t *testing.T) {
+	snap := fixtureSnapshot(t0, 41, 40)
+	snap.Redis.Subs[0].Subscribers = 4
+	snap.Redis.Subs[0].ByNode = []NodeCount{{"10.0.0.1:7000", 1}, {"10.0.0.2:7001", 3}, {"10.0.0.3:7002", 0}}
+	for _, size := range [][2]int{{80, 24}, {200, 50}, {20, 5}} {
+		m := newFixtureModel(size[0], size[1], nil)
+		m.Update(SnapshotMsg{snap})
+		checkFits(t, m, size[0], size[1])
+		if size[0] < 200 {
+			continue
+		}
+		got := screen(m)
+		if !strings.Contains(got, "story:published by node: 10.0.0.1:7000 1 10.0.0.2:7001 3 10.0.0.3:7002 0") {
+			t.Errorf("per-node breakdown missing at %dx%d:\n%s", size[0], size[1], got)
+		}
+	}
+}
