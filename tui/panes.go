@@ -431,6 +431,11 @@ func (p *sourcesPane) rowCount() int {
 	n := 0
 	if p.redis != nil {
 		n += 1 + len(p.redis.Subs)
+		for _, s := range p.redis.Subs {
+			if len(s.ByNode) > 1 {
+				n++ // the per-node breakdown
+			}
+		}
 	}
 	for _, e := range p.sse {
 		n += 1 + len(e.Warnings)
