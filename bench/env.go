@@ -315,13 +315,16 @@ func (e *env) spawn(name string, out io.Writer, args ...string) (*child, error) 
 func (c *child) pid() int { return c.cmd.Process.Pid }
 
 // stop sends SIGINT and waits up to grace, then kills.
-func (c *child) stop(grace time.Duration) {
+func (c *child) stop(grace time.Duration) { c.stopWith(os.Interrupt, grace) }
+
+// stopWith sends sig and waits up to grace, then kills.
+func (c *child) stopWith(sig os.Signal, grace time.Duration) {
 	select {
 	case <-c.done:
 		return
 	default:
 	}
-	c.cmd.Process.Signal(os.Interrupt)
+	c.cmd.Process.Signal(sig)
 	select {
 	case <-c.done:
 	case <-time.After(grace):
