@@ -157,17 +157,19 @@ func startRelay(ctx context.Context, e *env, rs *redisServer, ch string) (*child
 
 // fanoutRun is one client process holding conns connections while probes flow.
 type fanoutRun struct {
-	conns, held   int     // asked, held
-	complete      int64   // probes every connection received
-	sent          int     // probes sent
-	p50, p99      float64 // fan-out completion (ms): publish to the last connection's read
-	hwm, rss      int64   // kB
-	fds           int
-	cpu           float64 // CPU seconds the client used
-	relayPeak     int
-	connectTime   time.Duration
-	exit          int
-	failureDetail string
+	conns, held int     // asked, held
+	complete    int64   // probes every connection received
+	sent        int     // probes sent
+	p50, p99    float64 // fan-out completion (ms): publish to the last connection's read
+	hwm, rss    int64   // kB
+	fds         int
+	cpu         float64 // CPU seconds the client used
+	// The relay's VmRSS (kB) before the run and at its peak during it.
+	relayIdleRSS, relayPeakRSS int64
+	relayPeak                  int
+	connectTime                time.Duration
+	exit                       int
+	failureDetail              string
 }
 
 // fanscopeFanout runs fanscope probe with conns connections to the relay.
@@ -438,7 +440,14 @@ func runFanout(ctx context.Context, e *env) ([]row, error) {
 		{"fanscope-N", func() (fanoutRun, error) { return fanscopeFanout(ctx, e, rs, base, ch, conns, probes, interval) }},
 	} {
 		settle()
+		var relayIdle int64
+		if st, err := procStatus(relay.pid()); err == nil {
+			relayIdle = st["VmRSS"]
+		}
+		rw := watchMem(relay.pid(), 100*time.Millisecond)
 		r, err := step.run()
+		relayPeak, _, _ := rw.result()
+		r.relayIdleRSS, r.relayPeakRSS = relayIdle, relayPeak
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", step.name, err)
 		}
@@ -459,6 +468,10 @@ func runFanout(ctx context.Context, e *env) ([]row, error) {
 			fmt.Sprintf("%.1f KB minimal net/http client", minKB), ratio(fsKB, minKB), "<= 20 KB", verdict(heldOK && fsKB <= 20)},
 		{"fanout", "fan-out completion p99 (publish to last connection)", ms(fN.p99), ms(mN.p99) + " minimal client",
 			ratio(fN.p99, mN.p99), "-", info},
+		// Measured over the first large run only: a Go process keeps freed
+		// memory for a while, so later runs start from a higher floor.
+		{"fanout", fmt.Sprintf("fanscope relay RSS per connection (first %s-connection run, fresh relay)", count(int64(conns))),
+			fmt.Sprintf("%.1f KB", float64(mN.relayPeakRSS-mN.relayIdleRSS)/float64(conns)), "-", "-", "-", info},
 		{"fanout", fmt.Sprintf("client CPU, connect + %d probes to %s connections", probes, count(int64(conns))), fmt.Sprintf("%.1f s", fN.cpu),
 			fmt.Sprintf("%.1f s minimal client", mN.cpu), ratio(fN.cpu, mN.cpu), "-", info},
 	}
