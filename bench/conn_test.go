@@ -73,22 +73,6 @@ func (s *idleSSEServer) close() {
 	s.mu.Unlock()
 }
 
-// fanscopeTransport mirrors the shared transport `fanscope probe
-// --sse-clients K` builds (cli.sharedTransport).
-func fanscopeTransport(conns int) http.RoundTripper {
-	return &http.Transport{
-		Proxy:                 http.ProxyFromEnvironment,
-		DialContext:           (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
-		MaxIdleConns:          conns + 16,
-		MaxIdleConnsPerHost:   conns + 16,
-		IdleConnTimeout:       90 * time.Second,
-		TLSHandshakeTimeout:   10 * time.Second,
-		ResponseHeaderTimeout: 15 * time.Second,
-		ReadBufferSize:        4 << 10,
-		WriteBufferSize:       4 << 10,
-	}
-}
-
 func memNow() (heap, stack uint64, goroutines int) {
 	runtime.GC()
 	runtime.GC()
@@ -118,7 +102,11 @@ func BenchmarkSSEConnMemory(b *testing.B) {
 			}
 		}()
 		h0, s0, g0 := memNow()
-		tr := fanscopeTransport(conns)
+		// The transport `fanscope probe --sse-clients` shares between its connections.
+		tr, err := ssex.NewTransport("", false)
+		if err != nil {
+			b.Fatal(err)
+		}
 		var wg sync.WaitGroup
 		clients := make([]*ssex.Client, conns)
 		for i := range clients {
