@@ -235,6 +235,9 @@ func ingestOnce(ctx context.Context, e *env, rs *redisServer, subj subscriberUnd
 		if err != nil {
 			return res, err
 		}
+		if _, err := os.ReadFile(fmt.Sprintf("/proc/%d/io", c.pid())); err != nil {
+			return res, fmt.Errorf("read what %s wrote to /dev/null: %w", subj.name, err)
+		}
 		close(readerDone)
 	case sinkPipe:
 		pr, pw, perr := os.Pipe()
