@@ -56,7 +56,11 @@ func TestAppendJSONStringMatchesEncodingJSON(t *testing.T) {
 	inputs := []string{"", "plain", `q"b\s`, "\x00\x01\x1f\x7f", "\x1b[31mred\x1b[0m", "<a&b>", "é漢字😀",
 		"\u2028\u2029", "bad\xffutf8\xc3", "tab\tcr\rlf\n"}
 	for _, in := range inputs {
-		want, _ := json.Marshal(in)
+		var enc bytes.Buffer
+		e := json.NewEncoder(&enc)
+		e.SetEscapeHTML(false)
+		_ = e.Encode(in)
+		want := bytes.TrimSuffix(enc.Bytes(), []byte("\n"))
 		got := AppendJSONString(nil, in)
 		if !bytes.Equal(got, want) {
 			t.Errorf("AppendJSONString(%q) = %s, want %s", in, got, want)
@@ -113,6 +117,19 @@ func TestAppendText(t *testing.T) {
 				t.Errorf("raw control character written: %q", got)
 			}
 		})
+	}
+}
+
+func TestAppendTimestampMatchesLayout(t *testing.T) {
+	for _, ts := range []time.Time{
+		ts, time.Unix(0, 0), time.Date(1, 1, 1, 0, 0, 0, 0, time.UTC), time.Date(9999, 12, 31, 23, 59, 59, 999999999, time.UTC),
+		time.Date(2026, 3, 29, 1, 30, 0, 7, time.FixedZone("x", 5*3600+1800)), time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC),
+		time.Date(-5, 1, 1, 0, 0, 0, 0, time.UTC), time.Now(),
+	} {
+		want := ts.UTC().Format(TimeLayout)
+		if got := string(AppendTimestamp(nil, ts)); got != want {
+			t.Errorf("AppendTimestamp(%v) = %s, want %s", ts, got, want)
+		}
 	}
 }
 
