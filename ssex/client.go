@@ -36,7 +36,7 @@ const (
 	// readBufSize is the per-connection read buffer. It is small because a
 	// process may hold 10,000 connections; the parser keeps its own line
 	// buffer, so events larger than this still arrive whole.
-	readBufSize = 4 << 10
+	readBufSize = 2 << 10
 	// minBackoff keeps a failing server that sent `retry: 0` from being hammered.
 	minBackoff = 100 * time.Millisecond
 )
@@ -147,6 +147,9 @@ func NewClient(cfg Config) (*Client, error) {
 	rt, err := transportFor(cfg)
 	if err != nil {
 		return nil, usageErrorf("sse endpoint %s: %w", cfg.Name, err)
+	}
+	if t, ok := rt.(*http.Transport); ok {
+		rt = &directTransport{base: t}
 	}
 	c.hc = &http.Client{Transport: rt}
 	c.parser = NewParser(cfg.MaxLine)

@@ -778,6 +778,14 @@ func TestSharedTransportServesManyConnections(t *testing.T) {
 	}
 }
 
+// baseOf is the transport a client's connections are configured from.
+func baseOf(c *Client) http.RoundTripper {
+	if d, ok := c.hc.Transport.(*directTransport); ok {
+		return d.base
+	}
+	return c.hc.Transport
+}
+
 func TestTLSOptionsWithSharedTransport(t *testing.T) {
 	srv := newTLSServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		streamHeaders(w)
@@ -796,17 +804,17 @@ func TestTLSOptionsWithSharedTransport(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c2.hc.Transport != rn.c.hc.Transport {
+	if baseOf(c2) != baseOf(rn.c) {
 		t.Errorf("clients with the same transport and TLS options got different transports")
 	}
-	if rn.c.hc.Transport == http.RoundTripper(base) {
+	if baseOf(rn.c) == http.RoundTripper(base) {
 		t.Errorf("the TLS options were not applied to a copy of the shared transport")
 	}
 	plain, err := NewClient(Config{URL: srv.URL, Transport: base})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if plain.hc.Transport != http.RoundTripper(base) {
+	if baseOf(plain) != http.RoundTripper(base) {
 		t.Errorf("without TLS options the shared transport was not used as given")
 	}
 	_, err = NewClient(Config{URL: srv.URL, TLSInsecure: true, Transport: roundTripFunc(nil)})
