@@ -39,12 +39,6 @@ func Main(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io
 }
 
 func run(ctx context.Context, e *env, args []string) int {
-	if e.getenv("GOGC") == "" {
-		// Every message allocates a little (the driver's reply, the
-		// record's strings) and the live heap is small, so the default
-		// GOGC=100 spends a large share of ingest CPU on collections.
-		debug.SetGCPercent(400)
-	}
 	root := newRootCmd(e)
 	root.SetArgs(args)
 	root.SetIn(e.stdin)
