@@ -319,9 +319,10 @@ func TestWatchSSEFatal(t *testing.T) {
 	var out, stderr lockedBuffer
 	done := make(chan error, 1)
 	go func() { done <- runWatch(ctx, s, opts, keys, &out, &stderr) }()
+	// Only changed cells are redrawn, so look for the parts that are new.
 	eventually(t, "the endpoint shows failed with its status", func() bool {
 		d := ansi.Strip(out.String())
-		return strings.Contains(d, "failed 401")
+		return s.Endpoints[0].Diagnostics().State == feed.StateFailed && strings.Contains(d, "401")
 	})
 	io.WriteString(keysW, "q")
 	select {
