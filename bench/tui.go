@@ -13,14 +13,14 @@ import (
 	"github.com/redis/go-redis/v9"
 )
 
-// tmux runs tmux on the bench's own server socket, so the user's sessions
-// are never touched.
+// tmux runs tmux on the bench's own server socket, in the work directory,
+// so the user's sessions are never touched and nothing is left behind.
 type tmux struct {
 	socket string
 }
 
 func (t tmux) cmd(args ...string) *exec.Cmd {
-	c := exec.Command("tmux", append([]string{"-L", t.socket, "-f", "/dev/null"}, args...)...)
+	c := exec.Command("tmux", append([]string{"-S", t.socket, "-f", "/dev/null"}, args...)...)
 	env := []string{}
 	for _, kv := range os.Environ() {
 		if !strings.HasPrefix(kv, "TMUX=") && !strings.HasPrefix(kv, "TMUX_PANE=") {
@@ -87,7 +87,7 @@ func runInTmux(ctx context.Context, e *env, rs *redisServer, name, command, ch s
 		b, _ := os.ReadFile(logPath)
 		return fmt.Sprintf("stderr: %q; screen: %s", strings.TrimSpace(string(b)), squash(screen))
 	}
-	t := tmux{socket: fmt.Sprintf("fanscope-bench-%d-%s", os.Getpid(), name)}
+	t := tmux{socket: e.workPath("tmux-" + name)}
 	defer t.kill()
 	out, err := t.run("new-session", "-d", "-x", "200", "-y", "50", "-P", "-F", "#{pane_pid}", "exec "+command)
 	if err != nil {
@@ -202,8 +202,8 @@ func runTUI(ctx context.Context, e *env) ([]row, error) {
 		return nil, err
 	}
 	perSec := 20_000
-	dur := pick(e, 30*time.Second, 12*time.Second)
-	early := pick(e, 10*time.Second, 4*time.Second)
+	dur := pick(e, 30*time.Second, 15*time.Second)
+	early := pick(e, 10*time.Second, 7*time.Second)
 	e.logf("tui: %d msgs/s of 100 B for %s in a 200x50 tmux pane", perSec, dur)
 
 	fsCh := fmt.Sprintf("bench:tui:fanscope:%d", time.Now().UnixNano())
