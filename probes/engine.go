@@ -357,6 +357,20 @@ func (e *Engine) observeOrganic(r *feed.Record) {
 	p.hopWin.record(r.TS, hop)
 }
 
+// outstanding reports whether st still waits for a delivery on p (sent
+// after p was added and not yet delivered to all its connections), and
+// what p has received of it so far.
+func (p *pathState) outstanding(st *probeState) (probePath, bool) {
+	if st.seq < p.firstSeq {
+		return probePath{}, false
+	}
+	var pp probePath
+	if p.idx < len(st.paths) {
+		pp = st.paths[p.idx]
+	}
+	return pp, !pp.done
+}
+
 // Expire counts as lost, on every path that has not delivered them to all
 // its connections, the probes sent more than Timeout before now.
 func (e *Engine) Expire(now time.Time) {
@@ -373,14 +387,8 @@ func (e *Engine) expire(now time.Time) {
 			break
 		}
 		for _, p := range e.paths {
-			if seq < p.firstSeq {
-				continue
-			}
-			var pp probePath
-			if p.idx < len(st.paths) {
-				pp = st.paths[p.idx]
-			}
-			if pp.done {
+			pp, waiting := p.outstanding(st)
+			if !waiting {
 				continue
 			}
 			p.lost++
@@ -407,12 +415,8 @@ func (e *Engine) Pending(now time.Time) int {
 	e.expire(now)
 	n := 0
 	for _, st := range e.order {
-		seq := st.seq
 		for _, p := range e.paths {
-			if seq < p.firstSeq {
-				continue
-			}
-			if p.idx >= len(st.paths) || !st.paths[p.idx].done {
+			if _, waiting := p.outstanding(st); waiting {
 				n++
 			}
 		}
@@ -499,14 +503,8 @@ func (e *Engine) Snapshot(now time.Time) Snapshot {
 			ps.ConnStats[i] = ConnStats{Conn: i, Received: c.got, Missed: c.missed}
 		}
 		for _, st := range e.order {
-			if st.seq < p.firstSeq {
-				continue
-			}
-			var pp probePath
-			if p.idx < len(st.paths) {
-				pp = st.paths[p.idx]
-			}
-			if pp.done {
+			pp, waiting := p.outstanding(st)
+			if !waiting {
 				continue
 			}
 			ps.Pending++

@@ -175,28 +175,19 @@ func maxDur(a, b time.Duration) time.Duration {
 // fitLines returns exactly h lines, each cut to w cells, joined by
 // newlines.
 func fitLines(lines []string, w, h int) string {
-	if h <= 0 {
-		return ""
-	}
-	if len(lines) > h {
-		lines = lines[:h]
-	}
-	var b strings.Builder
-	for i := 0; i < h; i++ {
-		if i > 0 {
-			b.WriteByte('\n')
-		}
-		if i < len(lines) {
-			b.WriteString(trunc(lines[i], w))
-		}
-	}
-	return b.String()
+	return joinLines(lines, h, func(l string) string { return trunc(l, w) })
 }
 
 // stackLines returns exactly h lines joined by newlines, for lines already
 // known to fit the width (it skips fitLines' width check, which costs a
 // grapheme walk per line).
 func stackLines(lines []string, h int) string {
+	return joinLines(lines, h, nil)
+}
+
+// joinLines joins the first h lines (padding with empty ones), passing each
+// through cut when it is set.
+func joinLines(lines []string, h int, cut func(string) string) string {
 	if h <= 0 {
 		return ""
 	}
@@ -209,7 +200,11 @@ func stackLines(lines []string, h int) string {
 			b.WriteByte('\n')
 		}
 		if i < len(lines) {
-			b.WriteString(lines[i])
+			if cut != nil {
+				b.WriteString(cut(lines[i]))
+			} else {
+				b.WriteString(lines[i])
+			}
 		}
 	}
 	return b.String()
