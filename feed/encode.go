@@ -77,11 +77,14 @@ func AppendJSON(buf []byte, r *Record) []byte {
 }
 
 // appendData writes data as "data", or as "data_b64" when it is not UTF-8.
+// The UTF-8 check is the escaping pass itself: a payload is read once.
 func appendData(buf []byte, data string) []byte {
-	if utf8.ValidString(data) {
-		return appendField(buf, "data", data)
+	mark := len(buf)
+	buf = append(buf, `,"data":`...)
+	if out, ok := appendJSONString(buf, data, true); ok {
+		return out
 	}
-	buf = append(buf, `,"data_b64":"`...)
+	buf = append(buf[:mark], `,"data_b64":"`...)
 	buf = base64.StdEncoding.AppendEncode(buf, []byte(data))
 	return append(buf, '"')
 }
@@ -103,34 +106,44 @@ func AppendTimestamp(buf []byte, t time.Time) []byte {
 		return t.AppendFormat(buf, TimeLayout)
 	}
 	h, mi, sec := t.Clock()
+	ns := t.Nanosecond()
 	var b [30]byte
-	put := func(i, v, w int) {
-		for j := i + w - 1; j >= i; j-- {
-			b[j] = byte('0' + v%10)
-			v /= 10
-		}
-	}
-	put(0, y, 4)
+	put2(b[0:2], y/100)
+	put2(b[2:4], y%100)
 	b[4] = '-'
-	put(5, int(mo), 2)
+	put2(b[5:7], int(mo))
 	b[7] = '-'
-	put(8, d, 2)
+	put2(b[8:10], d)
 	b[10] = 'T'
-	put(11, h, 2)
+	put2(b[11:13], h)
 	b[13] = ':'
-	put(14, mi, 2)
+	put2(b[14:16], mi)
 	b[16] = ':'
-	put(17, sec, 2)
+	put2(b[17:19], sec)
 	b[19] = '.'
-	put(20, t.Nanosecond(), 9)
+	b[20] = byte('0' + ns/1e8)
+	put2(b[21:23], ns/1e6%100)
+	put2(b[23:25], ns/1e4%100)
+	put2(b[25:27], ns/100%100)
+	put2(b[27:29], ns%100)
 	b[29] = 'Z'
 	return append(buf, b[:]...)
+}
+
+// twoDigits holds "00" to "99".
+const twoDigits = "00010203040506070809101112131415161718192021222324252627282930313233343536373839" +
+	"40414243444546474849505152535455565758596061626364656667686970717273747576777879" +
+	"8081828384858687888990919293949596979899"
+
+// put2 writes v (0–99) as two digits.
+func put2(b []byte, v int) {
+	b[0], b[1] = twoDigits[2*v], twoDigits[2*v+1]
 }
 
 const hexDigits = "0123456789abcdef"
 
 // jsonSafe[b] is true for the ASCII bytes a JSON string holds as they are.
-var jsonSafe = func() (t [utf8.RuneSelf]bool) {
+var jsonSafe = func() (t [256]bool) {
 	for b := 0x20; b < utf8.RuneSelf; b++ {
 		t[b] = b != '"' && b != '\\'
 	}
@@ -141,15 +154,44 @@ var jsonSafe = func() (t [utf8.RuneSelf]bool) {
 // encoding/json escapes it with HTML escaping off (invalid UTF-8 becomes
 // U+FFFD; U+2028 and U+2029 are escaped).
 func AppendJSONString(buf []byte, s string) []byte {
+	buf, _ = appendJSONString(buf, s, false)
+	return buf
+}
+
+// For testing 8 bytes at once whether any has its top bit set, is below
+// 0x20, or equals '"' or '\\' (exact for the word as a whole).
+const (
+	ones  = 0x0101010101010101
+	highs = 0x8080808080808080
+)
+
+func hasZero(w uint64) uint64 { return (w - ones) & ^w & highs }
+
+// appendJSONString is AppendJSONString; with strict it stops at the first
+// invalid UTF-8 sequence and reports false (buf then holds a partial
+// literal the caller discards).
+func appendJSONString(buf []byte, s string, strict bool) ([]byte, bool) {
 	buf = append(buf, '"')
 	start := 0
-	for i := 0; i < len(s); {
+	for i := 0; ; {
+		// Whole words of plain ASCII first (written out: a helper would
+		// not be inlined), then single bytes.
+		for ; i+8 <= len(s); i += 8 {
+			w := s[i : i+8]
+			x := uint64(w[0]) | uint64(w[1])<<8 | uint64(w[2])<<16 | uint64(w[3])<<24 |
+				uint64(w[4])<<32 | uint64(w[5])<<40 | uint64(w[6])<<48 | uint64(w[7])<<56
+			if (x|(x-0x20*ones)&^x|hasZero(x^'"'*ones)|hasZero(x^'\\'*ones))&highs != 0 {
+				break
+			}
+		}
+		for i < len(s) && jsonSafe[s[i]] {
+			i++
+		}
+		if i == len(s) {
+			break
+		}
 		b := s[i]
 		if b < utf8.RuneSelf {
-			if jsonSafe[b] {
-				i++
-				continue
-			}
 			buf = append(buf, s[start:i]...)
 			switch b {
 			case '"', '\\':
@@ -168,24 +210,23 @@ func AppendJSONString(buf []byte, s string) []byte {
 			continue
 		}
 		r, size := utf8.DecodeRuneInString(s[i:])
-		if r == utf8.RuneError && size == 1 {
+		switch {
+		case r == utf8.RuneError && size == 1:
+			if strict {
+				return buf, false
+			}
 			buf = append(buf, s[start:i]...)
 			buf = append(buf, `\ufffd`...)
-			i += size
-			start = i
-			continue
-		}
-		if r == '\u2028' || r == '\u2029' {
+			start = i + size
+		case r == '\u2028' || r == '\u2029':
 			buf = append(buf, s[start:i]...)
 			buf = append(buf, '\\', 'u', '2', '0', '2', hexDigits[r&0xf])
-			i += size
-			start = i
-			continue
+			start = i + size
 		}
 		i += size
 	}
 	buf = append(buf, s[start:]...)
-	return append(buf, '"')
+	return append(buf, '"'), true
 }
 
 // TextTimeLayout is the time column of text output (local time).

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 )
 
 var ts = time.Date(2026, 11, 27, 15, 4, 5, 123456000, time.UTC)
@@ -64,6 +65,36 @@ func TestAppendJSONStringMatchesEncodingJSON(t *testing.T) {
 		got := AppendJSONString(nil, in)
 		if !bytes.Equal(got, want) {
 			t.Errorf("AppendJSONString(%q) = %s, want %s", in, got, want)
+		}
+	}
+}
+
+// TestAppendJSONStringEveryOffset puts each byte or sequence the escaper
+// must notice at every offset of a plain string, so it falls in every
+// position of the 8-byte words the fast path skips, and checks the result
+// against encoding/json (and appendData's choice of data or data_b64).
+func TestAppendJSONStringEveryOffset(t *testing.T) {
+	plain := "abcdefghijklmnopqrstuvwxyz0123"
+	specials := []string{"\x00", "\x1f", " ", "~", "\x7f", `"`, `\`, "\n", "\u2028", "é", "😀", "\xff", "\xc3", "\xe2\x80"}
+	for _, sp := range specials {
+		for i := 0; i <= len(plain); i++ {
+			in := plain[:i] + sp + plain[i:]
+			var enc bytes.Buffer
+			e := json.NewEncoder(&enc)
+			e.SetEscapeHTML(false)
+			_ = e.Encode(in)
+			want := bytes.TrimSuffix(enc.Bytes(), []byte("\n"))
+			if got := AppendJSONString(nil, in); !bytes.Equal(got, want) {
+				t.Errorf("AppendJSONString(%q) = %s, want %s", in, got, want)
+			}
+			got := string(appendData([]byte("x"), in))
+			wantData := `x,"data":` + string(want)
+			if !utf8.ValidString(in) {
+				wantData = `x,"data_b64":"` + base64.StdEncoding.EncodeToString([]byte(in)) + `"`
+			}
+			if got != wantData {
+				t.Errorf("appendData(%q) = %s, want %s", in, got, wantData)
+			}
 		}
 	}
 }
