@@ -3,13 +3,18 @@ package main
 import (
 	"bufio"
 	"context"
+	"fmt"
 	"net"
 	"net/http"
 	"os"
 	"path/filepath"
 	"runtime"
+	"runtime/debug"
 	"runtime/pprof"
+	"strconv"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -17,9 +22,10 @@ import (
 	"github.com/fanscope/fanscope/ssex"
 )
 
-// idleSSEServer accepts connections, answers each GET with a 200
-// text/event-stream header and then holds the connection without a
-// goroutine, so almost all memory in the process is the clients'.
+// idleSSEServer accepts connections, answers each GET as a net/http
+// server answers an event stream (200, text/event-stream, chunked, a
+// keep-alive comment) and then holds the connection without a goroutine,
+// so almost all memory in the process is the clients'.
 type idleSSEServer struct {
 	ln    net.Listener
 	mu    sync.Mutex
@@ -50,8 +56,10 @@ func startIdleSSEServer(tb testing.TB) *idleSSEServer {
 						break
 					}
 				}
-				c.Write([]byte("HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\n\r\n: hi\n\n"))
+				// Under the lock, so that a broadcast after the client saw
+				// the response reaches this connection too.
 				s.mu.Lock()
+				c.Write([]byte("HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\nTransfer-Encoding: chunked\r\n\r\n6\r\n: hi\n\n\r\n"))
 				s.conns = append(s.conns, c)
 				s.mu.Unlock()
 			}()
@@ -62,6 +70,20 @@ func startIdleSSEServer(tb testing.TB) *idleSSEServer {
 }
 
 func (s *idleSSEServer) url() string { return "http://" + s.ln.Addr().String() + "/events" }
+
+// broadcast sends one event, as one chunk, to every held connection, as a
+// probe does.
+func (s *idleSSEServer) broadcast(tb testing.TB, id int) {
+	ev := fmt.Sprintf("id: %d\ndata: {\"probe\":\"fanscope-probe-%d\",\"ts\":%d}\n\n", id, id, time.Now().UnixNano())
+	chunk := []byte(fmt.Sprintf("%x\r\n%s\r\n", len(ev), ev))
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, c := range s.conns {
+		if _, err := c.Write(chunk); err != nil {
+			tb.Fatal(err)
+		}
+	}
+}
 
 func (s *idleSSEServer) close() {
 	s.ln.Close()
@@ -81,16 +103,87 @@ func memNow() (heap, stack uint64, goroutines int) {
 	return m.HeapInuse, m.StackInuse, runtime.NumGoroutine()
 }
 
+// connMemory measures one benchmark's connections: heap and stack after
+// two collections, the stack before them, and the process's peak RSS
+// growth (VmHWM, as scripts/bench measures fanscope), which also counts
+// garbage and stacks grown while the connections were being opened. The
+// in-process server's share of the peak is the same for every client.
+type connMemory struct {
+	conns  int
+	h0, s0 uint64
+	g0     int
+	rss0   int64 // kB; -1 when the peak cannot be reset
+}
+
+func startConnMemory(conns int) *connMemory {
+	m := &connMemory{conns: conns}
+	m.h0, m.s0, m.g0 = memNow()
+	m.rss0 = -1
+	// Memory an earlier run freed would otherwise be reused without
+	// raising RSS. Writing 5 to clear_refs resets VmHWM to the current RSS.
+	debug.FreeOSMemory()
+	if os.WriteFile("/proc/self/clear_refs", []byte("5"), 0) == nil {
+		m.rss0 = procStatusKB("VmRSS")
+	}
+	return m
+}
+
+// report is called once every connection is open and has seen an event.
+func (m *connMemory) report(b *testing.B) {
+	hwm := procStatusKB("VmHWM")
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	h1, s1, g1 := memNow()
+	n := float64(m.conns)
+	b.ReportMetric(float64(h1-m.h0)/n, "heapB/conn")
+	b.ReportMetric(float64(s1-m.s0)/n, "stackB/conn")
+	b.ReportMetric(float64(ms.StackInuse-m.s0)/n, "stackBeforeGCB/conn")
+	b.ReportMetric(float64(g1-m.g0)/n, "goroutines/conn")
+	if m.rss0 >= 0 && hwm >= 0 {
+		b.ReportMetric(float64(hwm-m.rss0)*1024/n, "peakRSSB/conn")
+	}
+}
+
+// procStatusKB reads a kB field of /proc/self/status, -1 when it cannot.
+func procStatusKB(field string) int64 {
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return -1
+	}
+	for line := range strings.SplitSeq(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, field+":"); ok {
+			n, err := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(v, "kB")), 10, 64)
+			if err != nil {
+				return -1
+			}
+			return n
+		}
+	}
+	return -1
+}
+
+// waitCount waits until n reaches want.
+func waitCount(b *testing.B, n *atomic.Int64, want int64, what string) {
+	deadline := time.Now().Add(30 * time.Second)
+	for n.Load() < want {
+		if time.Now().After(deadline) {
+			b.Fatalf("%s: %d of %d within 30s", what, n.Load(), want)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
 // BenchmarkSSEConnMemory holds 1,000 ssex client connections per iteration,
-// as `fanscope probe --sse-clients` does, and reports heap bytes, stack
-// bytes and goroutines per connection. Run with -memprofile to see where
-// the heap part goes.
+// as `fanscope probe --sse-clients` does, sends each one event, and reports
+// heap bytes, stack bytes, goroutines and peak RSS per connection. Run with
+// -memprofile to see where the heap part goes.
 func BenchmarkSSEConnMemory(b *testing.B) {
 	const conns = 1000
 	srv := startIdleSSEServer(b)
 	for b.Loop() {
 		ctx, cancel := context.WithCancel(context.Background())
 		q := feed.NewQueue(0)
+		var events atomic.Int64
 		go func() {
 			var spare []feed.Record
 			for {
@@ -98,10 +191,15 @@ func BenchmarkSSEConnMemory(b *testing.B) {
 				if got == nil {
 					return
 				}
+				for _, r := range got {
+					if r.Kind == feed.KindEvent {
+						events.Add(1)
+					}
+				}
 				spare = got
 			}
 		}()
-		h0, s0, g0 := memNow()
+		m := startConnMemory(conns)
 		// The transport `fanscope probe --sse-clients` shares between its connections.
 		tr, err := ssex.NewTransport("", false)
 		if err != nil {
@@ -125,10 +223,9 @@ func BenchmarkSSEConnMemory(b *testing.B) {
 				b.Fatal("a client did not connect within 30s")
 			}
 		}
-		h1, s1, g1 := memNow()
-		b.ReportMetric(float64(h1-h0)/conns, "heapB/conn")
-		b.ReportMetric(float64(s1-s0)/conns, "stackB/conn")
-		b.ReportMetric(float64(g1-g0)/conns, "goroutines/conn")
+		srv.broadcast(b, 1)
+		waitCount(b, &events, conns, "events")
+		m.report(b)
 		writeHeldProfiles(b)
 		cancel()
 		wg.Wait()
@@ -163,9 +260,10 @@ func BenchmarkMinimalConnMemory(b *testing.B) {
 	srv := startIdleSSEServer(b)
 	for b.Loop() {
 		ctx, cancel := context.WithCancel(context.Background())
-		h0, s0, g0 := memNow()
+		m := startConnMemory(conns)
 		client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: -1, DisableCompression: true}}
 		var wg, ready sync.WaitGroup
+		var events atomic.Int64
 		ready.Add(conns)
 		for range conns {
 			wg.Add(1)
@@ -179,17 +277,20 @@ func BenchmarkMinimalConnMemory(b *testing.B) {
 				}
 				br := bufio.NewReader(resp.Body)
 				for {
-					if _, err := br.ReadSlice('\n'); err != nil {
+					line, err := br.ReadSlice('\n')
+					if err != nil {
 						return
+					}
+					if strings.HasPrefix(string(line), "data:") {
+						events.Add(1)
 					}
 				}
 			}()
 		}
 		ready.Wait()
-		h1, s1, g1 := memNow()
-		b.ReportMetric(float64(h1-h0)/conns, "heapB/conn")
-		b.ReportMetric(float64(s1-s0)/conns, "stackB/conn")
-		b.ReportMetric(float64(g1-g0)/conns, "goroutines/conn")
+		srv.broadcast(b, 1)
+		waitCount(b, &events, conns, "events")
+		m.report(b)
 		cancel()
 		wg.Wait()
 		srv.close()
@@ -208,8 +309,9 @@ func BenchmarkRawConnMemory(b *testing.B) {
 	addr := srv.ln.Addr().String()
 	for b.Loop() {
 		ctx, cancel := context.WithCancel(context.Background())
-		h0, s0, g0 := memNow()
+		m := startConnMemory(conns)
 		var wg, ready sync.WaitGroup
+		var events atomic.Int64
 		ready.Add(conns)
 		for range conns {
 			wg.Add(1)
@@ -237,10 +339,15 @@ func BenchmarkRawConnMemory(b *testing.B) {
 				}
 				p := ssex.NewParser(0)
 				buf := make([]byte, 2<<10)
+				count := func(o ssex.Observation) {
+					if o.Kind == ssex.ObsEvent {
+						events.Add(1)
+					}
+				}
 				for {
 					n, err := resp.Body.Read(buf)
 					if n > 0 {
-						p.Feed(buf[:n], time.Now(), func(ssex.Observation) {})
+						p.Feed(buf[:n], time.Now(), count)
 					}
 					if err != nil {
 						return
@@ -249,10 +356,9 @@ func BenchmarkRawConnMemory(b *testing.B) {
 			}()
 		}
 		ready.Wait()
-		h1, s1, g1 := memNow()
-		b.ReportMetric(float64(h1-h0)/conns, "heapB/conn")
-		b.ReportMetric(float64(s1-s0)/conns, "stackB/conn")
-		b.ReportMetric(float64(g1-g0)/conns, "goroutines/conn")
+		srv.broadcast(b, 1)
+		waitCount(b, &events, conns, "events")
+		m.report(b)
 		cancel()
 		wg.Wait()
 		srv.close()
