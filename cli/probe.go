@@ -36,9 +36,10 @@ type probeOptions struct {
 	JUnit          string
 }
 
-// probeConnectWait is the least time every SSE connection gets to connect
-// before the run gives up with exit 3 (--timeout when longer). A variable
-// so that a test can shorten it.
+// probeConnectWait is how long the SSE connections may go without another
+// one connecting before the run gives up with exit 3 (--timeout when
+// longer): 10,000 connections may take longer than this to open, one
+// stuck connection may not. A variable so that a test can shorten it.
 var probeConnectWait = 10 * time.Second
 
 // Timing knobs of a probe run that are not flags.
@@ -334,22 +335,31 @@ func waitSSE(ctx context.Context, s *Session, wait time.Duration) error {
 // awaitSSE waits like waitSSE, except that connections whose first request
 // is still waiting for the response headers when wait ends are returned
 // rather than failed: some servers send the headers only with the first
-// event, which only a probe will cause.
+// event, which only a probe will cause. The wait restarts whenever a
+// connection connects, so it ends only when none has for wait.
 func awaitSSE(ctx context.Context, s *Session, wait time.Duration) (silent []*ssex.Client, err error) {
-	if len(s.Endpoints) == 0 {
-		return nil, nil
-	}
+	pending := slices.Clone(s.Endpoints)
 	timer := time.NewTimer(wait)
 	defer timer.Stop()
-	for i, c := range s.Endpoints {
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		before := len(pending)
+		if pending = slices.DeleteFunc(pending, connected); len(pending) == 0 {
+			return nil, nil
+		}
+		if len(pending) < before {
+			timer.Reset(wait)
+		}
 		select {
-		case <-c.Connected():
+		case <-pending[0].Connected():
+		case <-tick.C:
 		case err := <-s.Err():
 			return nil, err
 		case <-ctx.Done():
 			return nil, ctx.Err()
 		case <-timer.C:
-			for _, c := range s.Endpoints[i:] {
+			for _, c := range pending {
 				if connected(c) {
 					continue
 				}
@@ -361,7 +371,6 @@ func awaitSSE(ctx context.Context, s *Session, wait time.Duration) (silent []*ss
 			return silent, nil
 		}
 	}
-	return nil, nil
 }
 
 func connected(c *ssex.Client) bool {

@@ -165,7 +165,39 @@ func (s *Session) Start(ctx context.Context) error {
 		}
 		s.Sub = subscriber
 	}
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		s.startSSE(ctx)
+	}()
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		s.fanIn(ctx)
+	}()
+	return nil
+}
+
+// Connections being opened at once. A server's listen backlog is finite
+// (often 4096): 10,000 connections dialled in the same instant overflow
+// it, and the refused ones wait seconds for a SYN retry.
+const sseConnectsInFlight = 256
+
+// sseConnectHold is the longest a connection that has not connected yet
+// holds its slot (some servers send headers only with an event). A
+// variable so that a test can lengthen it.
+var sseConnectHold = 2 * time.Second
+
+// startSSE starts every SSE client, with at most sseConnectsInFlight of
+// them connecting at a time.
+func (s *Session) startSSE(ctx context.Context) {
+	slots := make(chan struct{}, sseConnectsInFlight)
 	for _, c := range s.Endpoints {
+		select {
+		case slots <- struct{}{}:
+		case <-ctx.Done():
+			return
+		}
 		s.wg.Add(1)
 		go func() {
 			defer s.wg.Done()
@@ -176,13 +208,17 @@ func (s *Session) Start(ctx context.Context) error {
 				}
 			}
 		}()
+		go func() {
+			t := time.NewTimer(sseConnectHold)
+			defer t.Stop()
+			select {
+			case <-c.Connected():
+			case <-t.C:
+			case <-ctx.Done():
+			}
+			<-slots
+		}()
 	}
-	s.wg.Add(1)
-	go func() {
-		defer s.wg.Done()
-		s.fanIn(ctx)
-	}()
-	return nil
 }
 
 func (s *Session) fanIn(ctx context.Context) {
