@@ -30,7 +30,7 @@ func (c *Client) openCluster(ctx context.Context) error {
 		Protocol:              2,
 		ClientName:            c.o.ClientName,
 		DisableIdentity:       true,
-		Dialer:                c.base.dialer(c.o.DialTimeout, nil),
+		Dialer:                c.base.dialer(c.o.DialTimeout),
 		DialTimeout:           c.o.DialTimeout,
 		DialerRetries:         1,
 		ReadTimeout:           c.o.DialTimeout,

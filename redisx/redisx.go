@@ -149,7 +149,7 @@ func Open(ctx context.Context, o Options) (*Client, error) {
 func (c *Client) openSingle(ctx context.Context) error {
 	c.target = c.base.String()
 	c.loopback = c.base.loopback()
-	c.single = redis.NewClient(c.nodeOptions(c.base, nil, false))
+	c.single = redis.NewClient(c.nodeOptions(c.base, false))
 	c.cmd = c.single
 	pctx, cancel := context.WithTimeout(ctx, c.o.DialTimeout+2*time.Second)
 	defer cancel()
@@ -160,9 +160,9 @@ func (c *Client) openSingle(ctx context.Context) error {
 }
 
 // nodeOptions are the go-redis options for one node. Subscription
-// connections (sub) get their own client with no retries of their own: the
-// Subscriber decides when to reconnect and says so.
-func (c *Client) nodeOptions(ep endpoint, act *activity, sub bool) *redis.Options {
+// connections (sub, the Sentinel listeners) get their own client with no
+// retries of their own: the caller decides when to reconnect.
+func (c *Client) nodeOptions(ep endpoint, sub bool) *redis.Options {
 	opt := &redis.Options{
 		Network:               ep.network,
 		Addr:                  ep.addr,
@@ -172,7 +172,7 @@ func (c *Client) nodeOptions(ep endpoint, act *activity, sub bool) *redis.Option
 		Protocol:              2,
 		ClientName:            c.o.ClientName,
 		DisableIdentity:       true,
-		Dialer:                ep.dialer(c.o.DialTimeout, act),
+		Dialer:                ep.dialer(c.o.DialTimeout),
 		DialTimeout:           c.o.DialTimeout,
 		DialerRetries:         1,
 		ReadTimeout:           c.o.DialTimeout,

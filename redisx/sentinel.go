@@ -63,7 +63,7 @@ func (c *Client) openSentinel(ctx context.Context) error {
 		Protocol:              2,
 		ClientName:            c.o.ClientName,
 		DisableIdentity:       true,
-		Dialer:                c.base.dialer(c.o.DialTimeout, nil),
+		Dialer:                c.base.dialer(c.o.DialTimeout),
 		DialTimeout:           c.o.DialTimeout,
 		DialerRetries:         1,
 		ReadTimeout:           c.o.DialTimeout,
@@ -113,7 +113,7 @@ func (s *sentinelState) masterAddr() string {
 func (s *sentinelState) sentinelOptions(ep endpoint) *redis.Options {
 	plain := ep
 	plain.user, plain.pass, plain.hasPass, plain.db = "", "", false, 0
-	return s.c.nodeOptions(plain, nil, true)
+	return s.c.nodeOptions(plain, true)
 }
 
 // ask asks the Sentinels in turn for the primary's address.

@@ -10,8 +10,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/redis/go-redis/v9"
-
 	"github.com/fanscope/fanscope/feed"
 )
 
@@ -109,23 +107,14 @@ type link struct {
 	hint    string       // a node named by a MOVED reply, tried next
 	downAt  time.Time    // start of the open gap, zero when subscribed
 	pinging atomic.Int64 // when the outstanding PING was sent (monoNow), 0 if none
-	reading atomic.Bool  // the reader is waiting on the connection, not busy delivering
 }
 
-// subConn is one live subscription connection.
+// subConn is one live subscription connection. It is our own RESP2
+// connection, not the driver's, so nothing on it reconnects or
+// resubscribes behind the Subscriber's back.
 type subConn struct {
-	rc  *redis.Client
-	ps  *redis.PubSub
-	act *activity
-	ep  endpoint
-	// confirmed holds "kind name" for every confirmed subscription, so a
-	// repeated confirmation (the driver resubscribed by itself) is noticed.
-	confirmed map[string]bool
-}
-
-func (sc *subConn) close() {
-	_ = sc.ps.Close()
-	_ = sc.rc.Close()
+	*respConn
+	ep endpoint
 }
 
 const pingPayload = "fanscope-watchdog"
@@ -133,7 +122,7 @@ const pingPayload = "fanscope-watchdog"
 // Subscribe subscribes and returns once every subscription is confirmed,
 // so a NOPERM or an authentication failure is returned here. A goroutine
 // then delivers records to sink until ctx ends: messages stamped right
-// after the read returned, and state records (connecting, subscribed,
+// after the socket read that brought them returned, and state records (connecting, subscribed,
 // disconnected, reconnecting) for every change.
 func (c *Client) Subscribe(ctx context.Context, sub Subscription, sink feed.Sink) (*Subscriber, error) {
 	sub = sub.normalized()
@@ -162,7 +151,7 @@ func (c *Client) Subscribe(ctx context.Context, sub Subscription, sink feed.Sink
 		}
 		if err != nil {
 			for _, done := range conns[:i] {
-				done.close()
+				_ = done.close()
 			}
 			l.setState(feed.StateFailed, "", err.Error(), 0)
 			return nil, err
@@ -304,50 +293,8 @@ func (l *link) connect(ctx context.Context, attempt int) (*subConn, error) {
 		l.mu.Unlock()
 	}
 	what := fmt.Sprintf("subscribe to %s on %s", l.sub.describe(), ep.String())
-	act := &activity{}
-	rc := redis.NewClient(c.nodeOptions(ep, act, true))
-	ps := rc.Subscribe(ctx)
-	sc := &subConn{rc: rc, ps: ps, act: act, ep: ep, confirmed: map[string]bool{}}
-
-	cctx, cancel := context.WithTimeout(ctx, c.o.DialTimeout+c.o.PongTimeout)
-	defer cancel()
-	want := map[string]bool{}
-	send := func(kind string, names []string, f func(context.Context, ...string) error) error {
-		if len(names) == 0 {
-			return nil
-		}
-		for _, n := range names {
-			want[kind+" "+n] = true
-		}
-		return f(cctx, names...)
-	}
-	err = send("subscribe", l.sub.Channels, ps.Subscribe)
-	if err == nil {
-		err = send("psubscribe", l.sub.Patterns, ps.PSubscribe)
-	}
-	if err == nil {
-		err = send("ssubscribe", l.sub.ShardChannels, ps.SSubscribe)
-	}
-	for err == nil && len(want) > 0 {
-		var msg interface{}
-		msg, err = ps.ReceiveTimeout(cctx, c.o.DialTimeout+c.o.PongTimeout)
-		now := time.Now()
-		if err != nil {
-			break
-		}
-		switch m := msg.(type) {
-		case *redis.Subscription:
-			key := m.Kind + " " + m.Channel
-			if want[key] {
-				delete(want, key)
-				sc.confirmed[key] = true
-			}
-		case *redis.Message:
-			l.deliver(m, now)
-		}
-	}
+	sc, err := l.dial(ctx, ep)
 	if err != nil {
-		sc.close()
 		if ctx.Err() != nil {
 			// Still an *Error (wrapping ErrUnreachable), and errors.Is
 			// finds context.Canceled or DeadlineExceeded in it.
@@ -364,20 +311,115 @@ func (l *link) connect(ctx context.Context, attempt int) (*subConn, error) {
 	return sc, nil
 }
 
-func (l *link) deliver(m *redis.Message, now time.Time) {
+// dial connects to ep, authenticates, names the connection and subscribes,
+// all within DialTimeout+PongTimeout, and reads every confirmation.
+// Messages that arrive before the last confirmation are delivered.
+func (l *link) dial(ctx context.Context, ep endpoint) (*subConn, error) {
+	c := l.s.c
+	deadline := time.Now().Add(c.o.DialTimeout + c.o.PongTimeout)
+	dctx, cancel := context.WithDeadline(ctx, deadline)
+	defer cancel()
+	conn, err := ep.dialer(c.o.DialTimeout)(dctx, ep.network, ep.addr)
+	if err != nil {
+		return nil, err
+	}
+	sc := &subConn{respConn: newRespConn(conn, c.o.DialTimeout), ep: ep}
+	_ = conn.SetDeadline(deadline)
+	// Canceling ctx ends a read or write that is waiting.
+	stop := context.AfterFunc(ctx, func() { _ = conn.SetDeadline(time.Unix(1, 0)) })
+	err = l.handshake(sc)
+	if !stop() && err == nil {
+		err = ctx.Err()
+	}
+	if err == nil {
+		// No read deadline from here on: the watchdog decides liveness.
+		err = conn.SetDeadline(time.Time{})
+	}
+	if err != nil {
+		_ = sc.close()
+		return nil, err
+	}
+	return sc, nil
+}
+
+func (l *link) handshake(sc *subConn) error {
+	c, ep := l.s.c, sc.ep
+	var p push
+	// What go-redis does (its HELLO carries AUTH "default" when the URL has
+	// no user): a password with a passwordless server is accepted, as it is
+	// on the command connections.
+	if ep.pass != "" {
+		user := ep.user
+		if user == "" {
+			user = "default"
+		}
+		err := sc.send([]string{"AUTH", user, ep.pass})
+		if err == nil {
+			err = sc.expectOK(&p)
+		}
+		if err != nil && ep.user == "" && strings.Contains(err.Error(), "wrong number of arguments") {
+			// Before Redis 6 AUTH takes the password alone.
+			if err = sc.send([]string{"AUTH", ep.pass}); err == nil {
+				err = sc.expectOK(&p)
+			}
+		}
+		if err != nil {
+			return err
+		}
+	}
+	want := map[string]bool{}
+	var cmds [][]string
+	if c.o.ClientName != "" {
+		cmds = append(cmds, []string{"CLIENT", "SETNAME", c.o.ClientName})
+	}
+	add := func(cmd, kind string, names []string) {
+		if len(names) == 0 {
+			return
+		}
+		for _, n := range names {
+			want[kind+" "+n] = true
+		}
+		cmds = append(cmds, append([]string{cmd}, names...))
+	}
+	add("SUBSCRIBE", "subscribe", l.sub.Channels)
+	add("PSUBSCRIBE", "psubscribe", l.sub.Patterns)
+	add("SSUBSCRIBE", "ssubscribe", l.sub.ShardChannels)
+	if err := sc.send(cmds...); err != nil {
+		return err
+	}
+	if c.o.ClientName != "" {
+		if err := sc.expectOK(&p); err != nil {
+			return err
+		}
+	}
+	for len(want) > 0 {
+		if err := sc.next(&p); err != nil {
+			return err
+		}
+		switch p.kind {
+		case pushSubscribe:
+			delete(want, p.name+" "+p.channel)
+		case pushMessage:
+			l.deliver(&p)
+		}
+	}
+	return nil
+}
+
+func (l *link) deliver(p *push) {
 	s := l.s
 	s.sink.Emit(feed.Record{
-		TS:      now,
+		TS:      p.at,
 		Source:  feed.SourceRedis,
 		Kind:    feed.KindMessage,
-		Channel: m.Channel,
-		Pattern: m.Pattern,
+		Channel: p.channel,
+		Pattern: p.pattern,
 		Shard:   l.shard,
-		Data:    m.Payload,
+		Data:    p.data,
 	})
 	s.messages.Add(1)
-	s.bytes.Add(uint64(len(m.Payload)))
-	s.lastMsg.Store(now.UnixNano())
+	s.bytes.Add(uint64(len(p.data)))
+	s.lastMsg.Store(p.at.UnixNano())
 }
 
 const gapWarning = "messages published during the gap may be lost"
@@ -387,7 +429,7 @@ const gapWarning = "messages published during the gap may be lost"
 func (l *link) run(ctx context.Context, sc *subConn) {
 	for {
 		reason := l.serve(ctx, sc)
-		sc.close()
+		_ = sc.close()
 		prev := sc.ep
 		if ctx.Err() != nil {
 			l.setState(feed.StateDisconnected, "", "", 0)
@@ -465,16 +507,14 @@ func (l *link) serve(ctx context.Context, sc *subConn) string {
 		wg.Wait()
 	}()
 	s := l.s
+	var p push
 	for {
 		// No read deadline: a deadline that fires in the middle of a large
 		// message would leave the reader out of step with the stream. The
 		// watchdog decides liveness from bytes arriving instead and closes
-		// the connection to end this read.
-		l.reading.Store(true)
-		msg, err := sc.ps.ReceiveTimeout(ctx, 0)
-		now := time.Now()
-		l.reading.Store(false)
-		sc.act.touchAt(now) // progress, even when the bytes came from the read buffer
+		// the connection to end this read. Each message carries the time
+		// of the socket read that brought its last byte.
+		err := sc.next(&p)
 		if err != nil {
 			if ctx.Err() != nil {
 				return ""
@@ -487,32 +527,21 @@ func (l *link) serve(ctx context.Context, sc *subConn) string {
 			}
 			return "connection lost: " + s.c.mask.mask(shortErr(err))
 		}
-		switch m := msg.(type) {
-		case *redis.Message:
-			l.deliver(m, now)
-		case *redis.Pong:
-			if m.Payload == pingPayload {
+		switch p.kind {
+		case pushMessage:
+			l.deliver(&p)
+		case pushPong:
+			if p.data == pingPayload {
 				if sent := l.pinging.Swap(0); sent != 0 {
-					s.rtt.Store(monoNow() - sent)
-					s.lastPong.Store(now.UnixNano())
+					s.rtt.Store(int64(p.at.Sub(epoch)) - sent)
+					s.lastPong.Store(p.at.UnixNano())
 				}
 			}
-		case *redis.Subscription:
-			key := m.Kind + " " + m.Channel
-			switch m.Kind {
-			case "subscribe", "psubscribe", "ssubscribe":
-				if sc.confirmed[key] {
-					// The driver reconnected and resubscribed on its own.
-					s.gaps.Add(1)
-					s.reconnects.Add(1)
-					l.setState(feed.StateSubscribed, "", "connection was re-established by the driver; "+gapWarning, 0)
-				}
-				sc.confirmed[key] = true
-			case "sunsubscribe":
-				return fmt.Sprintf("the server ended the subscription to shard channel %s (its slot moved to another node); resubscribing where it lives now", m.Channel)
-			case "unsubscribe", "punsubscribe":
-				return fmt.Sprintf("the server ended the subscription to %s", m.Channel)
+		case pushUnsubscribe:
+			if p.name == "sunsubscribe" {
+				return fmt.Sprintf("the server ended the subscription to shard channel %s (its slot moved to another node); resubscribing where it lives now", p.channel)
 			}
+			return fmt.Sprintf("the server ended the subscription to %s", p.channel)
 		}
 	}
 }
@@ -534,19 +563,19 @@ func (l *link) watchdog(ctx context.Context, sc *subConn, dead chan<- string) {
 	l.pinging.Store(0)
 	lastSample := time.Time{} // sample the round trip right away
 	lastTick := time.Now()
-	lastAct := sc.act.last.Load()
+	lastAct := sc.in.last.Load()
 	var quiet, sincePing time.Duration
 	give := func(reason string) {
 		select {
 		case dead <- reason:
 		default:
 		}
-		_ = sc.ps.Close()
+		_ = sc.close()
 	}
 	for {
 		select {
 		case <-ctx.Done():
-			_ = sc.ps.Close()
+			_ = sc.close()
 			return
 		case reason := <-l.kick:
 			give(reason)
@@ -556,7 +585,7 @@ func (l *link) watchdog(ctx context.Context, sc *subConn, dead chan<- string) {
 		now := time.Now()
 		step := min(now.Sub(lastTick), 2*tick)
 		lastTick = now
-		if a := sc.act.last.Load(); a != lastAct || !l.reading.Load() {
+		if a := sc.in.last.Load(); a != lastAct || !sc.in.waiting.Load() {
 			lastAct, quiet = a, 0
 		} else {
 			quiet += step
@@ -572,9 +601,9 @@ func (l *link) watchdog(ctx context.Context, sc *subConn, dead chan<- string) {
 		if quiet >= o.PingIdle || now.Sub(lastSample) >= o.RTTInterval {
 			lastSample, sincePing = now, 0
 			l.pinging.Store(monoNow())
-			if err := sc.ps.Ping(ctx, pingPayload); err != nil {
+			if err := sc.send([]string{"PING", pingPayload}); err != nil {
 				if ctx.Err() != nil {
-					_ = sc.ps.Close()
+					_ = sc.close()
 					return
 				}
 				give("send PING: " + l.s.c.mask.mask(shortErr(err)))

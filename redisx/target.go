@@ -10,7 +10,6 @@ import (
 	"os"
 	"strconv"
 	"strings"
-	"sync/atomic"
 	"time"
 )
 
@@ -176,35 +175,15 @@ func (e endpoint) loopback() bool {
 	return ip != nil && ip.IsLoopback()
 }
 
-// activity records when bytes last arrived on a connection, so the
-// watchdog can tell a frozen server from a large message in flight.
-type activity struct{ last atomic.Int64 }
-
 var epoch = time.Now()
 
+// monoNow is a monotonic clock reading that fits an atomic.Int64.
 func monoNow() int64 { return int64(time.Since(epoch)) }
 
-func (a *activity) touch()                { a.last.Store(monoNow()) }
-func (a *activity) touchAt(now time.Time) { a.last.Store(int64(now.Sub(epoch))) }
-func (a *activity) since() time.Duration  { return time.Duration(monoNow() - a.last.Load()) }
-
-type trackedConn struct {
-	net.Conn
-	act *activity
-}
-
-func (c *trackedConn) Read(p []byte) (int, error) {
-	n, err := c.Conn.Read(p)
-	if n > 0 {
-		c.act.touch()
-	}
-	return n, err
-}
-
 // dialer dials the endpoint's network (the address comes from go-redis,
-// which matters for cluster nodes), does the TLS handshake within the dial
-// timeout and, when act is set, records read activity.
-func (e endpoint) dialer(timeout time.Duration, act *activity) func(ctx context.Context, network, addr string) (net.Conn, error) {
+// which matters for cluster nodes) and does the TLS handshake within the
+// dial timeout.
+func (e endpoint) dialer(timeout time.Duration) func(ctx context.Context, network, addr string) (net.Conn, error) {
 	return func(ctx context.Context, network, addr string) (net.Conn, error) {
 		d := net.Dialer{Timeout: timeout, KeepAlive: 15 * time.Second}
 		conn, err := d.DialContext(ctx, network, addr)
@@ -227,10 +206,6 @@ func (e endpoint) dialer(timeout time.Duration, act *activity) func(ctx context.
 				return nil, &handshakeError{err}
 			}
 			conn = tc
-		}
-		if act != nil {
-			act.touch()
-			conn = &trackedConn{Conn: conn, act: act}
 		}
 		return conn, nil
 	}
