@@ -179,6 +179,9 @@ func waitCount(b *testing.B, n *atomic.Int64, want int64, what string) {
 // -memprofile to see where the heap part goes.
 func BenchmarkSSEConnMemory(b *testing.B) {
 	const conns = 1000
+	if os.Getenv("BENCH_PROFILE_DIR") != "" {
+		runtime.MemProfileRate = 1 // every allocation, so small per-connection objects show
+	}
 	srv := startIdleSSEServer(b)
 	for b.Loop() {
 		ctx, cancel := context.WithCancel(context.Background())
@@ -235,7 +238,8 @@ func BenchmarkSSEConnMemory(b *testing.B) {
 }
 
 // writeHeldProfiles writes heap and goroutine profiles while the
-// connections are held, when $BENCH_PROFILE_DIR is set.
+// connections are held, when $BENCH_PROFILE_DIR is set (the heap profile
+// then records every allocation).
 func writeHeldProfiles(b *testing.B) {
 	dir := os.Getenv("BENCH_PROFILE_DIR")
 	if dir == "" {

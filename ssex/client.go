@@ -11,7 +11,6 @@ import (
 	"mime"
 	"net"
 	"net/http"
-	"net/http/httptrace"
 	"net/url"
 	"os"
 	"strconv"
@@ -33,9 +32,10 @@ const (
 	// the HTML standard leaves it to the user agent and browsers use about 3 s.
 	DefaultRetry = 3 * time.Second
 
-	// readBufSize is the per-connection read buffer. It is small because a
-	// process may hold 10,000 connections; the parser keeps its own line
-	// buffer, so events larger than this still arrive whole.
+	// readBufSize is the per-connection read buffer, which holds the
+	// response head and then the stream. It is small because a process may
+	// hold 10,000 connections; the parser keeps its own line buffer, so
+	// events larger than this still arrive whole.
 	readBufSize = 2 << 10
 	// minBackoff keeps a failing server that sent `retry: 0` from being hammered.
 	minBackoff = 100 * time.Millisecond
@@ -75,7 +75,7 @@ type Client struct {
 	host     string // Host header override
 	hc       *http.Client
 	parser   *Parser
-	buf      []byte // the read buffer, reused across connections
+	buf      []byte // the read buffer for bodies not read in place (proxies, gzip), reused across connections
 
 	// Tunables; tests in this package shorten them.
 	retry       time.Duration // reconnection time until the server sends retry:
@@ -303,7 +303,6 @@ func (c *Client) Run(ctx context.Context, sink feed.Sink) error {
 	c.mu.Lock()
 	c.diag.RetryMS = c.retry.Milliseconds()
 	c.mu.Unlock()
-	c.buf = make([]byte, readBufSize)
 	failures := 0 // consecutive failed attempts since the last connection
 	attempt := 0  // attempts since the last connection
 	everConnected := false
@@ -377,14 +376,92 @@ func (c *Client) connect(ctx context.Context, sink feed.Sink, attempt int, everC
 	wd := startWatchdog(c.cfg.StallTimeout, cancel)
 	defer wd.stop()
 
-	var firstByte atomic.Int64
+	// Dialing, TLS and HTTP go deep and grow a goroutine's stack to 8 KiB
+	// or more, and a grown stack is kept while the goroutine waits in Read
+	// (the GC shrinks only stacks less than a quarter used). So the attempt
+	// runs on a goroutine that ends with it, and this one, which waits for
+	// the stream's bytes for as long as it lasts, keeps a small stack.
+	done := make(chan opened, 1)
+	go func() { done <- c.open(cctx, cancel, everConnected) }()
+	o := <-done
+	if o.body == nil {
+		return o.out
+	}
+	defer o.body.Close()
+
+	// Connected.
+	now := time.Now()
+	c.parser.Reset()
+	c.mu.Lock()
+	d := &c.diag
+	d.Connects++
+	d.ConnectedAt = now
+	d.TimeToFirstEvent = 0
+	if o.sent != "" {
+		d.LastEventIDSent = o.sent
+		d.LastEventIDHonoured = "unknown"
+		d.ResumeDetail = "no event with a new id since the reconnect"
+	}
+	c.mu.Unlock()
+	c.connectedOnce.Do(func() { close(c.connected) })
+	c.emitState(sink, feed.StateConnected, http.StatusOK, "", attempt)
+
+	rs := &readState{c: c, sink: sink, start: o.start, prevRead: now}
+	if o.sent != "" {
+		rs.resume.start(o.sent)
+	}
+	r := bodyReader{body: o.body}
+	if b, ok := o.body.(*connBody); ok {
+		r.direct = b
+	}
+	emit := rs.observe
+	for {
+		chunk, err := r.next(c)
+		if n := len(chunk); n > 0 {
+			at := time.Now()
+			wd.touch(at)
+			rs.events, rs.comments = 0, 0
+			perr := c.parser.Feed(chunk, at, emit)
+			rs.afterRead(n, at)
+			if perr != nil {
+				return outcome{connected: true, status: http.StatusOK, reason: "parse stream: " + perr.Error()}
+			}
+		}
+		if err == nil {
+			continue
+		}
+		out := outcome{connected: true, status: http.StatusOK}
+		switch {
+		case errors.Is(err, io.EOF):
+			out.reason = "server closed the stream"
+		case ctx.Err() != nil:
+			out.reason = "stopped"
+		case errors.Is(context.Cause(cctx), errStalled):
+			out.reason = c.stalled()
+		default:
+			out.reason = "read stream: " + err.Error()
+		}
+		return out
+	}
+}
+
+// opened is the result of sending the request: an event stream's body to
+// read, or why there is none.
+type opened struct {
+	body  io.ReadCloser // nil when the attempt failed
+	start time.Time     // when the attempt started
+	sent  string        // the Last-Event-ID sent, "" when none
+	out   outcome       // when body is nil
+}
+
+// open sends the request and checks the response. It keeps nothing of the
+// request and response but the body: their headers are copied into the
+// diagnostics first.
+func (c *Client) open(cctx context.Context, cancel context.CancelCauseFunc, everConnected bool) opened {
 	start := time.Now()
-	tctx := httptrace.WithClientTrace(cctx, &httptrace.ClientTrace{
-		GotFirstResponseByte: func() { firstByte.Store(int64(time.Since(start))) },
-	})
-	req, err := http.NewRequestWithContext(tctx, http.MethodGet, c.cfg.URL, nil)
+	req, err := http.NewRequestWithContext(cctx, http.MethodGet, c.cfg.URL, nil)
 	if err != nil {
-		return outcome{fatal: fatalErrorf("connect to sse endpoint %s: build request: %w", c.cfg.Name, err), reason: err.Error()}
+		return opened{out: outcome{fatal: fatalErrorf("connect to sse endpoint %s: build request: %w", c.cfg.Name, err), reason: err.Error()}}
 	}
 	req.Header = c.header.Clone()
 	if c.host != "" {
@@ -403,66 +480,41 @@ func (c *Client) connect(ctx context.Context, sink feed.Sink, attempt int, everC
 	}
 	resp, err := c.hc.Do(req)
 	if err != nil {
-		return c.requestFailed(cctx, err, everConnected)
+		return opened{out: c.requestFailed(cctx, err, everConnected)}
 	}
-	defer resp.Body.Close()
-	c.noteResponse(resp, time.Duration(firstByte.Load()))
-
+	// Time to the first response byte, which a direct connection notes;
+	// through a proxy, to the parsed response head.
+	firstByte := time.Now()
+	switch b := resp.Body.(type) {
+	case *connBody:
+		firstByte = b.firstByte
+	case *gzipBody:
+		firstByte = b.body.firstByte
+	}
+	c.noteResponse(resp, firstByte.Sub(start))
 	if out, ok := c.checkResponse(cancel, resp); !ok {
-		return out
+		resp.Body.Close()
+		return opened{out: out}
 	}
+	return opened{body: resp.Body, start: start, sent: sent}
+}
 
-	// Connected.
-	now := time.Now()
-	c.parser.Reset()
-	c.mu.Lock()
-	d := &c.diag
-	d.Connects++
-	d.ConnectedAt = now
-	d.TimeToFirstEvent = 0
-	if sent != "" {
-		d.LastEventIDSent = sent
-		d.LastEventIDHonoured = "unknown"
-		d.ResumeDetail = "no event with a new id since the reconnect"
-	}
-	c.mu.Unlock()
-	c.connectedOnce.Do(func() { close(c.connected) })
-	c.emitState(sink, feed.StateConnected, resp.StatusCode, "", attempt)
+// bodyReader reads an event stream's body: in place from a direct
+// connection's buffer, or through the client's read buffer.
+type bodyReader struct {
+	direct *connBody
+	body   io.Reader
+}
 
-	rs := &readState{c: c, sink: sink, start: start, prevRead: now}
-	if sent != "" {
-		rs.resume.start(sent)
+func (r *bodyReader) next(c *Client) ([]byte, error) {
+	if r.direct != nil {
+		return r.direct.next()
 	}
-	emit := rs.observe
-	buf := c.buf
-	for {
-		n, err := resp.Body.Read(buf)
-		if n > 0 {
-			at := time.Now()
-			wd.touch(at)
-			rs.events, rs.comments = 0, 0
-			perr := c.parser.Feed(buf[:n], at, emit)
-			rs.afterRead(n, at)
-			if perr != nil {
-				return outcome{connected: true, status: resp.StatusCode, reason: "parse stream: " + perr.Error()}
-			}
-		}
-		if err == nil {
-			continue
-		}
-		out := outcome{connected: true, status: resp.StatusCode}
-		switch {
-		case errors.Is(err, io.EOF):
-			out.reason = "server closed the stream"
-		case ctx.Err() != nil:
-			out.reason = "stopped"
-		case errors.Is(context.Cause(cctx), errStalled):
-			out.reason = c.stalled()
-		default:
-			out.reason = "read stream: " + err.Error()
-		}
-		return out
+	if c.buf == nil {
+		c.buf = make([]byte, readBufSize)
 	}
+	n, err := r.body.Read(c.buf)
+	return c.buf[:n], err
 }
 
 // requestFailed classifies an error from sending the request.

@@ -2,27 +2,35 @@ package ssex
 
 import (
 	"bufio"
+	"bytes"
 	"compress/gzip"
 	"context"
 	"crypto/tls"
 	"errors"
 	"io"
+	"math"
 	"net"
 	"net/http"
 	"net/http/httptrace"
 	"strings"
 	"sync"
+	"time"
 )
 
 // directTransport opens one connection per request and gives the response
 // body the connection itself: no pool, no background goroutines. An idle
-// stream then costs its reader's goroutine and two small buffers, instead of
-// the three goroutines and pooled buffers of an http.Transport connection,
-// which matters with --sse-clients in the thousands. Requests that must go
+// stream then costs its reader's goroutine and one small buffer, which held
+// the response head and then holds the body as it arrives, instead of the
+// three goroutines and pooled buffers of an http.Transport connection; that
+// matters with --sse-clients in the thousands. Requests that must go
 // through a proxy are handed to base.
 type directTransport struct {
 	base *http.Transport
 }
+
+// requestWriters are the buffers requests are written through; without one,
+// Request.Write makes a 4 KiB bufio.Writer per request.
+var requestWriters = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, 1<<10) }}
 
 func (t *directTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	if t.base.Proxy != nil {
@@ -83,43 +91,207 @@ func (t *directTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 		req.Header.Set("Accept-Encoding", "gzip")
 		gz = true
 	}
-	if err := req.Write(conn); err != nil {
+	bw := requestWriters.Get().(*bufio.Writer)
+	bw.Reset(conn)
+	err = req.Write(bw)
+	if err == nil {
+		err = bw.Flush()
+	}
+	bw.Reset(nil)
+	requestWriters.Put(bw)
+	if err != nil {
 		return fail(err)
 	}
-	// Small: it holds the status line and headers; stream reads larger
-	// than it go straight into the client's read buffer.
-	br := bufio.NewReaderSize(conn, 1<<10)
+	// One buffer for the response head and then the stream: the body is
+	// parsed where it lands (connBody.next).
+	br := bufio.NewReaderSize(conn, readBufSize)
+	if _, err := br.Peek(1); err != nil {
+		return fail(err)
+	}
+	firstByte := time.Now()
 	if trace := httptrace.ContextClientTrace(ctx); trace != nil && trace.GotFirstResponseByte != nil {
-		if _, err := br.Peek(1); err != nil {
-			return fail(err)
-		}
 		trace.GotFirstResponseByte()
 	}
 	resp, err := http.ReadResponse(br, req)
 	if err != nil {
 		return fail(err)
 	}
-	body := &connBody{body: resp.Body, conn: conn, stop: stop}
+	// The body framing is read here from br, not by the body ReadResponse
+	// made, so that the stream can be read in place.
+	body := &connBody{conn: conn, br: br, stop: stop, firstByte: firstByte, left: -1}
+	switch {
+	case resp.Body == http.NoBody:
+		body.left = 0
+	case len(resp.TransferEncoding) > 0 && resp.TransferEncoding[0] == "chunked":
+		body.chunked, body.left = true, 0
+	case resp.ContentLength >= 0:
+		body.left = resp.ContentLength
+	}
 	resp.Body = body
 	if gz && strings.EqualFold(resp.Header.Get("Content-Encoding"), "gzip") {
 		resp.Header.Del("Content-Encoding")
 		resp.Header.Del("Content-Length")
 		resp.ContentLength = -1
 		resp.Uncompressed = true
-		resp.Body = &gzipBody{connBody: body}
+		resp.Body = &gzipBody{body: body}
 	}
 	return resp, nil
 }
 
-// connBody is a response body that owns its connection.
+// connBody is a response body that owns its connection and decodes the
+// body's framing (chunked, Content-Length, or until the server closes)
+// from the connection's bufio.Reader.
 type connBody struct {
-	body io.ReadCloser
-	conn net.Conn
-	stop func() bool
-	once sync.Once
+	conn      net.Conn
+	br        *bufio.Reader
+	stop      func() bool
+	firstByte time.Time // when the first response byte arrived
+	once      sync.Once
+
+	chunked bool
+	// left is the number of body bytes still to come: of the whole body
+	// (-1 until the server closes), or when chunked, of the current chunk
+	// (0 before a chunk's size line).
+	left     int64
+	chunkEnd bool  // chunked: the CRLF after a chunk's data is due
+	err      error // sticky
 }
 
-func (b *connBody) Read(p []byte) (int, error) { return b.body.Read(p) }
+// next returns the next bytes of the body, where they lie in the
+// connection's buffer; they are valid until the next call on b. It returns
+// no bytes with an error, io.EOF at the end of the body.
+func (b *connBody) next() ([]byte, error) {
+	p, err := b.peek()
+	b.consume(len(p))
+	return p, err
+}
+
+// peek returns the body bytes buffered now, reading when there are none.
+func (b *connBody) peek() ([]byte, error) {
+	if b.err != nil {
+		return nil, b.err
+	}
+	if b.chunked && b.left == 0 {
+		if err := b.nextChunk(); err != nil {
+			b.err = err
+			return nil, err
+		}
+	}
+	if b.left == 0 {
+		b.err = io.EOF
+		return nil, io.EOF
+	}
+	if b.br.Buffered() == 0 {
+		if _, err := b.br.Peek(1); err != nil {
+			if err == io.EOF && b.left > 0 {
+				err = io.ErrUnexpectedEOF
+			}
+			b.err = err
+			return nil, err
+		}
+	}
+	n := b.br.Buffered()
+	if b.left > 0 && int64(n) > b.left {
+		n = int(b.left)
+	}
+	p, _ := b.br.Peek(n)
+	return p, nil
+}
+
+// consume drops n bytes that peek returned.
+func (b *connBody) consume(n int) {
+	if n == 0 {
+		return
+	}
+	b.br.Discard(n)
+	if b.left > 0 {
+		b.left -= int64(n)
+		if b.chunked && b.left == 0 {
+			b.chunkEnd = true
+		}
+	}
+}
+
+// nextChunk reads up to the next chunk's data, checking the framing as
+// net/http's chunked reader does. The last chunk ends the body with io.EOF;
+// trailers are not read, since the connection is not reused.
+func (b *connBody) nextChunk() error {
+	if b.chunkEnd {
+		p, err := b.br.Peek(2)
+		if len(p) < 2 {
+			if err == io.EOF {
+				err = io.ErrUnexpectedEOF
+			}
+			return err
+		}
+		if string(p) != "\r\n" {
+			return errors.New("malformed chunked encoding")
+		}
+		b.br.Discard(2)
+		b.chunkEnd = false
+	}
+	line, err := b.br.ReadSlice('\n')
+	if err != nil {
+		switch err {
+		case io.EOF:
+			err = io.ErrUnexpectedEOF
+		case bufio.ErrBufferFull:
+			err = errors.New("chunk size line too long")
+		}
+		return err
+	}
+	if i := bytes.IndexByte(line, '\r'); i != len(line)-2 {
+		return errors.New("malformed chunk size line: want CRLF")
+	}
+	line = bytes.TrimRight(line[:len(line)-2], " \t")
+	line, _, _ = bytes.Cut(line, []byte(";")) // chunk extensions are ignored
+	if len(line) == 0 || len(line) > 16 {
+		return errors.New("malformed chunk size")
+	}
+	var n uint64
+	for _, c := range line {
+		switch {
+		case '0' <= c && c <= '9':
+			c -= '0'
+		case 'a' <= c && c <= 'f':
+			c -= 'a' - 10
+		case 'A' <= c && c <= 'F':
+			c -= 'A' - 10
+		default:
+			return errors.New("malformed chunk size")
+		}
+		n = n<<4 | uint64(c)
+	}
+	if n > math.MaxInt64 {
+		return errors.New("chunk size too large")
+	}
+	if n == 0 {
+		return io.EOF
+	}
+	b.left = int64(n)
+	return nil
+}
+
+func (b *connBody) Read(p []byte) (int, error) {
+	if len(p) == 0 {
+		return 0, nil
+	}
+	q, err := b.peek()
+	n := copy(p, q)
+	b.consume(n)
+	return n, err
+}
+
+// ReadByte makes connBody a flate.Reader, so gzip reads it without a
+// bufio.Reader of its own.
+func (b *connBody) ReadByte() (byte, error) {
+	q, err := b.peek()
+	if len(q) == 0 {
+		return 0, err
+	}
+	b.consume(1)
+	return q[0], nil
+}
 
 func (b *connBody) Close() error {
 	b.once.Do(func() {
@@ -131,14 +303,14 @@ func (b *connBody) Close() error {
 
 // gzipBody decompresses a body lazily, as http.Transport does.
 type gzipBody struct {
-	*connBody
-	zr  *gzip.Reader
-	err error
+	body *connBody
+	zr   *gzip.Reader
+	err  error
 }
 
 func (g *gzipBody) Read(p []byte) (int, error) {
 	if g.zr == nil && g.err == nil {
-		g.zr, g.err = gzip.NewReader(g.connBody)
+		g.zr, g.err = gzip.NewReader(g.body)
 	}
 	if g.err != nil {
 		if errors.Is(g.err, io.EOF) {
@@ -148,3 +320,5 @@ func (g *gzipBody) Read(p []byte) (int, error) {
 	}
 	return g.zr.Read(p)
 }
+
+func (g *gzipBody) Close() error { return g.body.Close() }

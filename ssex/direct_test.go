@@ -1,0 +1,242 @@
+package ssex
+
+import (
+	"bufio"
+	"bytes"
+	"compress/gzip"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/fanscope/fanscope/feed"
+)
+
+// rawServer answers every request with the given pieces of bytes, each
+// written on its own, then holds the connection until the client closes
+// it, or closes it itself when hangUp is set. It returns the server's URL.
+func rawServer(t *testing.T, pieces []string, hangUp bool) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	t.Cleanup(func() {
+		ln.Close()
+		wg.Wait()
+	})
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				defer c.Close()
+				br := bufio.NewReader(c)
+				for {
+					line, err := br.ReadString('\n')
+					if err != nil {
+						return
+					}
+					if line == "\r\n" {
+						break
+					}
+				}
+				for _, p := range pieces {
+					if _, err := c.Write([]byte(p)); err != nil {
+						return
+					}
+				}
+				if hangUp {
+					return
+				}
+				_, _ = io.Copy(io.Discard, c) // until the client closes
+			}()
+		}
+	}()
+	return "http://" + ln.Addr().String() + "/events"
+}
+
+// chunked frames body as chunks of the given sizes (the rest in one last
+// chunk), each as its own piece, with the final zero chunk when last.
+func chunked(body string, last bool, sizes ...int) []string {
+	var out []string
+	for _, n := range sizes {
+		n = min(n, len(body))
+		out = append(out, fmt.Sprintf("%x\r\n%s\r\n", n, body[:n]))
+		body = body[n:]
+	}
+	if body != "" {
+		out = append(out, fmt.Sprintf("%x\r\n%s\r\n", len(body), body))
+	}
+	if last {
+		out = append(out, "0\r\n\r\n")
+	}
+	return out
+}
+
+const streamHead = "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\n"
+
+// gzipped is s compressed and flushed, as a server compressing a stream
+// sends it: the gzip member stays open.
+func gzipped(t *testing.T, s string) string {
+	var b bytes.Buffer
+	zw := gzip.NewWriter(&b)
+	if _, err := zw.Write([]byte(s)); err != nil {
+		t.Fatal(err)
+	}
+	if err := zw.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	return b.String()
+}
+
+// TestDirectBodyFraming checks that events arrive whole through every body
+// framing a server may use, with events larger than the read buffer and
+// split across chunks and reads, and that the end of the body is seen.
+func TestDirectBodyFraming(t *testing.T) {
+	big := strings.Repeat("0123456789", 3*readBufSize/10) // 3 read buffers
+	stream := "id: 1\ndata: small\n\nid: 2\ndata: " + big + "\n\nid: 3\ndata: tail\n\n"
+	wantData := []string{"small", big, "tail"}
+	cases := []struct {
+		name   string
+		pieces []string
+		hangUp bool
+		ended  string // reason the stream ended; "" when the server holds it open
+	}{
+		{
+			name:   "chunked, held open",
+			pieces: append([]string{streamHead + "Transfer-Encoding: chunked\r\n\r\n"}, chunked(stream, false, 7, 1, 20, readBufSize+5, 3)...),
+		},
+		{
+			name:   "chunked, one chunk larger than the buffer, head and data together",
+			pieces: []string{streamHead + "Transfer-Encoding: chunked\r\n\r\n" + strings.Join(chunked(stream, false), "")},
+		},
+		{
+			name: "chunked, extensions, upper-case size, last chunk with a trailer",
+			pieces: []string{
+				streamHead + "Transfer-Encoding: chunked\r\n\r\n",
+				fmt.Sprintf("%X;name=value\r\n%s\r\n", len(stream), stream),
+				"0\r\nX-Trailer: 1\r\n\r\n",
+			},
+			ended: "server closed the stream",
+		},
+		{
+			name:   "chunked, last chunk",
+			pieces: append([]string{streamHead + "Transfer-Encoding: chunked\r\n\r\n"}, chunked(stream, true, 100)...),
+			ended:  "server closed the stream",
+		},
+		{
+			name:   "chunked, server hangs up inside a chunk",
+			pieces: []string{streamHead + "Transfer-Encoding: chunked\r\n\r\n", fmt.Sprintf("%x\r\n%s", len(stream)+10, stream)},
+			hangUp: true,
+			ended:  "read stream: unexpected EOF",
+		},
+		{
+			name:   "chunked, bare LF after a chunk size",
+			pieces: []string{streamHead + "Transfer-Encoding: chunked\r\n\r\n" + strings.Join(chunked(stream, false), ""), "5\ndata:"},
+			ended:  "read stream: malformed chunk size line",
+		},
+		{
+			name:   "Content-Length, held open after the body",
+			pieces: []string{streamHead + fmt.Sprintf("Content-Length: %d\r\n\r\n", len(stream)), stream[:100], stream[100:]},
+			ended:  "server closed the stream",
+		},
+		{
+			name:   "until the server closes",
+			pieces: []string{"HTTP/1.0 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\n\r\n", stream[:3000], stream[3000:]},
+			hangUp: true,
+			ended:  "server closed the stream",
+		},
+		{
+			name: "gzip, chunked",
+			pieces: append([]string{streamHead + "Content-Encoding: gzip\r\nTransfer-Encoding: chunked\r\n\r\n"},
+				chunked(gzipped(t, stream), false, 5, 10)...),
+		},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			url := rawServer(t, tc.pieces, tc.hangUp)
+			rn := startClient(t, Config{URL: url}, func(c *Client) { c.retry = time.Hour })
+			recs := rn.sink.waitFor(t, "three events", countKind(feed.KindEvent, 3))
+			for i, e := range ofKind(recs, feed.KindEvent)[:3] {
+				if e.Data != wantData[i] || e.ID != fmt.Sprint(i+1) {
+					t.Errorf("event %d: got id %q and %d bytes of data, want id %d and %q (%d bytes)",
+						i, e.ID, len(e.Data), i+1, wantData[i][:min(10, len(wantData[i]))], len(wantData[i]))
+				}
+			}
+			if tc.ended != "" {
+				rn.sink.waitFor(t, "the end of the stream", hasState(feed.StateDisconnected, tc.ended))
+			} else if hasState(feed.StateDisconnected, "")(rn.sink.all()) {
+				t.Errorf("the stream ended; records:\n%s", dump(rn.sink.all()))
+			}
+		})
+	}
+}
+
+// TestConnBodyMatchesNetHTTP decodes the same responses with connBody and
+// with net/http's own body readers.
+func TestConnBodyMatchesNetHTTP(t *testing.T) {
+	body := strings.Repeat("data: abcdefghij\n\n", 500)
+	responses := map[string]string{
+		"chunked":        streamHead + "Transfer-Encoding: chunked\r\n\r\n" + strings.Join(chunked(body, true, 1, 2, 3, 4000, 17), ""),
+		"chunked, ext":   streamHead + "Transfer-Encoding: chunked\r\n\r\n" + fmt.Sprintf("%x ; a=b\r\n%s\r\n0\r\n\r\n", len(body), body),
+		"content-length": streamHead + fmt.Sprintf("Content-Length: %d\r\n\r\n", len(body)) + body + "garbage after the body",
+		"until close":    "HTTP/1.0 200 OK\r\n\r\n" + body,
+		"empty":          streamHead + "Content-Length: 0\r\n\r\n",
+		"truncated":      streamHead + "Transfer-Encoding: chunked\r\n\r\n" + fmt.Sprintf("%x\r\n%s", len(body)+1, body),
+	}
+	for name, raw := range responses {
+		t.Run(name, func(t *testing.T) {
+			resp, err := http.ReadResponse(bufio.NewReader(strings.NewReader(raw)), nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			want, wantErr := io.ReadAll(resp.Body)
+
+			// Read it as RoundTrip frames it, with small reads, through next.
+			br := bufio.NewReaderSize(strings.NewReader(raw), 64)
+			resp, err = http.ReadResponse(br, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			b := &connBody{br: br, left: -1}
+			switch {
+			case resp.Body == http.NoBody:
+				b.left = 0
+			case len(resp.TransferEncoding) > 0:
+				b.chunked, b.left = true, 0
+			case resp.ContentLength >= 0:
+				b.left = resp.ContentLength
+			}
+			var got []byte
+			var gotErr error
+			for {
+				p, err := b.next()
+				got = append(got, p...)
+				if err != nil {
+					if err != io.EOF {
+						gotErr = err
+					}
+					break
+				}
+			}
+			if !bytes.Equal(got, want) {
+				t.Errorf("body: got %d bytes, want %d", len(got), len(want))
+			}
+			if (gotErr == nil) != (wantErr == nil) {
+				t.Errorf("error: got %v, want %v", gotErr, wantErr)
+			}
+		})
+	}
+}
