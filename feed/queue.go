@@ -9,6 +9,11 @@ import (
 // DefaultQueueLimit is how many records a Queue holds before it drops.
 const DefaultQueueLimit = 1 << 19
 
+// maxSpare is the largest buffer Take keeps for reuse. A burst (a GC pause,
+// a slow frame) grows the buffers; keeping them would keep every burst's
+// high-water mark in memory for the rest of the run.
+const maxSpare = 1 << 12
+
 // Queue joins the sources to the fan-in. Emit never waits for the
 // consumer, so a socket reader is never held up by a slow terminal; past
 // the limit a record is dropped and counted, never silently lost.
@@ -49,8 +54,13 @@ func (q *Queue) Emit(r Record) {
 
 // Take waits until records are pending or ctx ends, then returns all of
 // them, reusing spare (which the caller must no longer use) as the next
-// buffer. It returns nil only when ctx ended and nothing was pending.
+// buffer (emptied) unless a burst made it large. It returns nil only when ctx ended
+// and nothing was pending.
 func (q *Queue) Take(ctx context.Context, spare []Record) []Record {
+	if cap(spare) > maxSpare {
+		spare = nil
+	}
+	clear(spare) // let the old records' payloads go
 	for {
 		q.mu.Lock()
 		if len(q.pending) > 0 {

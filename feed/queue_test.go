@@ -70,6 +70,37 @@ func TestQueueTakeReturnsOnCancel(t *testing.T) {
 	}
 }
 
+// TestQueueSpare: Take reuses a small spare buffer, emptied so it keeps
+// no payload alive, and lets a buffer a burst made large go.
+func TestQueueSpare(t *testing.T) {
+	q := NewQueue(0)
+	ctx := context.Background()
+	r := Record{Kind: KindMessage, Data: "payload"}
+	for i := 0; i < 3*maxSpare; i++ {
+		q.Emit(r)
+	}
+	big := q.Take(ctx, nil)
+	if len(big) != 3*maxSpare {
+		t.Fatalf("took %d records, want %d", len(big), 3*maxSpare)
+	}
+	for i := 0; i < 3; i++ {
+		q.Emit(r)
+	}
+	small := q.Take(ctx, big)
+	q.Emit(r)
+	if got := q.Take(ctx, small); cap(got) > maxSpare {
+		t.Errorf("after a burst of %d the queue still buffers into a slice of cap %d (want <= %d)", len(big), cap(got), maxSpare)
+	}
+	// small was reused as the buffer for the next records: emptied first.
+	q.Emit(Record{Kind: KindMessage, Data: "next"})
+	if got := q.Take(ctx, nil); &got[0] != &small[0] || got[0].Data != "next" {
+		t.Errorf("the spare buffer was not reused")
+	}
+	if small = small[:3]; small[1].Data != "" || small[2].Data != "" {
+		t.Errorf("the reused buffer still holds old payloads: %q %q", small[1].Data, small[2].Data)
+	}
+}
+
 func BenchmarkQueue(b *testing.B) {
 	q := NewQueue(0)
 	ctx, cancel := context.WithCancel(context.Background())
