@@ -68,6 +68,11 @@ func OpenSession(ctx context.Context, cfg SessionConfig) (*Session, error) {
 	if err != nil {
 		return nil, err
 	}
+	if len(src.SSE) == 0 {
+		// Hop times need an SSE copy of each Redis message: without an
+		// endpoint, remembering Redis messages for them is wasted work.
+		cfg.Probe.HopEntries = -1
+	}
 	s := &Session{
 		Queue:  feed.NewQueue(0),
 		Engine: probes.NewEngine(cfg.Probe),

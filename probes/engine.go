@@ -41,7 +41,7 @@ type Config struct {
 	Timeout  time.Duration // a probe not delivered on a path within it is lost; DefaultTimeout
 	MatchKey string        // match organic messages by this JSON key instead of equal data
 
-	HopEntries    int           // organic Redis messages remembered for hop matching
+	HopEntries    int           // organic Redis messages remembered for hop matching; < 0: no hop matching (no SSE source)
 	HopMaxAge     time.Duration // and for how long
 	WindowSeconds int           // seconds kept for sparklines
 }
@@ -72,7 +72,7 @@ func (c Config) withDefaults() Config {
 	if c.Timeout <= 0 {
 		c.Timeout = DefaultTimeout
 	}
-	if c.HopEntries <= 0 {
+	if c.HopEntries == 0 {
 		c.HopEntries = DefaultHopEntries
 	}
 	if c.HopMaxAge <= 0 {
@@ -166,7 +166,7 @@ func NewEngine(cfg Config) *Engine {
 		live:   make(map[int]*probeState),
 		byName: make(map[string]*pathState),
 		sse:    make(map[string]*pathState),
-		hop:    newHopMatcher(cfg.HopEntries, cfg.HopMaxAge),
+		hop:    newHopMatcher(max(cfg.HopEntries, 0), cfg.HopMaxAge),
 	}
 }
 
@@ -333,6 +333,9 @@ func (e *Engine) observeProbe(r *feed.Record, seq int) {
 }
 
 func (e *Engine) observeOrganic(r *feed.Record) {
+	if e.cfg.HopEntries < 0 {
+		return // nothing to match Redis messages with: skip hashing them
+	}
 	key, ok := matchKey(e.seed, r.Data, e.cfg.MatchKey)
 	if !ok {
 		return

@@ -390,6 +390,28 @@ func TestHopBounds(t *testing.T) {
 	}
 }
 
+// TestHopMatchingOff: with HopEntries < 0 (no SSE source) Redis messages
+// are not remembered, and probes still match.
+func TestHopMatchingOff(t *testing.T) {
+	e := newTestEngine(t, Config{HopEntries: -1})
+	e.Observe(redisRec(t0, "m0"))
+	if n := e.Snapshot(t0).HopEntries; n != 0 {
+		t.Errorf("hop entries: got %d, want 0", n)
+	}
+	r := sseRec(t0.Add(time.Millisecond), "a", 0, "m0")
+	e.Observe(r)
+	if r.HasHop {
+		t.Errorf("got a hop time with hop matching off")
+	}
+	p := e.Next(t0)
+	e.MarkSent(p.Seq, t0)
+	pr := redisRec(t0.Add(time.Millisecond), p.Payload)
+	e.Observe(pr)
+	if pr.Probe == "" || pr.LatencyUS != 1000 {
+		t.Errorf("probe with hop matching off: got probe %q latency %d µs, want a probe at 1000", pr.Probe, pr.LatencyUS)
+	}
+}
+
 func TestHistogram(t *testing.T) {
 	var h Histogram
 	if h.Percentile(50) != 0 || h.Dist() != (Dist{}) {
