@@ -112,6 +112,9 @@ func newPushReader(rd io.Reader) *pushReader {
 // serverError with the stream still in step; any other error leaves the
 // stream unusable.
 func (r *pushReader) next(p *push) error {
+	if r.nextBuffered(p) {
+		return nil
+	}
 	*p = push{}
 	l, err := r.line()
 	if err != nil {
@@ -139,6 +142,82 @@ func (r *pushReader) next(p *push) error {
 	}
 	p.at = r.in.at
 	return nil
+}
+
+// nextBuffered is next's fast path for a flood: a message that is already
+// whole in the buffer is parsed in one pass over it. It takes only what
+// next would parse to the same push and leaves everything else (an
+// incomplete message, another kind, anything odd) to next.
+func (r *pushReader) nextBuffered(p *push) bool {
+	b, _ := r.br.Peek(r.br.Buffered())
+	if len(b) < 4 || b[0] != '*' {
+		return false
+	}
+	var name string
+	var i int
+	switch {
+	case hasPrefix(b, "*3\r\n$7\r\nmessage\r\n"):
+		name, i = "message", 17
+	case hasPrefix(b, "*3\r\n$8\r\nsmessage\r\n"):
+		name, i = "smessage", 18
+	case hasPrefix(b, "*4\r\n$8\r\npmessage\r\n"):
+		name, i = "pmessage", 18
+	default:
+		return false
+	}
+	var pattern []byte
+	ok := true
+	if name == "pmessage" {
+		if pattern, i, ok = bufferedBulk(b, i); !ok {
+			return false
+		}
+	}
+	channel, i, ok := bufferedBulk(b, i)
+	if !ok {
+		return false
+	}
+	data, i, ok := bufferedBulk(b, i)
+	if !ok {
+		return false
+	}
+	if pattern != nil && string(pattern) != r.pattern {
+		r.pattern = string(pattern)
+	}
+	if string(channel) != r.channel {
+		r.channel = string(channel)
+	}
+	*p = push{kind: pushMessage, name: name, channel: r.channel, data: string(data), at: r.in.at}
+	if pattern != nil {
+		p.pattern = r.pattern
+	}
+	_, _ = r.br.Discard(i)
+	return true
+}
+
+func hasPrefix(b []byte, prefix string) bool {
+	return len(b) >= len(prefix) && string(b[:len(prefix)]) == prefix
+}
+
+// bufferedBulk parses the bulk string at b[i:] if it is whole in b,
+// returning it (never nil) and the offset after it.
+func bufferedBulk(b []byte, i int) ([]byte, int, bool) {
+	if i >= len(b) || b[i] != '$' {
+		return nil, 0, false
+	}
+	n, j := 0, i+1
+	for ; j < len(b) && b[j] >= '0' && b[j] <= '9'; j++ {
+		if n = n*10 + int(b[j]-'0'); n > len(b) {
+			return nil, 0, false
+		}
+	}
+	if j == i+1 || j+1 >= len(b) || b[j] != '\r' || b[j+1] != '\n' {
+		return nil, 0, false
+	}
+	j += 2
+	if j+n+2 > len(b) || b[j+n] != '\r' || b[j+n+1] != '\n' {
+		return nil, 0, false
+	}
+	return b[j : j+n : j+n], j + n + 2, true
 }
 
 func (r *pushReader) readPush(p *push, n int64) error {

@@ -120,6 +120,7 @@ func TestPushReader(t *testing.T) {
 	for n := 1; n < len(stream); n++ {
 		check(t, fmt.Sprintf("split at %d", n), &splitReader{b: []byte(stream), n: n})
 	}
+	check(t, "one read", &splitReader{b: []byte(stream)})
 	check(t, "one byte per read", iotest.OneByteReader(strings.NewReader(stream)))
 
 	// Error replies reach classify and movedTo as go-redis's own would.
@@ -203,24 +204,29 @@ func TestPushReaderMalformed(t *testing.T) {
 	}
 }
 
-// FuzzPushReader checks that no input panics or hangs the reader.
+// FuzzPushReader checks that no input panics or hangs the reader, and
+// that the fast path for messages already in the buffer (taken when the
+// input arrives in one read) parses exactly what the byte-by-byte path
+// does (one byte per read never leaves a whole message buffered).
 func FuzzPushReader(f *testing.F) {
 	f.Add([]byte(arr(bulk("message"), bulk("ch"), bulk("hello"))))
-	f.Add([]byte(arr(bulk("pmessage"), bulk("c*"), bulk("ch"), bulk(""))))
+	f.Add([]byte(arr(bulk("pmessage"), bulk("c*"), bulk("ch"), bulk("")) + arr(bulk("smessage"), bulk("c"), bulk("x"))))
 	f.Add([]byte(arr(bulk("unsubscribe"), "$-1\r\n", ":0\r\n")))
 	f.Add([]byte(arr(bulk("x"), arr(bulk("y"), ":1\r\n")) + "-ERR no\r\n+OK\r\n"))
+	f.Add([]byte("*3\r\n$7\r\nmessage\r\n$02\r\nch\r\n$3\r\nabc\n\n"))
 	f.Fuzz(func(t *testing.T, in []byte) {
-		r := newPushReader(bytes.NewReader(in))
-		r.maxBulk = 1 << 20
-		var p push
-		for range len(in) + 1 {
-			err := r.next(&p)
-			var se serverError
-			if err != nil && !errors.As(err, &se) {
-				return
-			}
+		read := func(rd io.Reader) []got {
+			r := newPushReader(rd)
+			r.maxBulk = 1 << 20
+			return readAll(r, len(in)+1)
 		}
-		t.Fatalf("more replies than bytes in %q", in)
+		whole := read(bytes.NewReader(in))
+		if len(whole) > len(in) {
+			t.Fatalf("more replies than bytes in %q", in)
+		}
+		if bytewise := read(iotest.OneByteReader(bytes.NewReader(in))); fmt.Sprint(whole) != fmt.Sprint(bytewise) {
+			t.Fatalf("in one read got\n%v\none byte per read got\n%v", whole, bytewise)
+		}
 	})
 }
 
