@@ -25,11 +25,16 @@ import (
 // idleSSEServer accepts connections, answers each GET as a net/http
 // server answers an event stream (200, text/event-stream, chunked, a
 // keep-alive comment) and then holds the connection without a goroutine,
-// so almost all memory in the process is the clients'.
+// so almost all memory in the process is the clients'. Until release is
+// called it reads requests and does not answer them, as a busy server
+// answers thousands of new connections only after a while.
 type idleSSEServer struct {
-	ln    net.Listener
-	mu    sync.Mutex
-	conns []net.Conn
+	ln       net.Listener
+	requests atomic.Int64
+	mu       sync.Mutex
+	released bool
+	pending  []net.Conn // requests not answered yet
+	conns    []net.Conn
 }
 
 func startIdleSSEServer(tb testing.TB) *idleSSEServer {
@@ -56,17 +61,37 @@ func startIdleSSEServer(tb testing.TB) *idleSSEServer {
 						break
 					}
 				}
-				// Under the lock, so that a broadcast after the client saw
-				// the response reaches this connection too.
 				s.mu.Lock()
-				c.Write([]byte("HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\nTransfer-Encoding: chunked\r\n\r\n6\r\n: hi\n\n\r\n"))
-				s.conns = append(s.conns, c)
+				if s.released {
+					s.answer(c)
+				} else {
+					s.pending = append(s.pending, c)
+				}
 				s.mu.Unlock()
+				s.requests.Add(1)
 			}()
 		}
 	}()
 	tb.Cleanup(s.close)
 	return s
+}
+
+// answer sends c the response head; s.mu is held, so that a broadcast
+// after the client saw the response reaches this connection too.
+func (s *idleSSEServer) answer(c net.Conn) {
+	c.Write([]byte("HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\nTransfer-Encoding: chunked\r\n\r\n6\r\n: hi\n\n\r\n"))
+	s.conns = append(s.conns, c)
+}
+
+// release answers the requests held so far and every later one at once.
+func (s *idleSSEServer) release() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.released = true
+	for _, c := range s.pending {
+		s.answer(c)
+	}
+	s.pending = nil
 }
 
 func (s *idleSSEServer) url() string { return "http://" + s.ln.Addr().String() + "/events" }
@@ -88,10 +113,10 @@ func (s *idleSSEServer) broadcast(tb testing.TB, id int) {
 func (s *idleSSEServer) close() {
 	s.ln.Close()
 	s.mu.Lock()
-	for _, c := range s.conns {
+	for _, c := range append(s.conns, s.pending...) {
 		c.Close()
 	}
-	s.conns = nil
+	s.conns, s.pending = nil, nil
 	s.mu.Unlock()
 }
 
@@ -113,6 +138,8 @@ type connMemory struct {
 	h0, s0 uint64
 	g0     int
 	rss0   int64 // kB; -1 when the peak cannot be reset
+
+	waitStack, waitHeap uint64 // before GC, while requests wait for an answer
 }
 
 func startConnMemory(conns int) *connMemory {
@@ -128,6 +155,17 @@ func startConnMemory(conns int) *connMemory {
 	return m
 }
 
+// waiting waits until srv holds every connection's request unanswered,
+// notes the stack and heap of connections waiting for a response, and
+// lets srv answer.
+func (m *connMemory) waiting(b *testing.B, srv *idleSSEServer) {
+	waitCount(b, &srv.requests, int64(m.conns), "requests")
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	m.waitStack, m.waitHeap = ms.StackInuse, ms.HeapInuse
+	srv.release()
+}
+
 // report is called once every connection is open and has seen an event.
 func (m *connMemory) report(b *testing.B) {
 	hwm := procStatusKB("VmHWM")
@@ -138,6 +176,8 @@ func (m *connMemory) report(b *testing.B) {
 	b.ReportMetric(float64(h1-m.h0)/n, "heapB/conn")
 	b.ReportMetric(float64(s1-m.s0)/n, "stackB/conn")
 	b.ReportMetric(float64(ms.StackInuse-m.s0)/n, "stackBeforeGCB/conn")
+	b.ReportMetric(float64(m.waitStack-m.s0)/n, "waitingStackB/conn")
+	b.ReportMetric(float64(m.waitHeap-m.h0)/n, "waitingHeapB/conn")
 	b.ReportMetric(float64(g1-m.g0)/n, "goroutines/conn")
 	if m.rss0 >= 0 && hwm >= 0 {
 		b.ReportMetric(float64(hwm-m.rss0)*1024/n, "peakRSSB/conn")
@@ -219,6 +259,7 @@ func BenchmarkSSEConnMemory(b *testing.B) {
 			wg.Add(1)
 			go func() { defer wg.Done(); c.Run(ctx, q) }()
 		}
+		m.waiting(b, srv)
 		for _, c := range clients {
 			select {
 			case <-c.Connected():
@@ -291,6 +332,7 @@ func BenchmarkMinimalConnMemory(b *testing.B) {
 				}
 			}()
 		}
+		m.waiting(b, srv)
 		ready.Wait()
 		srv.broadcast(b, 1)
 		waitCount(b, &events, conns, "events")
@@ -359,6 +401,7 @@ func BenchmarkRawConnMemory(b *testing.B) {
 				}
 			}()
 		}
+		m.waiting(b, srv)
 		ready.Wait()
 		srv.broadcast(b, 1)
 		waitCount(b, &events, conns, "events")

@@ -1,6 +1,7 @@
 package ssex
 
 import (
+	"bufio"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -377,13 +378,20 @@ func (c *Client) connect(ctx context.Context, sink feed.Sink, attempt int, everC
 	defer wd.stop()
 
 	// Dialing, TLS and HTTP go deep and grow a goroutine's stack to 8 KiB
-	// or more, and a grown stack is kept while the goroutine waits in Read
-	// (the GC shrinks only stacks less than a quarter used). So the attempt
-	// runs on a goroutine that ends with it, and this one, which waits for
-	// the stream's bytes for as long as it lasts, keeps a small stack.
+	// or more, and a grown stack is kept while the goroutine waits (the GC
+	// shrinks only stacks less than a quarter used). So the request is sent
+	// and the response head read on goroutines that end with those steps,
+	// and this one, which waits for the response (thousands at once while
+	// a busy server catches up) and then for the stream's bytes for as long
+	// as it lasts, keeps a small stack.
 	done := make(chan opened, 1)
 	go func() { done <- c.open(cctx, cancel, everConnected) }()
 	o := <-done
+	if o.waiting != nil {
+		br, firstByte, err := o.waiting.awaitResponse()
+		go func() { done <- c.receive(cctx, cancel, o, br, firstByte, err, everConnected) }()
+		o = <-done
+	}
 	if o.body == nil {
 		return o.out
 	}
@@ -397,8 +405,8 @@ func (c *Client) connect(ctx context.Context, sink feed.Sink, attempt int, everC
 	d.Connects++
 	d.ConnectedAt = now
 	d.TimeToFirstEvent = 0
-	if o.sent != "" {
-		d.LastEventIDSent = o.sent
+	if o.lastID != "" {
+		d.LastEventIDSent = o.lastID
 		d.LastEventIDHonoured = "unknown"
 		d.ResumeDetail = "no event with a new id since the reconnect"
 	}
@@ -407,25 +415,36 @@ func (c *Client) connect(ctx context.Context, sink feed.Sink, attempt int, everC
 	c.emitState(sink, feed.StateConnected, http.StatusOK, "", attempt)
 
 	rs := &readState{c: c, sink: sink, start: o.start, prevRead: now}
-	if o.sent != "" {
-		rs.resume.start(o.sent)
+	if o.lastID != "" {
+		rs.resume.start(o.lastID)
 	}
 	r := bodyReader{body: o.body}
 	if b, ok := o.body.(*connBody); ok {
 		r.direct = b
 	}
 	emit := rs.observe
+	n := 0           // bytes of the current read fed so far
+	var at time.Time // when the current read returned
 	for {
 		chunk, err := r.next(c)
-		if n := len(chunk); n > 0 {
-			at := time.Now()
-			wd.touch(at)
-			rs.events, rs.comments = 0, 0
-			perr := c.parser.Feed(chunk, at, emit)
-			rs.afterRead(n, at)
-			if perr != nil {
-				return outcome{connected: true, status: http.StatusOK, reason: "parse stream: " + perr.Error()}
+		var perr error
+		if len(chunk) > 0 {
+			if n == 0 {
+				at = time.Now()
+				wd.touch(at)
+				rs.events, rs.comments = 0, 0
 			}
+			n += len(chunk)
+			perr = c.parser.Feed(chunk, at, emit)
+		}
+		// Counters and burst detection go by read: the chunks one read
+		// brought in count as one, as net/http's chunked reader returns them.
+		if n > 0 && (err != nil || perr != nil || !r.more()) {
+			rs.afterRead(n, at)
+			n = 0
+		}
+		if perr != nil {
+			return outcome{connected: true, status: http.StatusOK, reason: "parse stream: " + perr.Error()}
 		}
 		if err == nil {
 			continue
@@ -445,43 +464,96 @@ func (c *Client) connect(ctx context.Context, sink feed.Sink, attempt int, everC
 	}
 }
 
-// opened is the result of sending the request: an event stream's body to
-// read, or why there is none.
+// opened is how far an attempt got: an event stream's body to read, a
+// request sent on a direct connection whose response is still to come, or
+// why there is neither.
 type opened struct {
-	body  io.ReadCloser // nil when the attempt failed
-	start time.Time     // when the attempt started
-	sent  string        // the Last-Event-ID sent, "" when none
-	out   outcome       // when body is nil
+	body    io.ReadCloser // the stream
+	waiting *sentRequest  // sent directly, response not read yet
+	req     *http.Request // as built, before the direct transport's additions
+	start   time.Time     // when the attempt started
+	lastID  string        // the Last-Event-ID sent, "" when none
+	out     outcome       // when there is no body and nothing is waiting
 }
 
-// open sends the request and checks the response. It keeps nothing of the
-// request and response but the body: their headers are copied into the
-// diagnostics first.
+// open builds and sends the request. On a direct connection it returns
+// once the request is written (receive reads the response); otherwise it
+// goes through the http.Client and checks the response.
 func (c *Client) open(cctx context.Context, cancel context.CancelCauseFunc, everConnected bool) opened {
-	start := time.Now()
+	o := opened{start: time.Now()}
 	req, err := http.NewRequestWithContext(cctx, http.MethodGet, c.cfg.URL, nil)
 	if err != nil {
-		return opened{out: outcome{fatal: fatalErrorf("connect to sse endpoint %s: build request: %w", c.cfg.Name, err), reason: err.Error()}}
+		o.out = outcome{fatal: fatalErrorf("connect to sse endpoint %s: build request: %w", c.cfg.Name, err), reason: err.Error()}
+		return o
 	}
 	req.Header = c.header.Clone()
 	if c.host != "" {
 		req.Host = c.host
 	}
-	sent := c.parser.LastEventID()
-	if sent != "" {
-		if validHeaderValue(sent) {
-			req.Header.Set("Last-Event-ID", sent)
+	if id := c.parser.LastEventID(); id != "" {
+		if validHeaderValue(id) {
+			req.Header.Set("Last-Event-ID", id)
+			o.lastID = id
 		} else {
 			c.mu.Lock()
 			c.diag.unsendableID = true
 			c.mu.Unlock()
-			sent = ""
 		}
 	}
-	resp, err := c.hc.Do(req)
-	if err != nil {
-		return opened{out: c.requestFailed(cctx, err, everConnected)}
+	o.req = req
+	if d, ok := c.hc.Transport.(*directTransport); ok && !d.proxied(req) {
+		first := req
+		if u := req.URL.User; u != nil && req.Header.Get("Authorization") == "" {
+			// As http.Client does for the first request.
+			first = req.Clone(cctx)
+			pw, _ := u.Password()
+			first.SetBasicAuth(u.Username(), pw)
+		}
+		if o.waiting, err = d.send(first); err != nil {
+			o.out = c.requestFailed(cctx, err, everConnected)
+		}
+		return o
 	}
+	resp, err := c.hc.Do(req)
+	return c.check(cctx, cancel, o, resp, err, everConnected)
+}
+
+// receive reads the response to a request open sent on a direct
+// connection, whose first byte awaitResponse saw (or failed to).
+func (c *Client) receive(cctx context.Context, cancel context.CancelCauseFunc, o opened, br *bufio.Reader, firstByte time.Time, err error, everConnected bool) opened {
+	w := o.waiting
+	o.waiting = nil
+	var resp *http.Response
+	if err == nil {
+		resp, err = w.receive(br, firstByte)
+	}
+	if err == nil && isRedirect(resp) {
+		// http.Client knows how to follow redirects; let it, from the start.
+		resp.Body.Close()
+		resp, err = c.hc.Do(o.req)
+	}
+	return c.check(cctx, cancel, o, resp, err, everConnected)
+}
+
+// isRedirect reports whether http.Client would follow resp.
+func isRedirect(resp *http.Response) bool {
+	switch resp.StatusCode {
+	case http.StatusMovedPermanently, http.StatusFound, http.StatusSeeOther,
+		http.StatusTemporaryRedirect, http.StatusPermanentRedirect:
+		return resp.Header.Get("Location") != ""
+	}
+	return false
+}
+
+// check records a response in the diagnostics and decides whether it is a
+// stream to read. It keeps nothing of the request and response but the
+// body: the headers of interest are copied first.
+func (c *Client) check(cctx context.Context, cancel context.CancelCauseFunc, o opened, resp *http.Response, err error, everConnected bool) opened {
+	if err != nil {
+		o.out = c.requestFailed(cctx, err, everConnected)
+		return o
+	}
+	o.req = nil
 	// Time to the first response byte, which a direct connection notes;
 	// through a proxy, to the parsed response head.
 	firstByte := time.Now()
@@ -491,12 +563,14 @@ func (c *Client) open(cctx context.Context, cancel context.CancelCauseFunc, ever
 	case *gzipBody:
 		firstByte = b.body.firstByte
 	}
-	c.noteResponse(resp, firstByte.Sub(start))
+	c.noteResponse(resp, firstByte.Sub(o.start))
 	if out, ok := c.checkResponse(cancel, resp); !ok {
 		resp.Body.Close()
-		return opened{out: out}
+		o.out = out
+		return o
 	}
-	return opened{body: resp.Body, start: start, sent: sent}
+	o.body = resp.Body
+	return o
 }
 
 // bodyReader reads an event stream's body: in place from a direct
@@ -505,6 +579,9 @@ type bodyReader struct {
 	direct *connBody
 	body   io.Reader
 }
+
+// more reports whether next has bytes without reading from the connection.
+func (r *bodyReader) more() bool { return r.direct != nil && r.direct.more() }
 
 func (r *bodyReader) next(c *Client) ([]byte, error) {
 	if r.direct != nil {

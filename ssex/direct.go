@@ -33,11 +33,42 @@ type directTransport struct {
 var requestWriters = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, 1<<10) }}
 
 func (t *directTransport) RoundTrip(req *http.Request) (*http.Response, error) {
-	if t.base.Proxy != nil {
-		if p, err := t.base.Proxy(req); err != nil || p != nil {
-			return t.base.RoundTrip(req)
-		}
+	if t.proxied(req) {
+		return t.base.RoundTrip(req)
 	}
+	p, err := t.send(req)
+	if err != nil {
+		return nil, err
+	}
+	br, firstByte, err := p.awaitResponse()
+	if err != nil {
+		return nil, err
+	}
+	return p.receive(br, firstByte)
+}
+
+// proxied reports whether req must go through base's proxy.
+func (t *directTransport) proxied(req *http.Request) bool {
+	if t.base.Proxy == nil {
+		return false
+	}
+	p, err := t.base.Proxy(req)
+	return err != nil || p != nil
+}
+
+// sentRequest is a request written to its own connection, whose response
+// has not been read yet.
+type sentRequest struct {
+	req  *http.Request // as written
+	conn net.Conn
+	stop func() bool // ends closing conn when req's context ends
+	gz   bool        // gzip was asked for on the caller's behalf
+}
+
+// send dials req's host, does the TLS handshake and writes req. Dialing and
+// TLS go deep into net and crypto/tls; the caller may do this on a
+// goroutine of its own and wait for the response on another (awaitResponse).
+func (t *directTransport) send(req *http.Request) (*sentRequest, error) {
 	ctx := req.Context()
 	host := req.URL.Hostname()
 	port := req.URL.Port()
@@ -73,52 +104,66 @@ func (t *directTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	}
 	// Ending the request's context closes the connection, which ends a
 	// blocked read: the same contract as http.Transport.
-	stop := context.AfterFunc(ctx, func() { conn.Close() })
-	fail := func(err error) (*http.Response, error) {
-		stop()
-		conn.Close()
-		if ctx.Err() != nil {
-			return nil, context.Cause(ctx)
-		}
-		return nil, err
-	}
+	p := &sentRequest{req: req, conn: conn}
+	p.stop = context.AfterFunc(ctx, func() { conn.Close() })
 
 	// Ask for gzip as browsers and http.Transport do, and undo it the same
 	// way, so diagnostics can warn that the server compresses the stream.
-	gz := false
 	if req.Header.Get("Accept-Encoding") == "" && req.Header.Get("Range") == "" {
-		req = req.Clone(ctx)
-		req.Header.Set("Accept-Encoding", "gzip")
-		gz = true
+		p.req = req.Clone(ctx)
+		p.req.Header.Set("Accept-Encoding", "gzip")
+		p.gz = true
 	}
 	bw := requestWriters.Get().(*bufio.Writer)
 	bw.Reset(conn)
-	err = req.Write(bw)
+	err = p.req.Write(bw)
 	if err == nil {
 		err = bw.Flush()
 	}
 	bw.Reset(nil)
 	requestWriters.Put(bw)
 	if err != nil {
-		return fail(err)
+		return nil, p.fail(err)
 	}
+	return p, nil
+}
+
+// fail closes the connection and gives the error to report: the context's
+// cause when it ended.
+func (p *sentRequest) fail(err error) error {
+	p.stop()
+	p.conn.Close()
+	if ctx := p.req.Context(); ctx.Err() != nil {
+		return context.Cause(ctx)
+	}
+	return err
+}
+
+// awaitResponse waits for the first byte of the response. It goes only a
+// few calls deep, so the goroutine that waits keeps a small stack.
+func (p *sentRequest) awaitResponse() (*bufio.Reader, time.Time, error) {
 	// One buffer for the response head and then the stream: the body is
 	// parsed where it lands (connBody.next).
-	br := bufio.NewReaderSize(conn, readBufSize)
+	br := bufio.NewReaderSize(p.conn, readBufSize)
 	if _, err := br.Peek(1); err != nil {
-		return fail(err)
+		return nil, time.Time{}, p.fail(err)
 	}
-	firstByte := time.Now()
-	if trace := httptrace.ContextClientTrace(ctx); trace != nil && trace.GotFirstResponseByte != nil {
+	return br, time.Now(), nil
+}
+
+// receive reads the response head from br, whose first byte arrived at
+// firstByte. The response's body owns the connection.
+func (p *sentRequest) receive(br *bufio.Reader, firstByte time.Time) (*http.Response, error) {
+	if trace := httptrace.ContextClientTrace(p.req.Context()); trace != nil && trace.GotFirstResponseByte != nil {
 		trace.GotFirstResponseByte()
 	}
-	resp, err := http.ReadResponse(br, req)
+	resp, err := http.ReadResponse(br, p.req)
 	if err != nil {
-		return fail(err)
+		return nil, p.fail(err)
 	}
 	// The body framing is read here from br, not by the body ReadResponse
 	// made, so that the stream can be read in place.
-	body := &connBody{conn: conn, br: br, stop: stop, firstByte: firstByte, left: -1}
+	body := &connBody{conn: p.conn, br: br, stop: p.stop, firstByte: firstByte, left: -1}
 	switch {
 	case resp.Body == http.NoBody:
 		body.left = 0
@@ -128,7 +173,7 @@ func (t *directTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 		body.left = resp.ContentLength
 	}
 	resp.Body = body
-	if gz && strings.EqualFold(resp.Header.Get("Content-Encoding"), "gzip") {
+	if p.gz && strings.EqualFold(resp.Header.Get("Content-Encoding"), "gzip") {
 		resp.Header.Del("Content-Encoding")
 		resp.Header.Del("Content-Length")
 		resp.ContentLength = -1
@@ -196,6 +241,31 @@ func (b *connBody) peek() ([]byte, error) {
 	}
 	p, _ := b.br.Peek(n)
 	return p, nil
+}
+
+// more reports whether next can return body bytes without reading from
+// the connection: whether a read of the whole buffer through net/http's
+// chunked reader would have returned them too.
+func (b *connBody) more() bool {
+	if b.err != nil || b.left == 0 && !b.chunked {
+		return false
+	}
+	n := b.br.Buffered()
+	if n == 0 {
+		return false
+	}
+	if !b.chunked || b.left > 0 {
+		return true
+	}
+	// At a chunk boundary: the next size line must be there.
+	p, _ := b.br.Peek(n)
+	if b.chunkEnd {
+		if len(p) < 2 {
+			return false
+		}
+		p = p[2:]
+	}
+	return bytes.IndexByte(p, '\n') >= 0
 }
 
 // consume drops n bytes that peek returned.

@@ -240,3 +240,50 @@ func TestConnBodyMatchesNetHTTP(t *testing.T) {
 		})
 	}
 }
+
+// TestChunksOfOneReadCountAsOne checks that events in several chunks that
+// arrive together count as one read, as through net/http's chunked reader,
+// so a proxy that buffers a chunked stream is still seen as bursty.
+func TestChunksOfOneReadCountAsOne(t *testing.T) {
+	var events []string
+	for i := range 5 {
+		events = append(events, fmt.Sprintf("data: %d\n\n", i))
+	}
+	url := rawServer(t, []string{streamHead + "Transfer-Encoding: chunked\r\n\r\n" +
+		strings.Join(chunked(strings.Join(events, ""), false, 9, 9, 9, 9, 9), "")}, false)
+	rn := startClient(t, Config{URL: url}, func(c *Client) { c.burstQuiet = 0 })
+	rn.sink.waitFor(t, "5 events", countKind(feed.KindEvent, 5))
+	d := waitDiag(t, rn.c, eventsAtLeast(5))
+	if d.Bursts != 1 || d.Bytes != 45 {
+		t.Errorf("got %d bursts and %d bytes, want 1 burst (5 events in one read) and 45 bytes", d.Bursts, d.Bytes)
+	}
+}
+
+// TestRedirectAndURLCredentials checks what http.Client did for the first
+// request before the direct path skipped it: redirects are followed, and
+// credentials in the URL are sent as basic auth.
+func TestRedirectAndURLCredentials(t *testing.T) {
+	srv := newServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if u, p, ok := r.BasicAuth(); !ok || u != "user" || p != "secret" {
+			http.Error(w, "who are you", http.StatusUnauthorized)
+			return
+		}
+		if r.URL.Path == "/old" {
+			http.Redirect(w, r, "/events", http.StatusFound)
+			return
+		}
+		streamHeaders(w)
+		write(w, "data: "+r.URL.Path+"\n\n")
+		<-r.Context().Done()
+	}))
+	for _, path := range []string{"/events", "/old"} {
+		t.Run(path, func(t *testing.T) {
+			url := strings.Replace(srv.URL, "http://", "http://user:secret@", 1) + path
+			rn := startClient(t, Config{URL: url}, nil)
+			recs := rn.sink.waitFor(t, "an event", countKind(feed.KindEvent, 1))
+			if got := ofKind(recs, feed.KindEvent)[0].Data; got != "/events" {
+				t.Errorf("event data: got %q, want %q", got, "/events")
+			}
+		})
+	}
+}
