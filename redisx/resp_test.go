@@ -399,3 +399,37 @@ func BenchmarkRESPRead(b *testing.B) {
 	}
 	_ = sink
 }
+
+// TestShardSubscribeFollowsMoved: SSUBSCRIBE sent to a node that does not
+// own the slot gets MOVED; our error reply is a redis.Error, so connect
+// remembers the node it names and the next attempt subscribes there.
+func TestShardSubscribeFollowsMoved(t *testing.T) {
+	cl := redistest.StartCluster(t, 3)
+	c := open(t, fastOptions(cl.URLs()...))
+	const ch = "news:{moved}"
+	owner := cl.Owner(cl.Slot(ch))
+	wrong := cl.Nodes[0]
+	if wrong == owner {
+		wrong = cl.Nodes[1]
+	}
+	s := &Subscriber{c: c, sink: newCollector(), done: make(chan struct{})}
+	l := &link{s: s, sub: Subscription{ShardChannels: []string{ch}}, shard: true, kick: make(chan string, 1),
+		resolve: func(context.Context) (endpoint, error) { return c.base.withAddr(wrong.Addr()), nil }}
+	s.links = []*link{l}
+	ctx := context.Background()
+	_, err := l.connect(ctx, 0)
+	if addr, ok := movedTo(err); !ok || addr != owner.Addr() || !errors.Is(err, ErrUnreachable) {
+		t.Fatalf("got %v, want a MOVED to %s", err, owner.Addr())
+	}
+	if !strings.Contains(err.Error(), "MOVED") || !strings.Contains(err.Error(), wrong.Addr()) {
+		t.Errorf("got %q, want it to name the node and say MOVED", err)
+	}
+	sc, err := l.connect(ctx, 1)
+	if err != nil {
+		t.Fatalf("second attempt: %v", err)
+	}
+	defer sc.close()
+	if sc.ep.addr != owner.Addr() {
+		t.Errorf("got subscribed on %s, want the owner %s", sc.ep.addr, owner.Addr())
+	}
+}
