@@ -374,7 +374,7 @@ func backoff(retry, maxWait time.Duration, failures int, jitter func(int64) int6
 func (c *Client) connect(ctx context.Context, sink feed.Sink, attempt int, everConnected bool) outcome {
 	cctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
-	wd := startWatchdog(c.cfg.StallTimeout, cancel)
+	wd := startWatchdog(c.cfg.StallTimeout, func() { cancel(errStalled) })
 	defer wd.stop()
 
 	// Dialing, TLS and HTTP go deep and grow a goroutine's stack to 8 KiB
@@ -395,7 +395,16 @@ func (c *Client) connect(ctx context.Context, sink feed.Sink, attempt int, everC
 	if o.body == nil {
 		return o.out
 	}
-	defer o.body.Close()
+	body := o.body
+	defer body.Close()
+	if b := directBody(body); b != nil {
+		// For as long as the stream lasts, tie the connection to ctx and
+		// let the watchdog close it, and let go of the attempt's context,
+		// which dialing left with a map of children.
+		b.closeWhenDone(ctx)
+		wd.dropWith(func() { body.Close() })
+		cancel(nil)
+	}
 
 	// Connected.
 	now := time.Now()
@@ -418,8 +427,8 @@ func (c *Client) connect(ctx context.Context, sink feed.Sink, attempt int, everC
 	if o.lastID != "" {
 		rs.resume.start(o.lastID)
 	}
-	r := bodyReader{body: o.body}
-	if b, ok := o.body.(*connBody); ok {
+	r := bodyReader{body: body}
+	if b, ok := body.(*connBody); ok {
 		r.direct = b
 	}
 	emit := rs.observe
@@ -455,7 +464,7 @@ func (c *Client) connect(ctx context.Context, sink feed.Sink, attempt int, everC
 			out.reason = "server closed the stream"
 		case ctx.Err() != nil:
 			out.reason = "stopped"
-		case errors.Is(context.Cause(cctx), errStalled):
+		case wd.stalled():
 			out.reason = c.stalled()
 		default:
 			out.reason = "read stream: " + err.Error()
@@ -832,21 +841,22 @@ func (rs *readState) afterRead(n int, at time.Time) {
 	c.mu.Unlock()
 }
 
-// watchdog cancels a connection when no bytes arrive for timeout. It
+// watchdog drops a connection when no bytes arrive for timeout. It
 // re-arms one timer instead of resetting it on every read.
 type watchdog struct {
 	timeout time.Duration
 	base    time.Time
 	last    atomic.Int64 // ns after base of the last read
-	cancel  context.CancelCauseFunc
 
 	mu      sync.Mutex
+	drop    func() // how to drop the connection
 	timer   *time.Timer
 	stopped bool
+	fired   bool
 }
 
-func startWatchdog(timeout time.Duration, cancel context.CancelCauseFunc) *watchdog {
-	w := &watchdog{timeout: timeout, base: time.Now(), cancel: cancel}
+func startWatchdog(timeout time.Duration, drop func()) *watchdog {
+	w := &watchdog{timeout: timeout, base: time.Now(), drop: drop}
 	if timeout <= 0 {
 		return w
 	}
@@ -858,6 +868,20 @@ func startWatchdog(timeout time.Duration, cancel context.CancelCauseFunc) *watch
 
 func (w *watchdog) touch(at time.Time) { w.last.Store(int64(at.Sub(w.base))) }
 
+// dropWith changes how the connection is dropped.
+func (w *watchdog) dropWith(drop func()) {
+	w.mu.Lock()
+	w.drop = drop
+	w.mu.Unlock()
+}
+
+// stalled reports whether the watchdog dropped the connection.
+func (w *watchdog) stalled() bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.fired
+}
+
 func (w *watchdog) check() {
 	idle := time.Since(w.base) - time.Duration(w.last.Load())
 	w.mu.Lock()
@@ -866,7 +890,8 @@ func (w *watchdog) check() {
 		return
 	}
 	if idle >= w.timeout {
-		w.cancel(errStalled)
+		w.fired = true
+		w.drop()
 		return
 	}
 	w.timer.Reset(w.timeout - idle)

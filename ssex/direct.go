@@ -363,6 +363,27 @@ func (b *connBody) ReadByte() (byte, error) {
 	return q[0], nil
 }
 
+// directBody is the connBody under an event stream's body, nil when it
+// is not read from a direct connection.
+func directBody(body io.ReadCloser) *connBody {
+	switch b := body.(type) {
+	case *connBody:
+		return b
+	case *gzipBody:
+		return b.body
+	}
+	return nil
+}
+
+// closeWhenDone makes ctx the context whose end closes the connection,
+// instead of the request's. Call it before Close can run on another
+// goroutine.
+func (b *connBody) closeWhenDone(ctx context.Context) {
+	b.stop()
+	conn := b.conn
+	b.stop = context.AfterFunc(ctx, func() { conn.Close() })
+}
+
 func (b *connBody) Close() error {
 	b.once.Do(func() {
 		b.stop()
