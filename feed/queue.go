@@ -43,12 +43,17 @@ func (q *Queue) Emit(r Record) {
 		q.dropped.Add(1)
 		return
 	}
+	first := len(q.pending) == 0
 	q.pending = append(q.pending, r)
 	q.mu.Unlock()
 	q.emitted.Add(1)
-	select {
-	case q.wake <- struct{}{}:
-	default:
+	// Take waits only after it found nothing pending, so only the record
+	// that makes the queue non-empty needs to wake it.
+	if first {
+		select {
+		case q.wake <- struct{}{}:
+		default:
+		}
 	}
 }
 
