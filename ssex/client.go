@@ -12,6 +12,7 @@ import (
 	"mime"
 	"net"
 	"net/http"
+	"net/http/httptrace"
 	"net/url"
 	"os"
 	"strconv"
@@ -482,6 +483,7 @@ type opened struct {
 	req     *http.Request // as built, before the direct transport's additions
 	start   time.Time     // when the attempt started
 	lastID  string        // the Last-Event-ID sent, "" when none
+	traced  *atomic.Int64 // through http.Client: time to the first response byte
 	out     outcome       // when there is no body and nothing is waiting
 }
 
@@ -523,7 +525,14 @@ func (c *Client) open(cctx context.Context, cancel context.CancelCauseFunc, ever
 		}
 		return o
 	}
+	// Through a proxy, http.Transport reads the response; a trace tells
+	// when its first byte came.
+	traced, start := new(atomic.Int64), o.start
+	req = req.WithContext(httptrace.WithClientTrace(cctx, &httptrace.ClientTrace{
+		GotFirstResponseByte: func() { traced.Store(int64(time.Since(start))) },
+	}))
 	resp, err := c.hc.Do(req)
+	o.traced = traced
 	return c.check(cctx, cancel, o, resp, err, everConnected)
 }
 
@@ -563,16 +572,14 @@ func (c *Client) check(cctx context.Context, cancel context.CancelCauseFunc, o o
 		return o
 	}
 	o.req = nil
-	// Time to the first response byte, which a direct connection notes;
-	// through a proxy, to the parsed response head.
-	firstByte := time.Now()
-	switch b := resp.Body.(type) {
-	case *connBody:
-		firstByte = b.firstByte
-	case *gzipBody:
-		firstByte = b.body.firstByte
+	// Time to the first response byte, which a direct connection notes.
+	var ttfb time.Duration
+	if b := directBody(resp.Body); b != nil {
+		ttfb = b.firstByte.Sub(o.start)
+	} else if o.traced != nil {
+		ttfb = time.Duration(o.traced.Load())
 	}
-	c.noteResponse(resp, firstByte.Sub(o.start))
+	c.noteResponse(resp, ttfb)
 	if out, ok := c.checkResponse(cancel, resp); !ok {
 		resp.Body.Close()
 		o.out = out

@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"strings"
 	"sync"
 	"testing"
@@ -166,8 +167,8 @@ func TestDirectBodyFraming(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			url := rawServer(t, tc.pieces, tc.hangUp)
-			rn := startClient(t, Config{URL: url}, func(c *Client) { c.retry = time.Hour })
+			u := rawServer(t, tc.pieces, tc.hangUp)
+			rn := startClient(t, Config{URL: u}, func(c *Client) { c.retry = time.Hour })
 			recs := rn.sink.waitFor(t, "three events", countKind(feed.KindEvent, 3))
 			for i, e := range ofKind(recs, feed.KindEvent)[:3] {
 				if e.Data != wantData[i] || e.ID != fmt.Sprint(i+1) {
@@ -249,9 +250,9 @@ func TestChunksOfOneReadCountAsOne(t *testing.T) {
 	for i := range 5 {
 		events = append(events, fmt.Sprintf("data: %d\n\n", i))
 	}
-	url := rawServer(t, []string{streamHead + "Transfer-Encoding: chunked\r\n\r\n" +
+	u := rawServer(t, []string{streamHead + "Transfer-Encoding: chunked\r\n\r\n" +
 		strings.Join(chunked(strings.Join(events, ""), false, 9, 9, 9, 9, 9), "")}, false)
-	rn := startClient(t, Config{URL: url}, func(c *Client) { c.burstQuiet = 0 })
+	rn := startClient(t, Config{URL: u}, func(c *Client) { c.burstQuiet = 0 })
 	rn.sink.waitFor(t, "5 events", countKind(feed.KindEvent, 5))
 	d := waitDiag(t, rn.c, eventsAtLeast(5))
 	if d.Bursts != 1 || d.Bytes != 45 {
@@ -278,12 +279,46 @@ func TestRedirectAndURLCredentials(t *testing.T) {
 	}))
 	for _, path := range []string{"/events", "/old"} {
 		t.Run(path, func(t *testing.T) {
-			url := strings.Replace(srv.URL, "http://", "http://user:secret@", 1) + path
-			rn := startClient(t, Config{URL: url}, nil)
+			u := strings.Replace(srv.URL, "http://", "http://user:secret@", 1) + path
+			rn := startClient(t, Config{URL: u}, nil)
 			recs := rn.sink.waitFor(t, "an event", countKind(feed.KindEvent, 1))
 			if got := ofKind(recs, feed.KindEvent)[0].Data; got != "/events" {
 				t.Errorf("event data: got %q, want %q", got, "/events")
 			}
 		})
+	}
+}
+
+// TestProxyGoesThroughHTTPTransport checks the path that is not read in
+// place: a request for a proxy goes through http.Transport, and events
+// larger than the read buffer still arrive whole.
+func TestProxyGoesThroughHTTPTransport(t *testing.T) {
+	big := strings.Repeat("x", 3*readBufSize)
+	proxy := newServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		// A forward proxy gets the absolute URL; this one answers itself.
+		if !r.URL.IsAbs() {
+			http.Error(w, "not a proxy request", http.StatusBadRequest)
+			return
+		}
+		w.Header().Set("Via", "1.1 test-proxy")
+		streamHeaders(w)
+		write(w, "data: "+big+"\n\ndata: "+r.URL.Path+"\n\n")
+		<-r.Context().Done()
+	}))
+	proxyURL, err := url.Parse(proxy.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr := &http.Transport{Proxy: http.ProxyURL(proxyURL)}
+	t.Cleanup(tr.CloseIdleConnections)
+	rn := startClient(t, Config{URL: "http://origin.invalid/events", Transport: tr}, nil)
+	recs := rn.sink.waitFor(t, "two events", countKind(feed.KindEvent, 2))
+	events := ofKind(recs, feed.KindEvent)
+	if events[0].Data != big || events[1].Data != "/events" {
+		t.Errorf("events: got %d bytes and %q, want %d bytes and %q", len(events[0].Data), events[1].Data, len(big), "/events")
+	}
+	d := rn.c.Diagnostics()
+	if d.Headers["Via"] != "1.1 test-proxy" || d.TTFB <= 0 {
+		t.Errorf("diagnostics: got Via %q and TTFB %s, want the proxy's Via and a TTFB", d.Headers["Via"], d.TTFB)
 	}
 }
