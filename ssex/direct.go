@@ -23,7 +23,9 @@ import (
 // the response head and then holds the body as it arrives, instead of the
 // three goroutines and pooled buffers of an http.Transport connection; that
 // matters with --sse-clients in the thousands. Requests that must go
-// through a proxy are handed to base.
+// through a proxy are handed to base. Client.connect runs the steps of
+// RoundTrip (send, awaitResponse, receive) itself, each on the goroutine
+// whose stack it suits; http.Client calls RoundTrip to follow redirects.
 type directTransport struct {
 	base *http.Transport
 }
