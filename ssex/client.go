@@ -305,52 +305,69 @@ func (c *Client) Run(ctx context.Context, sink feed.Sink) error {
 	c.mu.Lock()
 	c.diag.RetryMS = c.retry.Milliseconds()
 	c.mu.Unlock()
-	failures := 0 // consecutive failed attempts since the last connection
-	attempt := 0  // attempts since the last connection
-	everConnected := false
+	// Run's frame is under every read and every record the stream
+	// brings, so the work between attempts is in its own function: the
+	// goroutine's stack then stays at 4 KiB (see connect).
+	var rs runState
 	for {
-		attempt++
-		c.emitState(sink, feed.StateConnecting, 0, "", attempt)
-		out := c.connect(ctx, sink, attempt, everConnected)
-		if ctx.Err() != nil {
-			c.setState(feed.StateDisconnected, "")
-			return nil
-		}
-		if out.fatal != nil {
-			c.emitState(sink, feed.StateFailed, out.status, out.reason, attempt)
-			return out.fatal
-		}
-		if out.connected {
-			c.emitState(sink, feed.StateDisconnected, 0, out.reason, attempt)
-			everConnected = true
-			failures, attempt = 0, 0
-		} else {
-			failures++
-		}
-		retry := time.Duration(c.retryMS()) * time.Millisecond
-		wait := backoff(retry, c.cfg.MaxBackoff, failures, c.jitter)
-		if out.retryAfter > wait {
-			wait = min(out.retryAfter, max(c.cfg.MaxBackoff, retry))
-		}
-		c.mu.Lock()
-		c.diag.Reconnects++
-		c.diag.NextAttempt = time.Now().Add(wait)
-		c.mu.Unlock()
-		status := out.status // why an attempt failed; a stream that ended had 200
-		if out.connected {
-			status = 0
-		}
-		c.emitState(sink, feed.StateReconnecting, status,
-			fmt.Sprintf("%s (retry in %s)", out.reason, wait.Round(time.Millisecond)), attempt+1)
-		t := time.NewTimer(wait)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			c.setState(feed.StateDisconnected, "")
-			return nil
-		case <-t.C:
+		rs.attempt++
+		c.emitState(sink, feed.StateConnecting, 0, "", rs.attempt)
+		out := c.connect(ctx, sink, rs.attempt, rs.everConnected)
+		if stop, err := c.between(ctx, sink, out, &rs); stop {
+			return err
 		}
 	}
+}
+
+// runState is what Run carries from one attempt to the next.
+type runState struct {
+	failures      int // consecutive failed attempts since the last connection
+	attempt       int // attempts since the last connection
+	everConnected bool
+}
+
+// between handles the end of an attempt and waits until the next one is
+// due. stop is true when Run must return err.
+func (c *Client) between(ctx context.Context, sink feed.Sink, out *outcome, rs *runState) (stop bool, err error) {
+	if ctx.Err() != nil {
+		c.setState(feed.StateDisconnected, "")
+		return true, nil
+	}
+	if out.fatal != nil {
+		c.emitState(sink, feed.StateFailed, out.status, out.reason, rs.attempt)
+		return true, out.fatal
+	}
+	if out.connected {
+		c.emitState(sink, feed.StateDisconnected, 0, out.reason, rs.attempt)
+		rs.everConnected = true
+		rs.failures, rs.attempt = 0, 0
+	} else {
+		rs.failures++
+	}
+	retry := time.Duration(c.retryMS()) * time.Millisecond
+	wait := backoff(retry, c.cfg.MaxBackoff, rs.failures, c.jitter)
+	if out.retryAfter > wait {
+		wait = min(out.retryAfter, max(c.cfg.MaxBackoff, retry))
+	}
+	c.mu.Lock()
+	c.diag.Reconnects++
+	c.diag.NextAttempt = time.Now().Add(wait)
+	c.mu.Unlock()
+	status := out.status // why an attempt failed; a stream that ended had 200
+	if out.connected {
+		status = 0
+	}
+	c.emitState(sink, feed.StateReconnecting, status,
+		fmt.Sprintf("%s (retry in %s)", out.reason, wait.Round(time.Millisecond)), rs.attempt+1)
+	t := time.NewTimer(wait)
+	select {
+	case <-ctx.Done():
+		t.Stop()
+		c.setState(feed.StateDisconnected, "")
+		return true, nil
+	case <-t.C:
+	}
+	return false, nil
 }
 
 // backoff is the wait before the next attempt: the reconnection time after
@@ -372,20 +389,32 @@ func backoff(retry, maxWait time.Duration, failures int, jitter func(int64) int6
 }
 
 // connect makes one attempt and reads the stream until it ends.
-func (c *Client) connect(ctx context.Context, sink feed.Sink, attempt int, everConnected bool) outcome {
+//
+// The goroutine that runs Run waits here, for the response (thousands at
+// once while a busy server catches up) and then for the stream's bytes for
+// as long as it lasts, and it handles every event. Its stack should stay
+// at 4 KiB: the GC shrinks only stacks less than a quarter used, and only
+// when it runs. So dialing, TLS and writing the request, which go deep,
+// run on a goroutine that ends with them, and so does reading the
+// response head; the frames under the read loop (Run, connect, stream)
+// are kept small.
+func (c *Client) connect(ctx context.Context, sink feed.Sink, attempt int, everConnected bool) *outcome {
 	cctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	wd := startWatchdog(c.cfg.StallTimeout, func() { cancel(errStalled) })
 	defer wd.stop()
+	o := c.establish(ctx, cctx, cancel, wd, everConnected)
+	if o.body == nil {
+		return &o.out
+	}
+	defer o.body.Close()
+	return c.stream(ctx, sink, wd, o, attempt)
+}
 
-	// Dialing, TLS and HTTP go deep and grow a goroutine's stack to 8 KiB
-	// or more, and a grown stack is kept while the goroutine waits (the GC
-	// shrinks only stacks less than a quarter used). So the request is sent
-	// and the response head read on goroutines that end with those steps,
-	// and this one, which waits for the response (thousands at once while
-	// a busy server catches up) and then for the stream's bytes for as long
-	// as it lasts, keeps a small stack.
-	done := make(chan opened, 1)
+// establish sends the request and reads the response head, each on a
+// goroutine of its own, waiting for the response here.
+func (c *Client) establish(ctx, cctx context.Context, cancel context.CancelCauseFunc, wd *watchdog, everConnected bool) *opened {
+	done := make(chan *opened, 1)
 	go func() { done <- c.open(cctx, cancel, everConnected) }()
 	o := <-done
 	if o.waiting != nil {
@@ -393,43 +422,23 @@ func (c *Client) connect(ctx context.Context, sink feed.Sink, attempt int, everC
 		go func() { done <- c.receive(cctx, cancel, o, br, firstByte, err, everConnected) }()
 		o = <-done
 	}
-	if o.body == nil {
-		return o.out
-	}
-	body := o.body
-	defer body.Close()
-	if b := directBody(body); b != nil {
+	if b := directBody(o.body); b != nil {
 		// For as long as the stream lasts, tie the connection to ctx and
 		// let the watchdog close it, and let go of the attempt's context,
 		// which dialing left with a map of children.
+		body := o.body
 		b.closeWhenDone(ctx)
 		wd.dropWith(func() { body.Close() })
 		cancel(nil)
 	}
+	return o
+}
 
-	// Connected.
-	now := time.Now()
-	c.parser.Reset()
-	c.mu.Lock()
-	d := &c.diag
-	d.Connects++
-	d.ConnectedAt = now
-	d.TimeToFirstEvent = 0
-	if o.lastID != "" {
-		d.LastEventIDSent = o.lastID
-		d.LastEventIDHonoured = "unknown"
-		d.ResumeDetail = "no event with a new id since the reconnect"
-	}
-	c.mu.Unlock()
-	c.connectedOnce.Do(func() { close(c.connected) })
-	c.emitState(sink, feed.StateConnected, http.StatusOK, "", attempt)
-
-	rs := &readState{c: c, sink: sink, start: o.start, prevRead: now}
-	if o.lastID != "" {
-		rs.resume.start(o.lastID)
-	}
-	r := bodyReader{body: body}
-	if b, ok := body.(*connBody); ok {
+// stream reads an event stream until it ends.
+func (c *Client) stream(ctx context.Context, sink feed.Sink, wd *watchdog, o *opened, attempt int) *outcome {
+	rs := c.noteConnected(sink, o, attempt)
+	r := &bodyReader{body: o.body}
+	if b, ok := o.body.(*connBody); ok {
 		r.direct = b
 	}
 	emit := rs.observe
@@ -454,24 +463,57 @@ func (c *Client) connect(ctx context.Context, sink feed.Sink, attempt int, everC
 			n = 0
 		}
 		if perr != nil {
-			return outcome{connected: true, status: http.StatusOK, reason: "parse stream: " + perr.Error()}
+			return parseFailed(perr)
 		}
-		if err == nil {
-			continue
+		if err != nil {
+			return c.streamEnded(ctx, wd, err)
 		}
-		out := outcome{connected: true, status: http.StatusOK}
-		switch {
-		case errors.Is(err, io.EOF):
-			out.reason = "server closed the stream"
-		case ctx.Err() != nil:
-			out.reason = "stopped"
-		case wd.stalled():
-			out.reason = c.stalled()
-		default:
-			out.reason = "read stream: " + err.Error()
-		}
-		return out
 	}
+}
+
+// noteConnected records a new connection and returns the read loop's state.
+func (c *Client) noteConnected(sink feed.Sink, o *opened, attempt int) *readState {
+	now := time.Now()
+	c.parser.Reset()
+	c.mu.Lock()
+	d := &c.diag
+	d.Connects++
+	d.ConnectedAt = now
+	d.TimeToFirstEvent = 0
+	if o.lastID != "" {
+		d.LastEventIDSent = o.lastID
+		d.LastEventIDHonoured = "unknown"
+		d.ResumeDetail = "no event with a new id since the reconnect"
+	}
+	c.mu.Unlock()
+	c.connectedOnce.Do(func() { close(c.connected) })
+	c.emitState(sink, feed.StateConnected, http.StatusOK, "", attempt)
+
+	rs := &readState{c: c, sink: sink, start: o.start, prevRead: now}
+	if o.lastID != "" {
+		rs.resume.start(o.lastID)
+	}
+	return rs
+}
+
+func parseFailed(err error) *outcome {
+	return &outcome{connected: true, status: http.StatusOK, reason: "parse stream: " + err.Error()}
+}
+
+// streamEnded says why a stream's read failed.
+func (c *Client) streamEnded(ctx context.Context, wd *watchdog, err error) *outcome {
+	out := &outcome{connected: true, status: http.StatusOK}
+	switch {
+	case errors.Is(err, io.EOF):
+		out.reason = "server closed the stream"
+	case ctx.Err() != nil:
+		out.reason = "stopped"
+	case wd.stalled():
+		out.reason = c.stalled()
+	default:
+		out.reason = "read stream: " + err.Error()
+	}
+	return out
 }
 
 // opened is how far an attempt got: an event stream's body to read, a
@@ -490,8 +532,8 @@ type opened struct {
 // open builds and sends the request. On a direct connection it returns
 // once the request is written (receive reads the response); otherwise it
 // goes through the http.Client and checks the response.
-func (c *Client) open(cctx context.Context, cancel context.CancelCauseFunc, everConnected bool) opened {
-	o := opened{start: time.Now()}
+func (c *Client) open(cctx context.Context, cancel context.CancelCauseFunc, everConnected bool) *opened {
+	o := &opened{start: time.Now()}
 	req, err := http.NewRequestWithContext(cctx, http.MethodGet, c.cfg.URL, nil)
 	if err != nil {
 		o.out = outcome{fatal: fatalErrorf("connect to sse endpoint %s: build request: %w", c.cfg.Name, err), reason: err.Error()}
@@ -538,7 +580,7 @@ func (c *Client) open(cctx context.Context, cancel context.CancelCauseFunc, ever
 
 // receive reads the response to a request open sent on a direct
 // connection, whose first byte awaitResponse saw (or failed to).
-func (c *Client) receive(cctx context.Context, cancel context.CancelCauseFunc, o opened, br *bufio.Reader, firstByte time.Time, err error, everConnected bool) opened {
+func (c *Client) receive(cctx context.Context, cancel context.CancelCauseFunc, o *opened, br *bufio.Reader, firstByte time.Time, err error, everConnected bool) *opened {
 	w := o.waiting
 	o.waiting = nil
 	var resp *http.Response
@@ -566,7 +608,7 @@ func isRedirect(resp *http.Response) bool {
 // check records a response in the diagnostics and decides whether it is a
 // stream to read. It keeps nothing of the request and response but the
 // body: the headers of interest are copied first.
-func (c *Client) check(cctx context.Context, cancel context.CancelCauseFunc, o opened, resp *http.Response, err error, everConnected bool) opened {
+func (c *Client) check(cctx context.Context, cancel context.CancelCauseFunc, o *opened, resp *http.Response, err error, everConnected bool) *opened {
 	if err != nil {
 		o.out = c.requestFailed(cctx, err, everConnected)
 		return o
