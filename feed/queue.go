@@ -57,6 +57,29 @@ func (q *Queue) Emit(r Record) {
 	}
 }
 
+// EmitBatch adds rs in order, dropping and counting those past the limit;
+// one lock and at most one wake-up for the lot.
+func (q *Queue) EmitBatch(rs []Record) {
+	if len(rs) == 0 {
+		return
+	}
+	q.mu.Lock()
+	first := len(q.pending) == 0
+	n := min(len(rs), max(q.limit-len(q.pending), 0))
+	q.pending = append(q.pending, rs[:n]...)
+	q.mu.Unlock()
+	q.emitted.Add(uint64(n))
+	if n < len(rs) {
+		q.dropped.Add(uint64(len(rs) - n))
+	}
+	if first && n > 0 {
+		select {
+		case q.wake <- struct{}{}:
+		default:
+		}
+	}
+}
+
 // Take waits until records are pending or ctx ends, then returns all of
 // them, reusing spare (which the caller must no longer use) as the next
 // buffer (emptied) unless a burst made it large. It returns nil only when ctx ended

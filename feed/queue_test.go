@@ -21,6 +21,25 @@ func TestQueueKeepsOrderAndCountsDrops(t *testing.T) {
 	}
 }
 
+func TestQueueEmitBatchKeepsOrderAndCountsDrops(t *testing.T) {
+	q := NewQueue(5)
+	q.Emit(Record{Seq: 0})
+	q.EmitBatch(nil)
+	q.EmitBatch([]Record{{Seq: 1}, {Seq: 2}})
+	q.EmitBatch([]Record{{Seq: 3}, {Seq: 4}, {Seq: 5}, {Seq: 6}})
+	got := q.Take(context.Background(), nil)
+	if len(got) != 5 || got[0].Seq != 0 || got[4].Seq != 4 {
+		t.Fatalf("got %v, want seqs 0..4", got)
+	}
+	if q.Dropped() != 2 || q.Emitted() != 5 {
+		t.Fatalf("got dropped %d emitted %d, want 2 and 5", q.Dropped(), q.Emitted())
+	}
+	q.EmitBatch([]Record{{Seq: 7}})
+	if got := q.Take(context.Background(), nil); len(got) != 1 || got[0].Seq != 7 {
+		t.Fatalf("after draining: got %v, want seq 7", got)
+	}
+}
+
 func TestQueueConcurrentProducersLoseNothing(t *testing.T) {
 	q := NewQueue(0)
 	const producers, each = 4, 20000
@@ -29,8 +48,20 @@ func TestQueueConcurrentProducersLoseNothing(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			if p%2 == 0 {
+				for i := 0; i < each; i++ {
+					q.Emit(Record{Conn: p, Seq: uint64(i)})
+				}
+				return
+			}
+			// The others hand over batches of 1 to 37 records.
+			var batch []Record
 			for i := 0; i < each; i++ {
-				q.Emit(Record{Conn: p, Seq: uint64(i)})
+				batch = append(batch, Record{Conn: p, Seq: uint64(i)})
+				if len(batch) == 1+i%37 || i == each-1 {
+					q.EmitBatch(batch)
+					batch = batch[:0]
+				}
 			}
 		}()
 	}

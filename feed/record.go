@@ -105,6 +105,13 @@ type Sink interface {
 	Emit(Record)
 }
 
+// BatchSink is a Sink that also takes several records at once, in order,
+// for the cost of one. EmitBatch must not keep the slice.
+type BatchSink interface {
+	Sink
+	EmitBatch([]Record)
+}
+
 // SinkFunc adapts a function to a Sink.
 type SinkFunc func(Record)
 

@@ -25,6 +25,21 @@ func (c *collector) Emit(r feed.Record) {
 	c.mu.Unlock()
 }
 
+// batchCollector is a collector that takes batches too (a feed.BatchSink,
+// as feed.Queue is) and remembers the largest.
+type batchCollector struct {
+	*collector
+	largest int
+}
+
+func (c *batchCollector) EmitBatch(rs []feed.Record) {
+	c.mu.Lock()
+	c.recs = append(c.recs, rs...)
+	c.largest = max(c.largest, len(rs))
+	c.mu.Unlock()
+	clear(rs) // the subscriber must not rely on the slice after the call
+}
+
 func (c *collector) snapshot() []feed.Record {
 	c.mu.Lock()
 	defer c.mu.Unlock()

@@ -402,11 +402,21 @@ func TestPayloadsPreserved(t *testing.T) {
 }
 
 func TestPipelinedFlood(t *testing.T) {
+	t.Run("sink", func(t *testing.T) { testPipelinedFlood(t, false) })
+	t.Run("batch sink", func(t *testing.T) { testPipelinedFlood(t, true) })
+}
+
+func testPipelinedFlood(t *testing.T, batches bool) {
 	const total = 100_000
 	s := redistest.Start(t)
 	c := open(t, fastOptions(s.URL()))
 	col := newCollector()
-	sub := subscribe(t, c, Subscription{Channels: []string{"flood"}}, col)
+	var sink feed.Sink = col
+	bc := &batchCollector{collector: col}
+	if batches {
+		sink = bc
+	}
+	sub := subscribe(t, c, Subscription{Channels: []string{"flood"}}, sink)
 
 	rc := redis.NewClient(&redis.Options{Addr: s.Addr()})
 	defer rc.Close()
@@ -435,6 +445,9 @@ func TestPipelinedFlood(t *testing.T) {
 	}
 	if st := sub.Stats(); st.Messages != total || st.Gaps != 0 {
 		t.Errorf("got stats %+v, want %d messages and no gaps", st, total)
+	}
+	if batches && (bc.largest < 2 || bc.largest > maxBatch) {
+		t.Errorf("largest batch: %d messages, want 2 to %d (10,000 pipelined messages fill many reads)", bc.largest, maxBatch)
 	}
 }
 

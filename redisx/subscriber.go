@@ -407,8 +407,13 @@ func (l *link) handshake(sc *subConn) error {
 }
 
 func (l *link) deliver(p *push) {
-	s := l.s
-	s.sink.Emit(feed.Record{
+	r := l.record(p)
+	l.s.sink.Emit(r)
+	l.counted(p.at, 1, len(p.data))
+}
+
+func (l *link) record(p *push) feed.Record {
+	return feed.Record{
 		TS:      p.at,
 		Source:  feed.SourceRedis,
 		Kind:    feed.KindMessage,
@@ -416,10 +421,34 @@ func (l *link) deliver(p *push) {
 		Pattern: p.pattern,
 		Shard:   l.shard,
 		Data:    p.data,
-	})
-	s.messages.Add(1)
-	s.bytes.Add(uint64(len(p.data)))
-	s.lastMsg.Store(p.at.UnixNano())
+	}
+}
+
+func (l *link) counted(last time.Time, messages, bytes int) {
+	s := l.s
+	s.messages.Add(uint64(messages))
+	s.bytes.Add(uint64(bytes))
+	s.lastMsg.Store(last.UnixNano())
+}
+
+// maxBatch bounds how many messages wait in a batch while the rest of a
+// read buffer is parsed (about 40 µs of parsing).
+const maxBatch = 256
+
+// flush hands the batch to the sink and empties it.
+func (l *link) flush(sink feed.BatchSink, batch *[]feed.Record) {
+	b := *batch
+	if len(b) == 0 {
+		return
+	}
+	sink.EmitBatch(b)
+	bytes := 0
+	for i := range b {
+		bytes += len(b[i].Data)
+	}
+	l.counted(b[len(b)-1].TS, len(b), bytes)
+	clear(b)
+	*batch = b[:0]
 }
 
 const gapWarning = "messages published during the gap may be lost"
@@ -508,7 +537,25 @@ func (l *link) serve(ctx context.Context, sc *subConn) string {
 	}()
 	s := l.s
 	var p push
+	// With a BatchSink, the messages that are already whole in the read
+	// buffer are handed over together, before the next read that may
+	// wait: one hand-over per socket read rather than one per message.
+	bs, _ := s.sink.(feed.BatchSink)
+	var batch []feed.Record
+	if bs != nil {
+		batch = make([]feed.Record, 0, maxBatch)
+	}
 	for {
+		if bs != nil && sc.nextBuffered(&p) {
+			batch = append(batch, l.record(&p))
+			if len(batch) == maxBatch {
+				l.flush(bs, &batch)
+			}
+			continue
+		}
+		if bs != nil {
+			l.flush(bs, &batch)
+		}
 		// No read deadline: a deadline that fires in the middle of a large
 		// message would leave the reader out of step with the stream. The
 		// watchdog decides liveness from bytes arriving instead and closes
