@@ -9,9 +9,10 @@ import (
 // DefaultQueueLimit is how many records a Queue holds before it drops.
 const DefaultQueueLimit = 1 << 19
 
-// maxSpare is the largest buffer Take keeps for reuse. A burst (a GC pause,
-// a slow frame) grows the buffers; keeping them would keep every burst's
-// high-water mark in memory for the rest of the run.
+// maxSpare is the largest buffer Take keeps for reuse once the batches
+// are small again. A burst (a GC pause, a slow frame) grows the buffers;
+// keeping them would keep every burst's high-water mark in memory for the
+// rest of the run. While batches stay large (a flood), they are kept.
 const maxSpare = 1 << 12
 
 // Queue joins the sources to the fan-in. Emit never waits for the
@@ -82,10 +83,10 @@ func (q *Queue) EmitBatch(rs []Record) {
 
 // Take waits until records are pending or ctx ends, then returns all of
 // them, reusing spare (which the caller must no longer use) as the next
-// buffer (emptied) unless a burst made it large. It returns nil only when ctx ended
+// buffer (emptied) unless a burst that has passed made it large. It returns nil only when ctx ended
 // and nothing was pending.
 func (q *Queue) Take(ctx context.Context, spare []Record) []Record {
-	if cap(spare) > maxSpare {
+	if cap(spare) > maxSpare && len(spare) < cap(spare)/4 {
 		spare = nil
 	}
 	clear(spare) // let the old records' payloads go

@@ -101,31 +101,42 @@ func TestQueueTakeReturnsOnCancel(t *testing.T) {
 	}
 }
 
-// TestQueueSpare: Take reuses a small spare buffer, emptied so it keeps
-// no payload alive, and lets a buffer a burst made large go.
+// TestQueueSpare: Take reuses spare buffers, emptied so they keep no
+// payload alive, also large ones while batches stay large (a flood), and
+// lets the large ones go once batches are small again.
 func TestQueueSpare(t *testing.T) {
 	q := NewQueue(0)
 	ctx := context.Background()
 	r := Record{Kind: KindMessage, Data: "payload"}
-	for i := 0; i < 3*maxSpare; i++ {
-		q.Emit(r)
+	flood := func(n int) {
+		for i := 0; i < n; i++ {
+			q.Emit(r)
+		}
 	}
-	big := q.Take(ctx, nil)
-	if len(big) != 3*maxSpare {
-		t.Fatalf("took %d records, want %d", len(big), 3*maxSpare)
+	flood(3 * maxSpare)
+	a := q.Take(ctx, nil)
+	flood(3 * maxSpare)
+	b := q.Take(ctx, a)
+	flood(3 * maxSpare)
+	if got := q.Take(ctx, b); &got[0] != &a[0] {
+		t.Errorf("during a flood the large buffer was not reused")
 	}
+	// The flood is over: within two small batches both large buffers go.
+	batch := a
 	for i := 0; i < 3; i++ {
-		q.Emit(r)
+		flood(3)
+		batch = q.Take(ctx, batch)
 	}
-	small := q.Take(ctx, big)
-	q.Emit(r)
-	if got := q.Take(ctx, small); cap(got) > maxSpare {
-		t.Errorf("after a burst of %d the queue still buffers into a slice of cap %d (want <= %d)", len(big), cap(got), maxSpare)
+	if cap(batch) > maxSpare {
+		t.Errorf("after a burst of %d the queue still buffers into a slice of cap %d (want <= %d)", 3*maxSpare, cap(batch), maxSpare)
 	}
-	// small was reused as the buffer for the next records: emptied first.
+	// A small buffer is reused for the next records, emptied first.
+	small := batch
+	flood(1)
+	q.Take(ctx, small)
 	q.Emit(Record{Kind: KindMessage, Data: "next"})
 	if got := q.Take(ctx, nil); &got[0] != &small[0] || got[0].Data != "next" {
-		t.Errorf("the spare buffer was not reused")
+		t.Fatalf("the spare buffer was not reused")
 	}
 	if small = small[:3]; small[1].Data != "" || small[2].Data != "" {
 		t.Errorf("the reused buffer still holds old payloads: %q %q", small[1].Data, small[2].Data)
