@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -550,6 +551,10 @@ func (l *link) serve(ctx context.Context, sc *subConn) string {
 			batch = append(batch, l.record(&p))
 			if len(batch) == maxBatch {
 				l.flush(bs, &batch)
+				// A backlog: let the consumer take these while they are
+				// still in the cache (on one P it would not run until
+				// this goroutine blocks or is preempted, 10 ms later).
+				runtime.Gosched()
 			}
 			continue
 		}
