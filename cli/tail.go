@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"runtime"
 	"runtime/debug"
 	"time"
 
@@ -67,6 +68,13 @@ func runTail(ctx context.Context, e *env, src SourceFlags, opts tailOptions) err
 		// record's strings) and tail's live heap is small, so the default
 		// GOGC=100 spends a large share of ingest CPU on collections.
 		defer debug.SetGCPercent(debug.SetGCPercent(400))
+	}
+	if e.getenv("GOMAXPROCS") == "" && len(src.SSE) == 0 {
+		// Redis alone is a pipeline of one reader, the fan-in and the
+		// printer, each waiting on the one before: on one P they hand
+		// over without waking another thread, and a flood leaves the
+		// other cores to Redis and the publisher.
+		defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1))
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
