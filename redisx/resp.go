@@ -67,6 +67,25 @@ type push struct {
 	at      time.Time // when the socket read that completed it returned
 }
 
+// pushKinds are the arrays a subscribed connection receives, by their first
+// element, with how many elements each has.
+var pushKinds = map[string]struct {
+	kind     pushKind
+	name     string
+	elements int64
+}{
+	"message":      {pushMessage, "message", 3},
+	"smessage":     {pushMessage, "smessage", 3},
+	"pmessage":     {pushMessage, "pmessage", 4},
+	"subscribe":    {pushSubscribe, "subscribe", 3},
+	"psubscribe":   {pushSubscribe, "psubscribe", 3},
+	"ssubscribe":   {pushSubscribe, "ssubscribe", 3},
+	"unsubscribe":  {pushUnsubscribe, "unsubscribe", 3},
+	"punsubscribe": {pushUnsubscribe, "punsubscribe", 3},
+	"sunsubscribe": {pushUnsubscribe, "sunsubscribe", 3},
+	"pong":         {pushPong, "pong", 2},
+}
+
 // stampedReader stamps every socket read that returns bytes: the stamp is
 // when they arrived, and the watchdog reads it to see that bytes still
 // arrive. waiting tells the watchdog that the reader is blocked on the
@@ -239,34 +258,15 @@ func (r *pushReader) readPush(p *push, n int64) error {
 	if err != nil {
 		return err
 	}
-	want := int64(3)
-	switch string(b) {
-	case "message":
-		p.kind, p.name = pushMessage, "message"
-	case "smessage":
-		p.kind, p.name = pushMessage, "smessage"
-	case "pmessage":
-		p.kind, p.name, want = pushMessage, "pmessage", 4
-	case "subscribe":
-		p.kind, p.name = pushSubscribe, "subscribe"
-	case "psubscribe":
-		p.kind, p.name = pushSubscribe, "psubscribe"
-	case "ssubscribe":
-		p.kind, p.name = pushSubscribe, "ssubscribe"
-	case "unsubscribe":
-		p.kind, p.name = pushUnsubscribe, "unsubscribe"
-	case "punsubscribe":
-		p.kind, p.name = pushUnsubscribe, "punsubscribe"
-	case "sunsubscribe":
-		p.kind, p.name = pushUnsubscribe, "sunsubscribe"
-	case "pong":
-		p.kind, p.name, want = pushPong, "pong", 2
-	default:
+	k, known := pushKinds[string(b)]
+	if !known {
 		// The server may add kinds: read past them so the stream stays in step.
 		p.kind, p.name = pushOther, string(b)
 		r.discard(size)
 		return r.skipElements(n - 1)
 	}
+	p.kind, p.name = k.kind, k.name
+	want := k.elements
 	r.discard(size)
 	if n != want {
 		return &protocolError{fmt.Sprintf("%s with %d elements, want %d", p.name, n, want)}
