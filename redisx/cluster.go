@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
-	"github.com/redis/go-redis/v9/maintnotifications"
 )
 
 func (c *Client) openCluster(ctx context.Context) error {
@@ -23,24 +22,8 @@ func (c *Client) openCluster(ctx context.Context) error {
 		shown = append(shown, ep.String())
 	}
 	c.target = "cluster " + strings.Join(shown, ",")
-	c.cluster = redis.NewClusterClient(&redis.ClusterOptions{
-		Addrs:                 seeds,
-		Username:              c.base.user,
-		Password:              c.base.pass,
-		Protocol:              2,
-		ClientName:            c.o.ClientName,
-		DisableIdentity:       true,
-		Dialer:                c.base.dialer(c.o.DialTimeout),
-		DialTimeout:           c.o.DialTimeout,
-		DialerRetries:         1,
-		ReadTimeout:           c.o.DialTimeout,
-		WriteTimeout:          c.o.DialTimeout,
-		ContextTimeoutEnabled: true,
-		MaxRetries:            2,
-		MaintNotificationsConfig: &maintnotifications.Config{
-			Mode: maintnotifications.ModeDisabled,
-		},
-	})
+	o := c.options(c.base, seeds...)
+	c.cluster = redis.NewClusterClient(o.Cluster())
 	c.cmd = c.cluster
 	pctx, cancel := context.WithTimeout(ctx, 2*c.o.DialTimeout+2*time.Second)
 	defer cancel()

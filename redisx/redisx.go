@@ -159,13 +159,13 @@ func (c *Client) openSingle(ctx context.Context) error {
 	return nil
 }
 
-// nodeOptions are the go-redis options for one node. Subscription
-// connections (sub, the Sentinel listeners) get their own client with no
-// retries of their own: the caller decides when to reconnect.
-func (c *Client) nodeOptions(ep endpoint, sub bool) *redis.Options {
-	opt := &redis.Options{
-		Network:               ep.network,
-		Addr:                  ep.addr,
+// options are the go-redis settings every client fanscope makes shares:
+// RESP2, its client name, ep's dialer (TLS, unix sockets) and credentials,
+// the dial timeout for every step, and no maintenance notifications.
+// Cluster(), Failover() and Simple() turn them into each kind's options.
+func (c *Client) options(ep endpoint, addrs ...string) *redis.UniversalOptions {
+	return &redis.UniversalOptions{
+		Addrs:                 addrs,
 		Username:              ep.user,
 		Password:              ep.pass,
 		DB:                    ep.db,
@@ -178,15 +178,25 @@ func (c *Client) nodeOptions(ep endpoint, sub bool) *redis.Options {
 		ReadTimeout:           c.o.DialTimeout,
 		WriteTimeout:          c.o.DialTimeout,
 		ContextTimeoutEnabled: true,
-		MaxRetries:            1,
+		MaxRetries:            2,
 		MaintNotificationsConfig: &maintnotifications.Config{
 			Mode: maintnotifications.ModeDisabled,
 		},
 	}
+}
+
+// nodeOptions are the go-redis options for one node. Subscription
+// connections (sub, the Sentinel listeners) get their own client with no
+// retries of their own: the caller decides when to reconnect.
+func (c *Client) nodeOptions(ep endpoint, sub bool) *redis.Options {
+	o := c.options(ep, ep.addr)
+	o.MaxRetries = 1
 	if sub {
-		opt.MaxRetries = -1
-		opt.PoolSize = 1
+		o.MaxRetries = -1
+		o.PoolSize = 1
 	}
+	opt := o.Simple()
+	opt.Network = ep.network // Simple() has no network: unix sockets need it
 	return opt
 }
 

@@ -54,23 +54,9 @@ func (c *Client) openSentinel(ctx context.Context) error {
 	for _, ep := range c.eps {
 		sentinelAddrs = append(sentinelAddrs, ep.addr)
 	}
-	c.single = redis.NewFailoverClient(&redis.FailoverOptions{
-		MasterName:            st.name,
-		SentinelAddrs:         sentinelAddrs,
-		Username:              c.base.user,
-		Password:              c.base.pass,
-		DB:                    c.base.db,
-		Protocol:              2,
-		ClientName:            c.o.ClientName,
-		DisableIdentity:       true,
-		Dialer:                c.base.dialer(c.o.DialTimeout),
-		DialTimeout:           c.o.DialTimeout,
-		DialerRetries:         1,
-		ReadTimeout:           c.o.DialTimeout,
-		WriteTimeout:          c.o.DialTimeout,
-		ContextTimeoutEnabled: true,
-		MaxRetries:            2,
-	})
+	o := c.options(c.base, sentinelAddrs...)
+	o.MasterName = st.name
+	c.single = redis.NewFailoverClient(o.Failover())
 	c.cmd = c.single
 	if err := c.single.Ping(pctx).Err(); err != nil {
 		return wrapErr(c.mask, fmt.Sprintf("connect %s (primary %s)", c.target, addr), err)
