@@ -184,6 +184,17 @@ func (m *connMemory) report(b *testing.B) {
 	}
 }
 
+// held runs the part every connection benchmark shares: waits for every
+// request, lets srv answer, waits for connected(), sends each connection
+// one event, waits until events counts all of them, and reports.
+func (m *connMemory) held(b *testing.B, srv *idleSSEServer, connected func(), events *atomic.Int64) {
+	m.waiting(b, srv)
+	connected()
+	srv.broadcast(b, 1)
+	waitCount(b, events, int64(m.conns), "events")
+	m.report(b)
+}
+
 // procStatusKB reads a kB field of /proc/self/status, -1 when it cannot.
 func procStatusKB(field string) int64 {
 	b, err := os.ReadFile("/proc/self/status")
@@ -259,17 +270,15 @@ func BenchmarkSSEConnMemory(b *testing.B) {
 			wg.Add(1)
 			go func() { defer wg.Done(); c.Run(ctx, q) }()
 		}
-		m.waiting(b, srv)
-		for _, c := range clients {
-			select {
-			case <-c.Connected():
-			case <-time.After(30 * time.Second):
-				b.Fatal("a client did not connect within 30s")
+		m.held(b, srv, func() {
+			for _, c := range clients {
+				select {
+				case <-c.Connected():
+				case <-time.After(30 * time.Second):
+					b.Fatal("a client did not connect within 30s")
+				}
 			}
-		}
-		srv.broadcast(b, 1)
-		waitCount(b, &events, conns, "events")
-		m.report(b)
+		}, &events)
 		writeHeldProfiles(b)
 		cancel()
 		wg.Wait()
@@ -332,11 +341,7 @@ func BenchmarkMinimalConnMemory(b *testing.B) {
 				}
 			}()
 		}
-		m.waiting(b, srv)
-		ready.Wait()
-		srv.broadcast(b, 1)
-		waitCount(b, &events, conns, "events")
-		m.report(b)
+		m.held(b, srv, ready.Wait, &events)
 		cancel()
 		wg.Wait()
 		srv.close()
@@ -401,11 +406,7 @@ func BenchmarkRawConnMemory(b *testing.B) {
 				}
 			}()
 		}
-		m.waiting(b, srv)
-		ready.Wait()
-		srv.broadcast(b, 1)
-		waitCount(b, &events, conns, "events")
-		m.report(b)
+		m.held(b, srv, ready.Wait, &events)
 		cancel()
 		wg.Wait()
 		srv.close()

@@ -446,23 +446,16 @@ func writeProbeReport(e *env, rep *probes.Report, opts probeOptions) error {
 	return nil
 }
 
-func sleepCtx(ctx context.Context, d time.Duration) error {
-	if d <= 0 {
-		return ctx.Err()
-	}
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
-}
+func sleepCtx(ctx context.Context, d time.Duration) error { return sleepOr(ctx, d, nil) }
 
 // sleepUntil waits until at, returning early with a source's fatal error.
 func sleepUntil(ctx context.Context, s *Session, at time.Time) error {
-	d := time.Until(at)
+	return sleepOr(ctx, time.Until(at), s.Err())
+}
+
+// sleepOr waits d, returning early when ctx ends or an error arrives on
+// errs (nil: none can).
+func sleepOr(ctx context.Context, d time.Duration, errs <-chan error) error {
 	if d <= 0 {
 		return ctx.Err()
 	}
@@ -471,7 +464,7 @@ func sleepUntil(ctx context.Context, s *Session, at time.Time) error {
 	select {
 	case <-ctx.Done():
 		return ctx.Err()
-	case err := <-s.Err():
+	case err := <-errs:
 		return err
 	case <-t.C:
 		return nil

@@ -48,13 +48,18 @@ func (q *Queue) Emit(r Record) {
 	q.pending = append(q.pending, r)
 	q.mu.Unlock()
 	q.emitted.Add(1)
-	// Take waits only after it found nothing pending, so only the record
-	// that makes the queue non-empty needs to wake it.
 	if first {
-		select {
-		case q.wake <- struct{}{}:
-		default:
-		}
+		q.wakeTaker()
+	}
+}
+
+// wakeTaker wakes a Take waiting for records. Take waits only after it
+// found nothing pending, so only the records that make the queue
+// non-empty need to call it.
+func (q *Queue) wakeTaker() {
+	select {
+	case q.wake <- struct{}{}:
+	default:
 	}
 }
 
@@ -74,10 +79,7 @@ func (q *Queue) EmitBatch(rs []Record) {
 		q.dropped.Add(uint64(len(rs) - n))
 	}
 	if first && n > 0 {
-		select {
-		case q.wake <- struct{}{}:
-		default:
-		}
+		q.wakeTaker()
 	}
 }
 
