@@ -11,6 +11,10 @@ import (
 // TimeLayout is the NDJSON ts format: RFC 3339, UTC, always nine fraction digits.
 const TimeLayout = "2006-01-02T15:04:05.000000000Z07:00"
 
+// ServerTimeLayout is the server_ts format of publish records: RFC 3339,
+// UTC, microseconds (MONITOR's own resolution).
+const ServerTimeLayout = "2006-01-02T15:04:05.000000Z07:00"
+
 // AppendJSON appends r as one NDJSON object (with a trailing newline) to
 // buf. It appends to a caller's buffer instead of using encoding/json
 // because the encoder, not Redis, limits how fast tail can ingest
@@ -37,7 +41,24 @@ func AppendJSON(buf []byte, r *Record) []byte {
 		buf = appendField(buf, "endpoint", r.Endpoint)
 		buf = appendField(buf, "type", r.Type)
 		buf = appendField(buf, "id", r.ID)
+		if r.Status != 0 {
+			buf = append(buf, `,"status":`...)
+			buf = strconv.AppendInt(buf, int64(r.Status), 10)
+		}
 		buf = appendData(buf, r.Data)
+	case KindPublish:
+		buf = appendField(buf, "channel", r.Channel)
+		if r.Shard {
+			buf = append(buf, `,"shard":true`...)
+		}
+		buf = appendData(buf, r.Data)
+		buf = appendField(buf, "client", r.Client)
+		if r.ClientName != "" {
+			buf = appendField(buf, "client_name", r.ClientName)
+		}
+		buf = append(buf, `,"server_ts":"`...)
+		buf = r.ServerTS.UTC().AppendFormat(buf, ServerTimeLayout)
+		buf = append(buf, '"')
 	case KindComment:
 		buf = appendField(buf, "endpoint", r.Endpoint)
 		buf = appendField(buf, "data", r.Data)
@@ -46,7 +67,7 @@ func AppendJSON(buf []byte, r *Record) []byte {
 		buf = append(buf, `,"retry_ms":`...)
 		buf = strconv.AppendInt(buf, r.RetryMS, 10)
 	case KindState:
-		if r.Source == SourceSSE {
+		if r.Endpoint != "" || r.Source.Delivers() {
 			buf = appendField(buf, "endpoint", r.Endpoint)
 		} else {
 			buf = appendField(buf, "target", r.Target)
@@ -72,6 +93,10 @@ func AppendJSON(buf []byte, r *Record) []byte {
 	if r.HasHop {
 		buf = append(buf, `,"hop_us":`...)
 		buf = strconv.AppendInt(buf, r.HopUS, 10)
+	}
+	if r.HasPublish {
+		buf = append(buf, `,"publish_us":`...)
+		buf = strconv.AppendInt(buf, r.PublishUS, 10)
 	}
 	return append(buf, "}\n"...)
 }
@@ -241,8 +266,11 @@ func AppendText(buf []byte, r *Record) []byte {
 	switch r.Source {
 	case SourceRedis:
 		buf = append(buf, "redis  "...)
-	case SourceSSE:
-		buf = append(buf, "sse["...)
+	case SourceMonitor:
+		buf = append(buf, "monitor  "...)
+	default:
+		buf = append(buf, r.Source.String()...)
+		buf = append(buf, '[')
 		buf = AppendEscaped(buf, r.Endpoint)
 		buf = append(buf, "]  "...)
 	}
@@ -264,6 +292,24 @@ func AppendText(buf []byte, r *Record) []byte {
 		if r.ID != "" {
 			buf = append(buf, " #"...)
 			buf = AppendEscaped(buf, r.ID)
+		}
+		if r.Status != 0 {
+			buf = append(buf, " HTTP "...)
+			buf = strconv.AppendInt(buf, int64(r.Status), 10)
+		}
+		buf = append(buf, "  "...)
+		buf = AppendEscaped(buf, r.Data)
+	case KindPublish:
+		buf = AppendEscaped(buf, r.Channel)
+		if r.Shard {
+			buf = append(buf, " (shard)"...)
+		}
+		buf = append(buf, " by "...)
+		buf = AppendEscaped(buf, r.Client)
+		if r.ClientName != "" {
+			buf = append(buf, " ("...)
+			buf = AppendEscaped(buf, r.ClientName)
+			buf = append(buf, ')')
 		}
 		buf = append(buf, "  "...)
 		buf = AppendEscaped(buf, r.Data)
@@ -304,6 +350,11 @@ func AppendText(buf []byte, r *Record) []byte {
 	if r.HasHop {
 		buf = append(buf, "  [hop "...)
 		buf = appendMillis(buf, r.HopUS)
+		buf = append(buf, ']')
+	}
+	if r.HasPublish {
+		buf = append(buf, "  [publish "...)
+		buf = appendMillis(buf, r.PublishUS)
 		buf = append(buf, ']')
 	}
 	return append(buf, '\n')

@@ -1,6 +1,7 @@
 // Package feed defines the one record type that carries every observation
-// from the sources (Redis, SSE) to the consumers (tail printer, probe engine,
-// TUI), the queue that joins them, and the record's NDJSON and text forms.
+// from the sources (Redis, SSE, WebSocket, Socket.IO, polling, a browser,
+// MONITOR) to the consumers (tail printer, probe engine, TUI), the queue
+// that joins them, the path names, and the record's NDJSON and text forms.
 package feed
 
 import "time"
@@ -9,18 +10,42 @@ import "time"
 type Source uint8
 
 const (
-	SourceRedis Source = iota + 1
-	SourceSSE
+	SourceRedis    Source = iota + 1 // fanscope's own Redis subscription
+	SourceSSE                        // an SSE endpoint (--sse)
+	SourceWS                         // a WebSocket endpoint (--ws)
+	SourceSocketIO                   // a Socket.IO endpoint (--socketio)
+	SourcePoll                       // a polled URL (--poll)
+	SourceBrowser                    // an EventSource in headless Chromium (--browser, --page)
+	SourceMonitor                    // Redis MONITOR, filtered to PUBLISH/SPUBLISH (--monitor)
 )
 
+// sourceNames are the NDJSON "source" values, which are also the prefixes
+// of path names ("sse:app-1").
+var sourceNames = [...]string{
+	SourceRedis:    "redis",
+	SourceSSE:      "sse",
+	SourceWS:       "ws",
+	SourceSocketIO: "socketio",
+	SourcePoll:     "poll",
+	SourceBrowser:  "browser",
+	SourceMonitor:  "monitor",
+}
+
 func (s Source) String() string {
-	switch s {
-	case SourceRedis:
-		return "redis"
-	case SourceSSE:
-		return "sse"
+	if int(s) < len(sourceNames) && sourceNames[s] != "" {
+		return sourceNames[s]
 	}
 	return "unknown"
+}
+
+// Delivers reports whether records of this source are deliveries to
+// clients (event records on an endpoint), as opposed to Redis's side.
+func (s Source) Delivers() bool {
+	switch s {
+	case SourceSSE, SourceWS, SourceSocketIO, SourcePoll, SourceBrowser:
+		return true
+	}
+	return false
 }
 
 // Kind is the record kind as named in the NDJSON output.
@@ -31,7 +56,8 @@ const (
 	KindEvent                   // an SSE event a browser would dispatch
 	KindComment                 // an SSE comment line (keep-alive)
 	KindRetry                   // an SSE retry field
-	KindState                   // a connection state change of either source
+	KindState                   // a connection state change of any source
+	KindPublish                 // a PUBLISH/SPUBLISH seen by MONITOR
 )
 
 func (k Kind) String() string {
@@ -46,6 +72,8 @@ func (k Kind) String() string {
 		return "retry"
 	case KindState:
 		return "state"
+	case KindPublish:
+		return "publish"
 	}
 	return "unknown"
 }
@@ -58,6 +86,10 @@ const (
 	StateDisconnected = "disconnected"
 	StateReconnecting = "reconnecting"
 	StateFailed       = "failed"
+	// StateStalled: a streaming endpoint sent nothing (no event, no
+	// keep-alive) for longer than its stall threshold; it comes before any
+	// reconnect, and "connected" follows when bytes arrive again.
+	StateStalled = "stalled"
 )
 
 // Record is one observation. TS is the receive time taken right after the
@@ -74,7 +106,8 @@ type Record struct {
 	Pattern string // set when matched by PSUBSCRIBE
 	Shard   bool   // true for SSUBSCRIBE
 
-	// SSE event, comment, retry, state.
+	// Event, comment, retry, state of an endpoint (SSE, WebSocket,
+	// Socket.IO, poll, browser).
 	Endpoint string // endpoint name
 	Conn     int    // connection index when several connections go to one endpoint
 	Type     string // event type, "message" when unset
@@ -92,12 +125,38 @@ type Record struct {
 	Status  int // HTTP status
 	Attempt int
 
+	// Publish (MONITOR): who published, and when by the server's clock.
+	Client     string    // the publisher's address
+	ClientName string    // its CLIENT SETNAME name, when set
+	ServerTS   time.Time // the MONITOR timestamp (server clock)
+
 	// Probe and hop annotations, set by the probe engine.
 	Probe     string
 	LatencyUS int64
 	HopUS     int64
 	HasHop    bool
+	// PublishUS is the time from the organic message's PUBLISH (seen by
+	// MONITOR, server clock corrected) to this delivery.
+	PublishUS  int64
+	HasPublish bool
 }
+
+// Path is the name of the delivery path this record belongs to, as used
+// in probe reports and metrics: "redis", or "<source>:<endpoint>".
+func (r *Record) Path() string { return PathName(r.Source, r.Endpoint) }
+
+// PathName is the one place path names are made: "redis" for fanscope's
+// own subscription, "<source>:<endpoint>" for every other source
+// ("sse:app-1", "ws:app-1", "page:home" is made by PagePath).
+func PathName(s Source, endpoint string) string {
+	if s == SourceRedis {
+		return "redis"
+	}
+	return s.String() + ":" + endpoint
+}
+
+// PathRedis is the path name of fanscope's own Redis subscription.
+const PathRedis = "redis"
 
 // Sink receives records. Emit must not block for long: sources call it from
 // their socket readers.

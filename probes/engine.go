@@ -27,12 +27,12 @@ const (
 	DefaultWindowSeconds = 60
 )
 
-// PathRedis is the path of fanscope's own Redis subscription; SSE endpoints
-// are "sse:<endpoint name>" (SSEPath).
-const PathRedis = "redis"
+// PathRedis is the path of fanscope's own Redis subscription; every other
+// path is "<source>:<endpoint name>" (feed.PathName).
+const PathRedis = feed.PathRedis
 
 // SSEPath returns the path name of an SSE endpoint.
-func SSEPath(endpoint string) string { return "sse:" + endpoint }
+func SSEPath(endpoint string) string { return feed.PathName(feed.SourceSSE, endpoint) }
 
 // Config configures an Engine. Zero fields take the defaults.
 type Config struct {
@@ -105,7 +105,6 @@ type Engine struct {
 	order  []*probeState // live probes in send order
 	paths  []*pathState
 	byName map[string]*pathState
-	sse    map[string]*pathState // by endpoint name
 	hop    *hopMatcher
 }
 
@@ -165,7 +164,6 @@ func NewEngine(cfg Config) *Engine {
 		seed:   maphash.MakeSeed(),
 		live:   make(map[int]*probeState),
 		byName: make(map[string]*pathState),
-		sse:    make(map[string]*pathState),
 		hop:    newHopMatcher(max(cfg.HopEntries, 0), cfg.HopMaxAge),
 	}
 }
@@ -204,9 +202,8 @@ func (e *Engine) path(name string, firstSeq int) *pathState {
 		latWin:   newWindow(e.cfg.WindowSeconds),
 		hopWin:   newWindow(e.cfg.WindowSeconds),
 	}
-	if ep, ok := strings.CutPrefix(name, "sse:"); ok {
+	if _, ep, ok := strings.Cut(name, ":"); ok {
 		p.endpoint = ep
-		e.sse[ep] = p
 	}
 	e.paths = append(e.paths, p)
 	e.byName[name] = p
@@ -255,7 +252,7 @@ func (e *Engine) Sent() int {
 func (e *Engine) Observe(r *feed.Record) {
 	switch {
 	case r.Source == feed.SourceRedis && r.Kind == feed.KindMessage:
-	case r.Source == feed.SourceSSE && r.Kind == feed.KindEvent:
+	case r.Source.Delivers() && r.Kind == feed.KindEvent:
 	default:
 		return
 	}
@@ -280,9 +277,10 @@ func (e *Engine) observeProbe(r *feed.Record, seq int) {
 			p = e.path(PathRedis, seq)
 		}
 	} else {
-		p = e.sse[r.Endpoint]
+		name := r.Path()
+		p = e.byName[name]
 		if p == nil {
-			p = e.path(SSEPath(r.Endpoint), seq)
+			p = e.path(name, seq)
 		}
 		conn = max(r.Conn, 0)
 	}
@@ -352,9 +350,10 @@ func (e *Engine) observeOrganic(r *feed.Record) {
 	}
 	hop := r.TS.Sub(at).Microseconds()
 	r.HopUS, r.HasHop = hop, true
-	p := e.sse[r.Endpoint]
+	name := r.Path()
+	p := e.byName[name]
 	if p == nil {
-		p = e.path(SSEPath(r.Endpoint), e.seq+1)
+		p = e.path(name, e.seq+1)
 	}
 	p.hop.Record(hop)
 	p.hopWin.record(r.TS, hop)
