@@ -17,6 +17,7 @@ const (
 	SourcePoll                       // a polled URL (--poll)
 	SourceBrowser                    // an EventSource in headless Chromium (--browser, --page)
 	SourceMonitor                    // Redis MONITOR, filtered to PUBLISH/SPUBLISH (--monitor)
+	SourcePage                       // a page check: a selector became visible (--page, --expect)
 )
 
 // sourceNames are the NDJSON "source" values, which are also the prefixes
@@ -29,6 +30,7 @@ var sourceNames = [...]string{
 	SourcePoll:     "poll",
 	SourceBrowser:  "browser",
 	SourceMonitor:  "monitor",
+	SourcePage:     "page",
 }
 
 func (s Source) String() string {
@@ -42,7 +44,7 @@ func (s Source) String() string {
 // clients (event records on an endpoint), as opposed to Redis's side.
 func (s Source) Delivers() bool {
 	switch s {
-	case SourceSSE, SourceWS, SourceSocketIO, SourcePoll, SourceBrowser:
+	case SourceSSE, SourceWS, SourceSocketIO, SourcePoll, SourceBrowser, SourcePage:
 		return true
 	}
 	return false
@@ -147,7 +149,7 @@ func (r *Record) Path() string { return PathName(r.Source, r.Endpoint) }
 
 // PathName is the one place path names are made: "redis" for fanscope's
 // own subscription, "<source>:<endpoint>" for every other source
-// ("sse:app-1", "ws:app-1", "page:home" is made by PagePath).
+// ("sse:app-1", "ws:app-1", "page:home").
 func PathName(s Source, endpoint string) string {
 	if s == SourceRedis {
 		return "redis"
