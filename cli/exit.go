@@ -9,7 +9,8 @@ import (
 	"github.com/fanscope/fanscope/ssex"
 )
 
-// Exit statuses (SPEC.md).
+// Exit statuses, a contract with scripts: 0 every check met, 1 a budget or
+// delivery check failed, 2 usage or configuration, 3 a source unreachable.
 const (
 	exitOK          = 0
 	exitCheckFailed = 1

@@ -77,6 +77,7 @@ func runTail(ctx context.Context, e *env, src SourceFlags, opts tailOptions) err
 		// other cores to Redis and the publisher.
 		defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1))
 	}
+	parent := ctx
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	if opts.Duration > 0 {
@@ -89,12 +90,18 @@ func runTail(ctx context.Context, e *env, src SourceFlags, opts tailOptions) err
 	}
 	s, err := session.Open(ctx, cfg)
 	if err != nil {
+		if opts.Duration > 0 && ctx.Err() != nil && parent.Err() == nil {
+			return nil // --duration ended while connecting: a clean end, nothing seen
+		}
 		return err
 	}
 	p := newTailPrinter(e.stdout, opts, cancel)
 	s.OnBatch(p.print)
 	if err := s.Start(ctx); err != nil {
 		s.Close()
+		if opts.Duration > 0 && ctx.Err() != nil && parent.Err() == nil {
+			return nil
+		}
 		return err
 	}
 	var fatal error

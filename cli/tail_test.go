@@ -263,3 +263,15 @@ func TestTailSSE(t *testing.T) {
 		t.Errorf("second event = %v, want type message, id 7 kept, data raw in JSON", recs[3])
 	}
 }
+
+// TestTailShortDuration: a --duration that ends before the sources have
+// connected is a clean end (exit 0), not "no answer in time".
+func TestTailShortDuration(t *testing.T) {
+	srv := redistest.Start(t)
+	for _, d := range []string{"1ns", "1ms"} {
+		res := runCmd(t, "tail", "--redis", srv.URL(), "-c", "c", "--duration", d)
+		if res.code != 0 {
+			t.Errorf("--duration %s: got exit %d (stderr %q), want 0", d, res.code, res.stderr)
+		}
+	}
+}

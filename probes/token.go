@@ -59,7 +59,19 @@ func ValidateTemplate(t string) error {
 	if !strings.Contains(t, PlaceToken) {
 		return fmt.Errorf("probe template %q has no {{token}}: deliveries could not be matched: %w", t, ErrUsage)
 	}
-	return nil
+	// The token ends with its sequence number: a digit right after it
+	// ({{seq}}, {{sent_at}} or a literal one) would run into it, and no
+	// delivery would match.
+	for rest := t; ; {
+		i := strings.Index(rest, PlaceToken)
+		if i < 0 {
+			return nil
+		}
+		rest = rest[i+len(PlaceToken):]
+		if strings.HasPrefix(rest, PlaceSeq) || strings.HasPrefix(rest, PlaceSentAt) || (rest != "" && rest[0] >= '0' && rest[0] <= '9') {
+			return fmt.Errorf("probe template %q: put a separator after {{token}} (it ends in digits, so what follows must not be a digit, {{seq}} or {{sent_at}}): %w", t, ErrUsage)
+		}
+	}
 }
 
 // Render fills template t for one probe. sent_at is RFC 3339 with
