@@ -2,9 +2,9 @@ package feed
 
 import (
 	"bytes"
-	"fmt"
 	"encoding/base64"
 	"encoding/json"
+	"fmt"
 	"strings"
 	"testing"
 	"time"

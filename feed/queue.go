@@ -29,8 +29,8 @@ type Queue struct {
 	limit    int
 	maxBytes int
 	wake     chan struct{}
-	dropped atomic.Uint64
-	emitted atomic.Uint64
+	dropped  atomic.Uint64
+	emitted  atomic.Uint64
 }
 
 // NewQueue returns a queue holding up to limit records (DefaultQueueLimit
