@@ -84,6 +84,27 @@ func Render(t, token string, seq int, sentAt time.Time) string {
 	).Replace(t)
 }
 
+// nextToken finds the first token with the given prefix in data and
+// returns its seq and how far into data it ends (0: none).
+func nextToken(data, prefix string) (seq, end int) {
+	off := 0
+	for {
+		i := strings.Index(data[off:], prefix)
+		if i < 0 {
+			return 0, 0
+		}
+		off += i + len(prefix)
+		seq, n := 0, 0
+		for off+n < len(data) && n < 9 && data[off+n] >= '0' && data[off+n] <= '9' {
+			seq = seq*10 + int(data[off+n]-'0')
+			n++
+		}
+		if n > 0 && seq > 0 {
+			return seq, off + n
+		}
+	}
+}
+
 // findToken finds the first token with the given prefix ("fsp-<runid>-")
 // in data and returns its seq. A prefix not followed by digits is skipped.
 func findToken(data, prefix string) (int, bool) {
