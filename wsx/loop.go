@@ -143,7 +143,7 @@ func (tr *transport) details(source feed.Source) []string {
 		d = append(d, fmt.Sprintf("%d binary events", tr.binary))
 	}
 	if tr.malformed > 0 {
-		d = append(d, fmt.Sprintf("%d malformed packets, last %q", tr.malformed, tr.lastBad))
+		d = append(d, fmt.Sprintf("%d malformed packets, last %s", tr.malformed, tr.lastBad))
 	}
 	return d
 }
@@ -365,6 +365,8 @@ func (l *loop) refused(resp *http.Response) *ending {
 		reason += " (check -H/--bearer-env)"
 	case code == http.StatusForbidden:
 		reason += " (the credentials sent lack access; check -H/--bearer-env)"
+	case code == http.StatusNotFound && l.source == feed.SourceSocketIO:
+		reason += " (check the URL and --socketio-path)"
 	case code == http.StatusNotFound:
 		reason += " (check the URL path)"
 	case code < 400:
