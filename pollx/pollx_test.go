@@ -13,7 +13,10 @@ import (
 	"time"
 
 	"github.com/fanscope/fanscope/feed"
+	"github.com/fanscope/fanscope/session"
 )
+
+var _ session.Source = (*Client)(nil)
 
 type collector struct {
 	mu   sync.Mutex

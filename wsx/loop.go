@@ -303,9 +303,10 @@ func (l *loop) dial(ctx context.Context, rawURL string, lv *liveness, everConnec
 	dctx, cancel := context.WithTimeout(ctx, l.cfg.DialTimeout)
 	defer cancel()
 	opts := &websocket.DialOptions{
-		HTTPClient: l.cfg.HTTPClient,
-		HTTPHeader: l.cfg.header,
-		Host:       l.cfg.host,
+		HTTPClient:   l.cfg.HTTPClient,
+		HTTPHeader:   l.cfg.header,
+		Host:         l.cfg.host,
+		Subprotocols: l.cfg.Subprotocols,
 		OnPingReceived: func(context.Context, []byte) bool {
 			lv.touch(time.Now(), true)
 			return true

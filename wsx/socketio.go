@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"strconv"
@@ -108,7 +109,13 @@ type sioConn struct {
 	start     time.Time
 	connected bool
 	pending   *pendingBinary
+
+	connectTimer *time.Timer
 }
+
+// errConnectTimeout is the cause given to a session whose namespace
+// connect went unanswered.
+var errConnectTimeout = errors.New("namespace connect timed out")
 
 // session makes one attempt: handshake, Engine.IO open, namespace connect,
 // then events until the connection ends.
@@ -124,9 +131,18 @@ func (s *SocketIO) session(ctx context.Context, sink feed.Sink, lv *liveness, at
 	defer cancel(nil)
 	lv.arm(time.Now(), func() { cancel(errStalled) })
 	sc := &sioConn{s: s, sink: sink, conn: conn, lv: lv, attempt: attempt, start: start}
+	// A server that pings but never answers the namespace connect would
+	// keep the client "connecting" for good; Socket.IO's own client gives
+	// up after a timeout too.
+	connectTimer := time.AfterFunc(s.cfg.DialTimeout, func() { cancel(errConnectTimeout) })
+	defer connectTimer.Stop()
+	sc.connectTimer = connectTimer
 	for {
 		typ, r, err := conn.Reader(cctx)
 		if err != nil {
+			if errors.Is(context.Cause(cctx), errConnectTimeout) && ctx.Err() == nil {
+				return &ending{reason: fmt.Sprintf("namespace %s did not answer the connect packet within %s", s.ns, s.cfg.DialTimeout)}
+			}
 			return sc.ended(s.readEnded(ctx, cctx, lv, err))
 		}
 		data, over, err := s.readMessage(r, lv)
@@ -236,6 +252,7 @@ func (sc *sioConn) message(p []byte, at time.Time) *ending {
 	case '0': // connect
 		if !sc.connected {
 			sc.connected = true
+			sc.connectTimer.Stop()
 			sc.s.noteConnected(sc.sink, http.StatusSwitchingProtocols, sc.attempt, sc.lv, sc.start)
 		}
 	case '4': // connect error

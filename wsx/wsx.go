@@ -103,6 +103,8 @@ type Config struct {
 	// Header is sent with the handshake, e.g. "Authorization: Bearer …"
 	// for --bearer-env. A "Host" entry sets the request's Host.
 	Header http.Header
+	// Subprotocols are offered in Sec-WebSocket-Protocol (WebSocket only).
+	Subprotocols []string
 	// Token is the bearer token (--bearer-env); the Socket.IO client sends
 	// it as the connect auth payload {"token": …}. The WebSocket client
 	// ignores it (put it in Header).
