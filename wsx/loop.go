@@ -278,12 +278,22 @@ func (l *loop) setState(state, errText string) {
 }
 
 // noteConnected marks the connection established.
-func (l *loop) noteConnected(sink feed.Sink, status, attempt int, lv *liveness, start time.Time) {
+func (l *loop) noteConnected(sink feed.Sink, status, attempt int, start time.Time) {
 	l.mu.Lock()
 	l.st.TTFB = time.Since(start)
 	l.mu.Unlock()
 	l.connectedOnce.Do(func() { close(l.connected) })
 	l.emitState(sink, feed.StateConnected, status, "", attempt)
+}
+
+// everConnected reports whether a connection was ever established.
+func (l *loop) everConnected() bool {
+	select {
+	case <-l.connected:
+		return true
+	default:
+		return false
+	}
 }
 
 // event sends one delivery. at is when its read returned.

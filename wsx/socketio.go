@@ -253,7 +253,7 @@ func (sc *sioConn) message(p []byte, at time.Time) *ending {
 		if !sc.connected {
 			sc.connected = true
 			sc.connectTimer.Stop()
-			sc.s.noteConnected(sc.sink, http.StatusSwitchingProtocols, sc.attempt, sc.lv, sc.start)
+			sc.s.noteConnected(sc.sink, http.StatusSwitchingProtocols, sc.attempt, sc.start)
 		}
 	case '4': // connect error
 		msg := connectError(rest)

@@ -55,7 +55,7 @@ func (c *Client) connect(ctx context.Context, sink feed.Sink, lv *liveness, atte
 	cctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	lv.arm(time.Now(), func() { cancel(errStalled) })
-	c.noteConnected(sink, http.StatusSwitchingProtocols, attempt, lv, start)
+	c.noteConnected(sink, http.StatusSwitchingProtocols, attempt, start)
 
 	var wg sync.WaitGroup
 	if c.cfg.PingInterval > 0 {
@@ -108,15 +108,5 @@ func (c *Client) ping(ctx context.Context, conn *websocket.Conn) {
 			c.tr.rtt = rtt
 			c.mu.Unlock()
 		}
-	}
-}
-
-// everConnected reports whether a connection was ever established.
-func (l *loop) everConnected() bool {
-	select {
-	case <-l.connected:
-		return true
-	default:
-		return false
 	}
 }
