@@ -61,11 +61,11 @@ func usageErrorf(format string, args ...any) error {
 // endpoint's name and URL. NAME defaults to the URL's host:port; http and
 // https URLs are accepted. Errors wrap ErrUsage and never quote a secret.
 func ParseEndpoint(flag string) (name, rawURL string, err error) {
-	name, u, err := netx.SplitEndpoint(flag, "poll endpoint", "http", "https")
+	name, rawURL, err = netx.SplitEndpoint(flag, "poll endpoint", "http", "https")
 	if err != nil {
 		return "", "", &kindError{kind: ErrUsage, err: err}
 	}
-	return name, u.String(), nil
+	return name, rawURL, nil
 }
 
 // Config describes one polled URL.

@@ -87,11 +87,11 @@ func ParseSocketIOEndpoint(flag string) (name, rawURL string, err error) {
 }
 
 func parseEndpoint(flag, what string) (string, string, error) {
-	name, u, err := netx.SplitEndpoint(flag, what, "ws", "wss", "http", "https")
+	name, rawURL, err := netx.SplitEndpoint(flag, what, "ws", "wss", "http", "https")
 	if err != nil {
 		return "", "", &kindError{kind: ErrUsage, err: err}
 	}
-	return name, u.String(), nil
+	return name, rawURL, nil
 }
 
 // Config describes one connection to one WebSocket or Socket.IO endpoint.

@@ -119,10 +119,10 @@ func (s *Scrubber) Scrub(text string) string {
 // flag in messages, e.g. "ws endpoint") and checks the URL's scheme against
 // schemes. NAME defaults to the URL's host:port. Errors are plain; callers
 // wrap them with their package's usage error.
-func SplitEndpoint(flag, what string, schemes ...string) (name string, u *url.URL, err error) {
+func SplitEndpoint(flag, what string, schemes ...string) (name, rawURL string, err error) {
 	s := strings.TrimSpace(flag)
 	if s == "" {
-		return "", nil, fmt.Errorf("parse %s: empty value, want [NAME=]URL", what)
+		return "", "", fmt.Errorf("parse %s: empty value, want [NAME=]URL", what)
 	}
 	raw := s
 	// A URL's query may hold '=', so a NAME is only split off when the text
@@ -130,20 +130,20 @@ func SplitEndpoint(flag, what string, schemes ...string) (name string, u *url.UR
 	if i := strings.IndexByte(s, '='); i >= 0 && !strings.Contains(s[:i], "://") {
 		name, raw = strings.TrimSpace(s[:i]), strings.TrimSpace(s[i+1:])
 		if name == "" {
-			return "", nil, fmt.Errorf("parse %s: empty NAME before '=', want [NAME=]URL", what)
+			return "", "", fmt.Errorf("parse %s: empty NAME before '=', want [NAME=]URL", what)
 		}
 		if strings.ContainsFunc(name, func(r rune) bool { return r < 0x20 || r == 0x7f }) {
-			return "", nil, fmt.Errorf("parse %s %q: NAME contains control characters", what, name)
+			return "", "", fmt.Errorf("parse %s %q: NAME contains control characters", what, name)
 		}
 	}
-	u, err = CheckURL(raw, schemes...)
+	u, err := CheckURL(raw, schemes...)
 	if err != nil {
-		return "", nil, fmt.Errorf("parse %s: %w", what, err)
+		return "", "", fmt.Errorf("parse %s: %w", what, err)
 	}
 	if name == "" {
 		name = HostPort(u)
 	}
-	return name, u, nil
+	return name, raw, nil
 }
 
 // CheckURL parses raw and checks that it is an absolute URL with a host and
