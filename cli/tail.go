@@ -70,7 +70,7 @@ func runTail(ctx context.Context, e *env, src SourceFlags, opts tailOptions) err
 		// GOGC=100 spends a large share of ingest CPU on collections.
 		defer debug.SetGCPercent(debug.SetGCPercent(400))
 	}
-	if e.getenv("GOMAXPROCS") == "" && len(src.SSE) == 0 {
+	if e.getenv("GOMAXPROCS") == "" && src.endpoints() == 0 {
 		// Redis alone is a pipeline of one reader, the fan-in and the
 		// printer, each waiting on the one before: on one P they hand
 		// over without waking another thread, and a flood leaves the

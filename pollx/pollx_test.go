@@ -13,10 +13,7 @@ import (
 	"time"
 
 	"github.com/fanscope/fanscope/feed"
-	"github.com/fanscope/fanscope/session"
 )
-
-var _ session.Source = (*Client)(nil)
 
 type collector struct {
 	mu   sync.Mutex

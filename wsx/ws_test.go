@@ -17,12 +17,6 @@ import (
 	"github.com/coder/websocket"
 
 	"github.com/fanscope/fanscope/feed"
-	"github.com/fanscope/fanscope/session"
-)
-
-var (
-	_ session.Source = (*Client)(nil)
-	_ session.Source = (*SocketIO)(nil)
 )
 
 // wsHandler serves one accepted connection; n counts connections from 1.
