@@ -767,8 +767,11 @@ func (m *Model) problemLine() string {
 func (m *Model) footer() string {
 	st := m.styles
 	if c := m.confirm; c != nil {
-		q := st.Production.Render(" PRODUCTION ") + " " + st.Bad.Render(c.question) + "  "
-		return trunc(q+m.help.ShortHelpView(m.keys.ConfirmHelp()), m.width)
+		// The question gives way to the answers: y must stay in view.
+		label := st.Production.Render(" PRODUCTION ") + " "
+		hints := m.help.ShortHelpView(m.keys.ConfirmHelp())
+		room := max(m.width-ansi.StringWidth(label)-ansi.StringWidth(hints)-2, 12)
+		return trunc(label+st.Bad.Render(trunc(c.question, room))+"  "+hints, m.width)
 	}
 	if m.status != "" {
 		s := st.Status

@@ -82,7 +82,7 @@ func typeText(m *Model, s string) {
 }
 
 // run executes cmd (and batches) and returns the messages that come back
-// quickly; timers such as cursor blinks are left out.
+// within a second; longer timers are left out.
 func run(cmd tea.Cmd) []tea.Msg {
 	if cmd == nil {
 		return nil
@@ -92,7 +92,7 @@ func run(cmd tea.Cmd) []tea.Msg {
 	var msg tea.Msg
 	select {
 	case msg = <-ch:
-	case <-time.After(200 * time.Millisecond):
+	case <-time.After(time.Second): // generous: the machine may be busy; a cursor blink takes 0.5 s
 		return nil
 	}
 	if b, ok := msg.(tea.BatchMsg); ok {
@@ -719,6 +719,20 @@ func TestEveryWidthFits(t *testing.T) {
 			m.Update(press("w"))
 			checkFits(t, m, w, h)
 			m.Update(press("P"))
+			checkFits(t, m, w, h)
+		}
+	}
+	// A production confirmation, and the doors fixture.
+	for w := 1; w <= 130; w += 3 {
+		for _, h := range []int{1, 2, 5, 9, 24} {
+			m := newProductionModel(nil, false)
+			m.Update(tea.WindowSizeMsg{Width: w, Height: h})
+			m.Update(press("x"))
+			checkFits(t, m, w, h)
+			if got := screen(m); w >= 40 && h >= 2 && !strings.Contains(got, "y yes") {
+				t.Errorf("%dx%d: got no y answer in view:\n%s", w, h, got)
+			}
+			m = newDoorsModel(w, h, nil)
 			checkFits(t, m, w, h)
 		}
 	}
