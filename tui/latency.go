@@ -141,7 +141,7 @@ func (b *latencyBody) rows(w int) []string {
 	for _, line := range lines {
 		used = max(used, ansi.StringWidth(line))
 	}
-	if sw := min(w-used-3, 60); sw >= 4 {
+	if sw := min(w-used-3, 60); sw >= 8 {
 		for i := range lines {
 			if i == 0 {
 				lines[i] = padTo(lines[i], used) + "  " + st.Dim.Render("trend")

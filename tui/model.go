@@ -566,42 +566,11 @@ func (m *Model) layout() {
 		sz[panePublishers] = rect{rx, y + latH + radH, rw, rest - radH}
 		sz[paneStream] = rect{0, y + topH, w, body - topH}
 	} else {
-		// The stream keeps streamMin lines; the others share the rest in
-		// order of importance.
-		const streamMin = 5
-		rest := max(body-streamMin, 0)
-		if body < streamMin+2 {
-			rest = 0
+		stackHeights(&sz, body, want)
+		for i := range sz {
+			sz[i] = rect{0, y, w, sz[i].h}
+			y += sz[i].h
 		}
-		give := func(i, share int) {
-			n := min(want(i), max(share, 2), rest)
-			sz[i] = rect{0, y, w, n}
-			y += n
-			rest -= n
-		}
-		// A pane for which there is little room shows its title only.
-		small := func(i int) {
-			n := 0
-			switch {
-			case want(i) == 0:
-			case rest >= 4 && body >= 30:
-				n = min(want(i), max(body/6, 2), rest)
-			case rest >= 1:
-				n = 1
-			}
-			sz[i] = rect{0, y, w, n}
-			y += n
-			rest -= n
-		}
-		give(paneSources, body/3)
-		give(paneLatency, body/4)
-		small(paneRadar)
-		small(panePublishers)
-		n := 0
-		for i := range paneStream {
-			n += sz[i].h
-		}
-		sz[paneStream] = rect{0, y, w, body - n}
 	}
 	m.rects = sz
 	for i, p := range m.panes {
@@ -609,6 +578,63 @@ func (m *Model) layout() {
 	}
 	if !m.shown(m.focus) {
 		m.setFocus(paneStream)
+	}
+}
+
+// stackHeights shares body lines between the stacked panes. The stream
+// keeps about a third (at least 5 lines). The others get what they want
+// when it all fits; else each gets a minimum (a radar or publishers pane
+// shows its title line only below 30 lines), then latency (the decision
+// matrix) and sources take a line in turn until they are full.
+func stackHeights(sz *[paneCount]rect, body int, want func(int) int) {
+	keep := max(5, body*3/10)
+	rest := max(body-keep, 0)
+	if body < 7 {
+		rest = 0
+	}
+	total := 0
+	for i := range paneStream {
+		total += want(i)
+	}
+	h := [paneCount]int{}
+	if total <= rest {
+		for i := range paneStream {
+			h[i] = want(i)
+		}
+	} else {
+		small := 1
+		if body >= 30 {
+			small = 2
+		}
+		for _, i := range []int{paneLatency, paneSources, paneRadar, panePublishers} {
+			least := 2
+			if i == paneRadar || i == panePublishers {
+				least = small
+			}
+			h[i] = min(want(i), least, rest)
+			rest -= h[i]
+		}
+		for rest > 0 {
+			gave := false
+			for _, i := range []int{paneLatency, paneSources, paneRadar, panePublishers} {
+				if rest > 0 && h[i] < want(i) && (small > 1 || i == paneLatency || i == paneSources) {
+					h[i]++
+					rest--
+					gave = true
+				}
+			}
+			if !gave {
+				break
+			}
+		}
+	}
+	n := 0
+	for i := range paneStream {
+		n += h[i]
+	}
+	h[paneStream] = body - n
+	for i := range h {
+		sz[i].h = h[i]
 	}
 }
 
