@@ -169,3 +169,17 @@ func TestFooterFromKeyMap(t *testing.T) {
 		t.Errorf("details footer %q lacks the key map's keys", got)
 	}
 }
+
+// TestStalledInAmber checks a stalled connection is drawn in the warning
+// colour (amber), not as healthy or failed, with how long it has been
+// silent.
+func TestStalledInAmber(t *testing.T) {
+	m := newDoorsModel(200, 60, nil)
+	raw := m.View().Content
+	if want := m.styles.Warn.pre + "stalled 12.0s"; !strings.Contains(raw, want) {
+		t.Errorf("got no amber %q in the view", "stalled 12.0s")
+	}
+	if strings.Contains(raw, m.styles.Bad.pre+"stalled") || strings.Contains(raw, m.styles.Good.pre+"stalled") {
+		t.Errorf("got stalled drawn as failed or healthy")
+	}
+}

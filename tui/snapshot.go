@@ -1,5 +1,8 @@
 // Package tui is fanscope's terminal UI (the watch command): a Bubble Tea
-// program that shows both ends of a Redis Pub/Sub → SSE fan-out pipeline.
+// program that shows both ends of a Redis Pub/Sub fan-out pipeline: the
+// Redis side (subscription, subscriber counts, slow-subscriber radar, who
+// publishes) and every door clients use (SSE, WebSocket, Socket.IO,
+// polling, a browser), with probe latency per path side by side.
 // It does no I/O of its own: it pulls a Snapshot from a Backend on a tick
 // and asks the Backend to publish, probe and save.
 package tui
