@@ -48,29 +48,10 @@ func (d *detailsView) clamp() {
 // Update scrolls with j/k/g/G, PgUp/PgDn, space and the wheel.
 func (d *detailsView) Update(msg tea.Msg, k *KeyMap) {
 	page := max(d.height-2, 1)
-	switch msg := msg.(type) {
-	case tea.KeyPressMsg:
-		switch {
-		case key.Matches(msg, k.Down):
-			d.offset++
-		case key.Matches(msg, k.Up):
-			d.offset--
-		case key.Matches(msg, k.Top):
-			d.offset = 0
-		case key.Matches(msg, k.Bottom):
-			d.offset = len(d.lines)
-		case key.Matches(msg, k.PageDown, k.Pause):
-			d.offset += page
-		case key.Matches(msg, k.PageUp):
-			d.offset -= page
-		}
-	case tea.MouseWheelMsg:
-		switch msg.Button {
-		case tea.MouseWheelDown:
-			d.offset += wheelStep
-		case tea.MouseWheelUp:
-			d.offset -= wheelStep
-		}
+	if km, ok := msg.(tea.KeyPressMsg); ok && key.Matches(km, k.Pause) {
+		d.offset += page
+	} else {
+		d.offset = scroll(msg, k, d.offset, page, len(d.lines))
 	}
 	d.clamp()
 }

@@ -161,11 +161,15 @@ func (b *fakeBackend) SaveNDJSON(recs []feed.Record) (string, error) {
 
 // newFixtureModel is a model sized w×h that has taken two snapshots one
 // second apart (so rates are known).
-func newFixtureModel(w, h int, b Backend) *Model {
+func newFixtureModel(w, h int, b Backend) *Model { return newModelOf(fixtureSnapshot, w, h, b) }
+
+// newModelOf is a model sized w×h that has taken two snapshots made by
+// snap, one second apart.
+func newModelOf(snap func(time.Time, uint64, int) Snapshot, w, h int, b Backend) *Model {
 	m := New(Options{Backend: b, Location: time.UTC, Channel: "story:published"})
 	m.Update(tea.WindowSizeMsg{Width: w, Height: h})
-	m.Update(SnapshotMsg{fixtureSnapshot(t0.Add(-time.Second), 1, 40)})
-	m.Update(SnapshotMsg{fixtureSnapshot(t0, 41, 40)})
+	m.Update(SnapshotMsg{snap(t0.Add(-time.Second), 1, 40)})
+	m.Update(SnapshotMsg{snap(t0, 41, 40)})
 	return m
 }
 
@@ -218,10 +222,4 @@ func doorsSnapshot(now time.Time, first uint64, n int) Snapshot {
 }
 
 // newDoorsModel is newFixtureModel on doorsSnapshot.
-func newDoorsModel(w, h int, b Backend) *Model {
-	m := New(Options{Backend: b, Location: time.UTC, Channel: "story:published"})
-	m.Update(tea.WindowSizeMsg{Width: w, Height: h})
-	m.Update(SnapshotMsg{doorsSnapshot(t0.Add(-time.Second), 1, 40)})
-	m.Update(SnapshotMsg{doorsSnapshot(t0, 41, 40)})
-	return m
-}
+func newDoorsModel(w, h int, b Backend) *Model { return newModelOf(doorsSnapshot, w, h, b) }

@@ -190,33 +190,39 @@ func (p *listPane) clamp() {
 
 // Update scrolls with j/k/g/G, PgUp/PgDn and the wheel.
 func (p *listPane) Update(msg tea.Msg) (pane, tea.Cmd) {
+	p.offset = scroll(msg, p.keys, p.offset, p.page(), len(p.lines))
+	p.clamp()
+	return p, nil
+}
+
+// scroll is the offset after msg in a view of total lines that shows page
+// of them: j/k, PgUp/PgDn, g/G and the wheel. The caller clamps it.
+func scroll(msg tea.Msg, k *KeyMap, offset, page, total int) int {
 	switch msg := msg.(type) {
 	case tea.KeyPressMsg:
-		k := p.keys
 		switch {
 		case key.Matches(msg, k.Down):
-			p.offset++
+			return offset + 1
 		case key.Matches(msg, k.Up):
-			p.offset--
+			return offset - 1
 		case key.Matches(msg, k.PageDown):
-			p.offset += p.page()
+			return offset + page
 		case key.Matches(msg, k.PageUp):
-			p.offset -= p.page()
+			return offset - page
 		case key.Matches(msg, k.Top):
-			p.offset = 0
+			return 0
 		case key.Matches(msg, k.Bottom):
-			p.offset = len(p.lines)
+			return total
 		}
 	case tea.MouseWheelMsg:
 		switch msg.Button {
 		case tea.MouseWheelDown:
-			p.offset += wheelStep
+			return offset + wheelStep
 		case tea.MouseWheelUp:
-			p.offset -= wheelStep
+			return offset - wheelStep
 		}
 	}
-	p.clamp()
-	return p, nil
+	return offset
 }
 
 // View draws the title and the rows from the scroll offset.
