@@ -142,8 +142,8 @@ func (f *SourceFlags) sessionConfig(getenv func(string) string, withRedis bool) 
 			return session.Config{}, usageError(err)
 		}
 	}
-	if f.Stall < 0 || f.PollInterval <= 0 {
-		return session.Config{}, usageError(fmt.Errorf("--stall must not be negative and --poll-interval must be positive (got %v, %v)", f.Stall, f.PollInterval))
+	if f.Stall < 0 || f.PollInterval < 0 {
+		return session.Config{}, usageError(fmt.Errorf("--stall and --poll-interval must not be negative (got %v, %v)", f.Stall, f.PollInterval))
 	}
 	cfg.Stall, cfg.PollInterval, cfg.SocketIOPath = f.Stall, f.PollInterval, f.SocketIOPath
 	if f.BearerEnv != "" {
