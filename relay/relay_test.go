@@ -347,7 +347,7 @@ func TestToken(t *testing.T) {
 }
 
 func TestKeepAliveComments(t *testing.T) {
-	const period = 50 * time.Millisecond
+	const period = 100 * time.Millisecond
 	r := startRelay(t, Config{KeepAlive: period})
 	c := mustDial(t, r.addr, DefaultPath, nil)
 	start := time.Now()
@@ -694,7 +694,7 @@ func TestLongReplayFitsASmallClientQueue(t *testing.T) {
 // is the replay → live hand-over under load.
 func TestReconnectingClientsSeeEveryIDOnce(t *testing.T) {
 	const clients, events = 12, 1200
-	r := startRelay(t, Config{History: events, KeepAlive: 5 * time.Millisecond, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	r := startRelay(t, Config{History: events, KeepAlive: MinKeepAlive, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	published := make(chan struct{})
 	go func() {
 		defer close(published)
@@ -766,7 +766,7 @@ func TestCORS(t *testing.T) {
 			"Access-Control-Allow-Origin": "http://localhost:3000", "Access-Control-Allow-Credentials": "true", "Vary": "Origin"}},
 		{"preflight", "http://localhost:3000", "OPTIONS", true, 204, map[string]string{
 			"Access-Control-Allow-Origin": "http://localhost:3000", "Access-Control-Allow-Methods": "GET",
-			"Access-Control-Allow-Headers": "Authorization, Last-Event-ID, Cache-Control"}},
+			"Access-Control-Allow-Headers": "Authorization, Last-Event-ID, Cache-Control, If-None-Match"}},
 		{"401 is readable cross-origin", "*", "GET", true, 401, map[string]string{"Access-Control-Allow-Origin": "*"}},
 	}
 	for _, tt := range tests {
