@@ -245,3 +245,9 @@ func (c *sseClient) read() {
 func (c *sseClient) deliver(ev *event) bool { return c.send(ev.sse, true, true) }
 
 func (c *sseClient) shut(reason string) { c.drop(reason) }
+
+func (c *sseClient) queued() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.qBytes
+}

@@ -114,6 +114,7 @@ type subscriber interface {
 	deliver(ev *event) bool // false: dropped now as too slow
 	ping()
 	shut(reason string)
+	queued() int // bytes waiting
 }
 
 // event is one relayed message, encoded once for every client.
@@ -539,6 +540,18 @@ func (r *Relay) detach(s subscriber, kind, remote, reason string, sent uint64, s
 	r.mu.Unlock()
 	r.log.Info(kind+" client disconnected", "remote", remote, "reason", reason, "events", sent,
 		"duration", time.Since(since).Round(time.Millisecond), "active", active)
+}
+
+// queuedBytes is how many bytes wait for clients in their queues.
+func (r *Relay) queuedBytes() int {
+	r.mu.Lock()
+	list := r.snapshot()
+	r.mu.Unlock()
+	n := 0
+	for _, s := range list {
+		n += s.queued()
+	}
+	return n
 }
 
 // keepAlive sends one ": ping" comment (a WebSocket ping) to every client.

@@ -584,6 +584,22 @@ func TestConfigErrors(t *testing.T) {
 		{"negative keepalive", Config{KeepAlive: -time.Second}},
 		{"token with space", Config{Token: "a b"}},
 		{"two origins", Config{AllowOrigin: "http://a,http://b"}},
+		{"path with a space (panicked after listening)", Config{Path: "/a b"}},
+		{"path with a mux wildcard", Config{Path: "/a/{b}"}},
+		{"path with a query", Config{Path: "/a?b"}},
+		{"path with a trailing slash", Config{Path: "/a/"}},
+		{"path /", Config{Path: "/"}},
+		{"path ..", Config{Path: "/a/../b"}},
+		{"path /ws", Config{Path: WSPath}},
+		{"path clashing with a poll endpoint", Config{Path: "/a/poll"}},
+		{"origin null", Config{AllowOrigin: "null"}},
+		{"origin file", Config{AllowOrigin: "file:///tmp/x"}},
+		{"origin with a path", Config{AllowOrigin: "http://a/b"}},
+		{"origin without a scheme", Config{AllowOrigin: "localhost:3000"}},
+		{"keepalive 1ns", Config{KeepAlive: time.Nanosecond}},
+		{"write timeout 1ns", Config{WriteTimeout: time.Nanosecond}},
+		{"negative history bytes", Config{HistoryBytes: -1}},
+		{"negative client queue bytes", Config{ClientQueueBytes: -1}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

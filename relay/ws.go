@@ -219,3 +219,9 @@ func (r *Relay) parseLastID(req *http.Request, alt string) (uint64, bool) {
 	}
 	return id, true
 }
+
+func (c *wsClient) queued() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.qBytes
+}
