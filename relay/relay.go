@@ -9,10 +9,12 @@
 // earlier versions used): with one goroutine, one channel and a
 // ResponseWriter per connection it held 40.7 KB of RSS per idle connection
 // and needed 511 ms (p99) to reach the last of 10,000. Here a connection is
-// hijacked from net/http once its head is sent; each event is encoded once
-// and the same bytes are written to every connection with a non-blocking
-// write, so a connection costs one small reader goroutine and no buffers
-// while it keeps up (docs/BENCHMARKS.md has the figures).
+// taken from net/http (and from Go's network poller) once its request is
+// read; each event is encoded once and the same bytes are written to every
+// connection with a non-blocking write; one epoll loop watches all of them
+// for leaving and for draining what a slow client has queued. A connection
+// costs no goroutine and no buffer while it keeps up (docs/BENCHMARKS.md
+// has the figures).
 package relay
 
 import (
@@ -32,6 +34,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/fanscope/fanscope/feed"
@@ -139,7 +142,10 @@ type Relay struct {
 	// order, and a new one its replay before any live event.
 	pubMu sync.Mutex
 
-	wg sync.WaitGroup // connection goroutines (readers, flushers)
+	wg     sync.WaitGroup // the epoll loop and WebSocket handlers
+	closed atomic.Bool    // closeAll ran: the epoll loop ends once every client is gone
+	pl     *poller        // created with the first SSE client; guarded by mu until then
+	plErr  error
 
 	mu        sync.Mutex
 	subs      map[subscriber]struct{}
@@ -486,11 +492,11 @@ func (r *Relay) attach(s subscriber, lastID uint64, hasLast bool, prepare func([
 	}
 	r.subs[s] = struct{}{}
 	r.list = nil
-	// Counted before closing can be set: Serve waits for every client's
-	// goroutines after closeAll, and net/http no longer tracks them.
-	r.wg.Add(1)
 	r.stats.connTotal++
 	if _, isWS := s.(*wsClient); isWS {
+		// Counted before closing can be set: Serve waits for it after
+		// closeAll (net/http's Shutdown does not wait for hijacked ones).
+		r.wg.Add(1)
 		r.wsLive++
 	} else {
 		r.sseLive++
@@ -676,8 +682,25 @@ func (r *Relay) serveEvents(w http.ResponseWriter, req *http.Request) {
 		r.log.Warn("sse client: cannot take over the connection", "remote", req.RemoteAddr, "error", err)
 		return
 	}
-	c := newSSEClient(r, nc, req.RemoteAddr)
-	c.lastID, c.hasLast = lastID, hasLast
+	pl, err := r.poller()
+	if err != nil {
+		_ = nc.SetWriteDeadline(time.Now().Add(time.Second))
+		_, _ = io.WriteString(nc, "HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain\r\nConnection: close\r\n\r\n"+err.Error()+"\n")
+		_ = nc.Close()
+		return
+	}
+	fd, err := takeFD(nc)
+	if err != nil {
+		r.log.Warn("sse client: cannot take over the connection", "remote", req.RemoteAddr, "error", err)
+		_ = nc.Close()
+		return
+	}
+	c := &sseClient{r: r, fd: fd, remote: req.RemoteAddr, since: time.Now(), timeout: r.cfg.WriteTimeout}
+	if err := pl.add(c); err != nil {
+		r.log.Warn("sse client: cannot watch the connection", "remote", req.RemoteAddr, "error", err)
+		_ = syscall.Close(fd)
+		return
+	}
 	a, ok := r.attach(c, lastID, hasLast, func(evs []*event) {
 		size := 0
 		for _, ev := range evs {
@@ -691,13 +714,38 @@ func (r *Relay) serveEvents(w http.ResponseWriter, req *http.Request) {
 		}
 	})
 	if !ok {
-		_ = nc.SetWriteDeadline(time.Now().Add(time.Second))
-		_, _ = io.WriteString(nc, "HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain\r\nConnection: close\r\n\r\nshutting down\n")
-		_ = nc.Close()
+		c.send([]byte("HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain\r\nConnection: close\r\n\r\nshutting down\n"), false, false)
+		c.drop(reasonShutdown)
 		return
 	}
-	go c.read()
 	r.logConnect("sse client connected", c.remote, lastID, hasLast, a)
+	if c.isDead() {
+		// It went before attach had added it; drop could not remove it.
+		c.mu.Lock()
+		reason, sent := c.reason, c.sent
+		c.mu.Unlock()
+		r.detach(c, "sse", c.remote, reason, sent, c.since)
+	}
+}
+
+// poller returns the epoll loop of the SSE clients, starting it with the
+// first client.
+func (r *Relay) poller() (*poller, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.closing {
+		return nil, errors.New("relay shutting down")
+	}
+	if r.pl != nil || r.plErr != nil {
+		return r.pl, r.plErr
+	}
+	r.pl, r.plErr = newPoller(&r.closed)
+	if r.plErr != nil {
+		return nil, r.plErr
+	}
+	pl := r.pl
+	r.wg.Go(pl.run)
+	return pl, nil
 }
 
 // servePoll answers with the last events as JSON:
@@ -978,6 +1026,7 @@ func (r *Relay) closeAll() {
 	r.pubMu.Lock()
 	r.mu.Lock()
 	r.closing = true
+	r.closed.Store(true)
 	list := r.snapshot()
 	r.mu.Unlock()
 	r.pubMu.Unlock()
