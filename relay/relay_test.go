@@ -433,9 +433,9 @@ func TestThousandClientsGetEveryEvent(t *testing.T) {
 }
 
 // TestStuckClientDoesNotDelayOthers: one client stops reading. The write
-// timeout is an hour, so only the per-client queues keep the rest flowing:
-// with r3labs's own fan-out the good client would stall once the stuck
-// one's socket and 64-event channel filled.
+// timeout is an hour, so only the per-client queues keep the rest flowing
+// (r3labs/sse/v2's fan-out, which the relay once used, stalled the good
+// client once the stuck one's socket and 64-event channel filled).
 func TestStuckClientDoesNotDelayOthers(t *testing.T) {
 	r := startRelay(t, Config{History: 8, ClientQueue: 8, WriteTimeout: time.Hour})
 	stuck, err := net.Dial("tcp", r.addr)
