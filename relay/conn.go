@@ -87,7 +87,10 @@ func (c *sseClient) send(frame []byte, counted, bounded bool) bool {
 		}
 		off = n
 	}
-	if bounded && (len(c.q)+1 > c.maxFrames || c.qBytes+len(frame) > c.maxBytes) {
+	// An empty queue takes one frame of any size: the bound is on what
+	// piles up behind it, so one event larger than the bound reaches a
+	// client that keeps up.
+	if bounded && len(c.q) > 0 && (len(c.q)+1 > c.maxFrames || c.qBytes+len(frame) > c.maxBytes) {
 		c.mu.Unlock()
 		c.drop(reasonTooSlow)
 		return false

@@ -413,6 +413,36 @@ func TestIngestBoundedInBytes(t *testing.T) {
 	if got := r.Stats().IngestDropped; got != 20 {
 		t.Fatalf("30 payloads of 100 KiB into 1 MiB: got %d dropped, want 20", got)
 	}
+	// One message larger than the bound is taken when nothing waits.
+	r2, _ := New(Config{IngestBytes: 1 << 10})
+	r2.Emit(feed.Record{Kind: feed.KindMessage, Channel: "c", Data: big})
+	if got := r2.Stats().IngestDropped; got != 0 {
+		t.Fatalf("one payload over the bound into an empty queue: got %d dropped, want 0", got)
+	}
+}
+
+// TestEventLargerThanTheClientQueue: a client that keeps up gets an event
+// larger than its queue bound (the bound is on what piles up behind).
+func TestEventLargerThanTheClientQueue(t *testing.T) {
+	r := startRelay(t, Config{ClientQueueBytes: 64 << 10})
+	c := mustDial(t, r.addr, DefaultPath, nil)
+	ws, _, err := dialWS(t, r, "", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitConnections(t, r, 2)
+	big := strings.Repeat("L", 4<<20)
+	r.Publish("c", big)
+	o, err := c.nextEvent(20 * time.Second)
+	if err != nil || len(o.Data) != len(big) {
+		t.Fatalf("sse: got %d bytes (%v), want %d", len(o.Data), err, len(big))
+	}
+	if got := readWS(t, ws); len(got.Data) != len(big) {
+		t.Fatalf("ws: got %d bytes, want %d", len(got.Data), len(big))
+	}
+	if st := r.Stats(); st.SlowClientsDropped != 0 {
+		t.Fatalf("got %d clients dropped, want 0", st.SlowClientsDropped)
+	}
 }
 
 // TestRedisStateGapsAndReconnects: /stats says how the subscription is and

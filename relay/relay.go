@@ -344,8 +344,10 @@ func newEvent(id uint64, channel, payload string) *event {
 // Config.IngestBytes of waiting payloads a message is dropped and counted.
 func (r *Relay) Emit(rec feed.Record) {
 	if rec.Kind == feed.KindMessage {
-		if r.ingestBytes.Add(int64(len(rec.Data))) > int64(r.cfg.IngestBytes) {
-			r.ingestBytes.Add(-int64(len(rec.Data)))
+		// Nothing waiting: any one message is taken, however large.
+		n := int64(len(rec.Data))
+		if total := r.ingestBytes.Add(n); total > n && total > int64(r.cfg.IngestBytes) {
+			r.ingestBytes.Add(-n)
 			r.ingestDrop.Add(1)
 			return
 		}

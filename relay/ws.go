@@ -46,7 +46,7 @@ func (c *wsClient) deliver(ev *event) bool {
 		c.mu.Unlock()
 		return true
 	}
-	if len(c.q)+1 > c.maxFrames || c.qBytes+len(ev.obj) > c.maxBytes {
+	if len(c.q) > 0 && (len(c.q)+1 > c.maxFrames || c.qBytes+len(ev.obj) > c.maxBytes) {
 		c.mu.Unlock()
 		c.shut(reasonTooSlow)
 		return false
