@@ -26,8 +26,11 @@ import (
 type env struct {
 	fanscope string
 	quick    bool
-	dir      string
-	log      io.Writer
+	// node and nodeDir run the Node relay baseline; nodeErr says why not
+	// when node is "".
+	node, nodeDir, nodeErr string
+	dir                    string
+	log                    io.Writer
 
 	redisOnce sync.Once
 	redis     *redisServer
@@ -38,7 +41,7 @@ type env struct {
 	seq      int
 }
 
-func newEnv(bin string, quick bool, log io.Writer) (*env, error) {
+func newEnv(bin, nodeDir string, quick bool, log io.Writer) (*env, error) {
 	fs, err := findFanscope(bin)
 	if err != nil {
 		return nil, err
@@ -48,7 +51,11 @@ func newEnv(bin string, quick bool, log io.Writer) (*env, error) {
 	if err != nil {
 		return nil, fmt.Errorf("create work directory: %w", err)
 	}
-	return &env{fanscope: fs, quick: quick, dir: dir, log: log}, nil
+	e := &env{fanscope: fs, quick: quick, dir: dir, log: log}
+	if e.node, e.nodeDir, err = findNode(nodeDir); err != nil {
+		e.nodeErr = err.Error()
+	}
+	return e, nil
 }
 
 // raiseFDLimit sets the soft open-file limit to the hard one. Setting it
@@ -59,6 +66,15 @@ func raiseFDLimit(log io.Writer) {
 	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &l); err != nil {
 		fmt.Fprintf(log, "bench: read open-file limit: %v\n", err)
 		return
+	}
+	// The relay section holds 50,000 connections (two descriptors each on
+	// one machine): as root, raise the hard limit too.
+	const want = 200_000
+	if l.Max < want {
+		up := syscall.Rlimit{Cur: want, Max: want}
+		if syscall.Setrlimit(syscall.RLIMIT_NOFILE, &up) == nil {
+			return
+		}
 	}
 	l.Cur = l.Max
 	if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &l); err != nil {

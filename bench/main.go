@@ -1,7 +1,7 @@
 // Command bench measures fanscope against baselines run side by side, in one
 // run, on loopback: ingest rate against redis-cli, redis-path latency against
 // a minimal go-redis loop, SSE fan-out scale against a minimal net/http
-// client, TUI cost against redis-cli in the same terminal, and the ssex
+// client, the relay against a Node.js relay (http + better-sse), TUI cost against redis-cli in the same terminal, and the ssex
 // parser against r3labs/sse/v2 and tmaxmax/go-sse. It starts its own
 // redis-server and relay and prints one table of ratios with PASS/FAIL per
 // target. Run it with scripts/bench; see docs/BENCHMARKS.md.
@@ -30,6 +30,7 @@ var sections = []struct {
 	{"ingest", runIngest},
 	{"overhead", runOverhead},
 	{"fanout", runFanout},
+	{"relay", runRelay},
 	{"tui", runTUI},
 }
 
@@ -53,6 +54,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		quick = fs.Bool("quick", false, "smaller sizes, for a smoke run (under 2 minutes)")
 		bin   = fs.String("fanscope", "", "the fanscope binary to measure (scripts/bench builds it)")
 		keep  = fs.Bool("keep", false, "keep the work directory (logs of every child process)")
+		node  = fs.String("node-dir", "", "folder with better-sse and ioredis installed and relay.mjs (scripts/bench makes it)")
 	)
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, "usage: scripts/bench [--quick] [--only SECTION]\n\n")
@@ -69,7 +71,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "bench: unknown section %q (want one of %s)\n", *only, sectionNames())
 		return 2
 	}
-	e, err := newEnv(*bin, *quick, stderr)
+	e, err := newEnv(*bin, *node, *quick, stderr)
 	if err != nil {
 		fmt.Fprintf(stderr, "bench: %v\n", err)
 		return 2

@@ -6,7 +6,10 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"os"
+	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -28,8 +31,10 @@ type relayFlags struct {
 	Token        string
 	TokenEnv     string
 	History      int
+	HistoryBytes int
 	WriteTimeout time.Duration
 	ClientQueue  int
+	QueueBytes   int
 	CORSOrigin   string
 }
 
@@ -42,14 +47,28 @@ func newRelayCmd(e *env) *cobra.Command {
 the event type is the channel name with ':' replaced by '-' (story:published →
 story-published), the data is the payload (one data: line per line), and ids
 increase. A client reconnecting with Last-Event-ID is sent exactly the events it
-missed that are still in the --history window; a new client gets live events
-only. Keep-alive comments (": ping") go out every --keepalive. A client that
-stops reading is dropped once its queue is full or a write takes longer than
---write-timeout, so it never holds up the others.
+missed that are still in the history (--history events, --history-bytes bytes);
+a new client gets live events only. Keep-alive comments (": ping") go out every
+--keepalive. A client that stops reading is dropped once its queue is full
+(--client-queue events or --client-queue-bytes bytes) or a write takes longer
+than --write-timeout, so it never holds up the others.
+
+The same events, with the same ids, are served two more ways:
+  GET /ws          WebSocket: one text message per event, the JSON object
+                   {"id":"7","type":"story-published","channel":"story:published","data":"..."};
+                   resume with ?last_event_id=N (or a Last-Event-ID header)
+  GET PATH/poll    polling (PATH is --path): {"last_event_id":N,"events":[...]}
+                   with the last ?limit=N events (default 100) or those
+                   ?after=ID; an ETag, and 304 Not Modified on If-None-Match
+                   while nothing is new
 
 Also served: GET /healthz (200 "ok"; 503 while the Redis subscription is
-down) and GET /stats (JSON: connections, events_relayed, per_channel, ...).
---token protects the event stream only.
+down) and GET /stats (JSON: connections, events_relayed, per_channel for up
+to 1000 channels, redis_state, redis_gaps, redis_reconnects, ingest_dropped,
+...). --token protects the stream, /ws, the poll endpoint and /stats.
+ingest_dropped counts only messages the relay itself dropped; messages that
+Redis drops (for example when it closes the subscription at its
+client-output-buffer-limit) never arrive: they show as redis_gaps.
 
 A channel given with -c that a -p pattern also matches is relayed twice, as
 Redis delivers it twice.`,
@@ -67,13 +86,15 @@ Redis delivers it twice.`,
 	fs.StringArrayVarP(&f.Channels, "channel", "c", nil, "SUBSCRIBE to channel `NAME` and relay it (repeatable)")
 	fs.StringArrayVarP(&f.Patterns, "pattern", "p", nil, "PSUBSCRIBE to `GLOB` and relay what matches (repeatable)")
 	fs.StringVar(&f.Path, "path", relay.DefaultPath, "URL `PATH` of the event stream")
-	fs.DurationVar(&f.KeepAlive, "keepalive", 15*time.Second, "send a ': ping' keep-alive comment every `D` (0: none)")
-	fs.StringVar(&f.Token, "token", "", "require ?token=`T` or 'Authorization: Bearer T' on the event stream")
+	fs.DurationVar(&f.KeepAlive, "keepalive", 15*time.Second, "send a ': ping' keep-alive comment (a WebSocket ping) every `D` (0: none; at least 100ms)")
+	fs.StringVar(&f.Token, "token", "", "require ?token=`T` or 'Authorization: Bearer T' on the event stream, /ws, the poll endpoint and /stats")
 	fs.StringVar(&f.TokenEnv, "token-env", "", "like --token, read from environment variable `VAR` (keeps it out of argv)")
-	fs.IntVar(&f.History, "history", 1000, "keep the last `N` events for Last-Event-ID replay")
-	fs.DurationVar(&f.WriteTimeout, "write-timeout", relay.DefaultWriteTimeout, "drop a client when one write to it takes longer than `D`")
+	fs.IntVar(&f.History, "history", 1000, "keep the last `N` events for Last-Event-ID replay and polling")
+	fs.IntVar(&f.HistoryBytes, "history-bytes", relay.DefaultHistoryBytes, "and at most `BYTES` of them (an event larger than this is relayed but not kept)")
+	fs.DurationVar(&f.WriteTimeout, "write-timeout", relay.DefaultWriteTimeout, "drop a client when one write to it takes longer than `D` (at least 10ms)")
 	fs.IntVar(&f.ClientQueue, "client-queue", relay.DefaultClientQueue, "drop a client when `N` events are waiting for it (it reconnects and is replayed)")
-	fs.StringVar(&f.CORSOrigin, "cors-origin", "", "send Access-Control-Allow-Origin: `ORIGIN` (\"*\" or e.g. http://localhost:3000) so pages from there can connect")
+	fs.IntVar(&f.QueueBytes, "client-queue-bytes", relay.DefaultClientQueueBytes, "or when `BYTES` of events are waiting for it")
+	fs.StringVar(&f.CORSOrigin, "cors-origin", "", "send Access-Control-Allow-Origin: `ORIGIN` (\"*\" or one http(s) origin such as http://localhost:3000) so pages from there can connect")
 	fs.StringVar(&f.TLSCA, "tls-ca", "", "PEM `FILE` of CA certificates trusted for rediss://")
 	fs.BoolVar(&f.TLSInsecure, "tls-insecure", false, "do not verify TLS certificates (testing only)")
 	return cmd
@@ -105,6 +126,19 @@ func runRelay(ctx context.Context, e *env, f *relayFlags) error {
 	if len(f.Channels)+len(f.Patterns) == 0 {
 		return usageError(errors.New("relay: nothing to relay: give -c CHANNEL or -p PATTERN"))
 	}
+	// Zero means "the default" in relay.Config; on the command line it is
+	// a mistake (0 bytes of queue would drop every client at once).
+	for _, v := range []struct {
+		flag string
+		n    int
+	}{{"--client-queue", f.ClientQueue}, {"--client-queue-bytes", f.QueueBytes}, {"--history-bytes", f.HistoryBytes}} {
+		if v.n <= 0 {
+			return usageError(fmt.Errorf("relay: %s %d: want a positive number", v.flag, v.n))
+		}
+	}
+	if f.WriteTimeout <= 0 {
+		return usageError(fmt.Errorf("relay: --write-timeout %s: want a positive duration (at least %s)", f.WriteTimeout, relay.MinWriteTimeout))
+	}
 	token := f.Token
 	if f.TokenEnv != "" {
 		if token != "" {
@@ -121,8 +155,9 @@ func runRelay(ctx context.Context, e *env, f *relayFlags) error {
 		Sub:    redisx.Subscription{Channels: f.Channels, Patterns: f.Patterns},
 		Listen: f.Listen,
 		Relay: relay.Config{
-			Path: f.Path, KeepAlive: f.KeepAlive, Token: token, History: f.History,
-			WriteTimeout: f.WriteTimeout, ClientQueue: f.ClientQueue, AllowOrigin: f.CORSOrigin, Logger: log,
+			Path: f.Path, KeepAlive: f.KeepAlive, Token: token, History: f.History, HistoryBytes: f.HistoryBytes,
+			WriteTimeout: f.WriteTimeout, ClientQueue: f.ClientQueue, ClientQueueBytes: f.QueueBytes,
+			AllowOrigin: f.CORSOrigin, Logger: log,
 		},
 		Logger:   log,
 		ReadyMsg: true,
@@ -152,6 +187,7 @@ func startRelay(ctx context.Context, o relayOptions) (*runningRelay, error) {
 	if err != nil {
 		return nil, usageError(fmt.Errorf("relay: %w", err))
 	}
+	fdLimit := raiseFileLimit()
 	ln, err := net.Listen("tcp", o.Listen)
 	if err != nil {
 		return nil, usageError(fmt.Errorf("relay: listen on %s: %w", o.Listen, err))
@@ -190,7 +226,8 @@ func startRelay(ctx context.Context, o relayOptions) (*runningRelay, error) {
 		if len(o.Sub.Patterns) > 0 {
 			attrs = append(attrs, "patterns", strings.Join(o.Sub.Patterns, ","))
 		}
-		attrs = append(attrs, "keepalive", o.Relay.KeepAlive, "history", o.Relay.History, "token", o.Relay.Token != "")
+		attrs = append(attrs, "keepalive", o.Relay.KeepAlive, "history", o.Relay.History, "token", o.Relay.Token != "",
+			"ws", "http://"+displayAddr(ln.Addr())+relay.WSPath, "poll", rr.URL+relay.PollSuffix, "max_connections", fdLimit)
 		o.Logger.Info("relay listening", attrs...)
 	}
 	go func() {
@@ -226,4 +263,33 @@ func displayAddr(a net.Addr) string {
 		host = "127.0.0.1"
 	}
 	return net.JoinHostPort(host, port)
+}
+
+// raiseFileLimit lifts the open-file limit as far as the process may (the
+// hard limit; as root up to the kernel's nr_open, at most 1,048,576): every
+// client is a descriptor. It returns the limit in force.
+func raiseFileLimit() uint64 {
+	var lim syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
+		return 0
+	}
+	want := uint64(1 << 20)
+	if b, err := os.ReadFile("/proc/sys/fs/nr_open"); err == nil {
+		if n, err := strconv.ParseUint(strings.TrimSpace(string(b)), 10, 64); err == nil {
+			want = min(want, n)
+		}
+	}
+	if lim.Max < want {
+		// Only a privileged process may raise the hard limit; try.
+		up := syscall.Rlimit{Cur: want, Max: want}
+		if syscall.Setrlimit(syscall.RLIMIT_NOFILE, &up) == nil {
+			return want
+		}
+	}
+	if lim.Cur < lim.Max {
+		lim.Cur = lim.Max
+		_ = syscall.Setrlimit(syscall.RLIMIT_NOFILE, &lim)
+	}
+	_ = syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim)
+	return lim.Cur
 }

@@ -90,7 +90,16 @@ func TestRelayCommandRelaysRedisToSSE(t *testing.T) {
 		}
 	}
 
+	// /stats is behind the token too.
 	stats, err := http.Get(base + "/stats")
+	if err != nil {
+		t.Fatal(err)
+	}
+	stats.Body.Close()
+	if stats.StatusCode != http.StatusUnauthorized {
+		t.Errorf("/stats without the token: got %d, want 401", stats.StatusCode)
+	}
+	stats, err = http.Get(base + "/stats?token=tok")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -98,11 +107,12 @@ func TestRelayCommandRelaysRedisToSSE(t *testing.T) {
 		Connections   int               `json:"connections"`
 		EventsRelayed int               `json:"events_relayed"`
 		PerChannel    map[string]uint64 `json:"per_channel"`
+		RedisState    string            `json:"redis_state"`
 	}
 	err = json.NewDecoder(stats.Body).Decode(&st)
 	stats.Body.Close()
-	if err != nil || st.Connections != 1 || st.EventsRelayed != 2 || st.PerChannel["news:today"] != 1 {
-		t.Errorf("/stats: got %+v (%v), want 1 connection, 2 events, news:today 1", st, err)
+	if err != nil || st.Connections != 1 || st.EventsRelayed != 2 || st.PerChannel["news:today"] != 1 || st.RedisState != "subscribed" {
+		t.Errorf("/stats: got %+v (%v), want 1 connection, 2 events, news:today 1, redis_state subscribed", st, err)
 	}
 
 	cancel()
@@ -139,6 +149,18 @@ func TestRelayExitCodes(t *testing.T) {
 		{"bad redis url", []string{"relay", "--redis", "http://x", "--listen", listen(), "-c", "x"}, 2},
 		{"redis refused", []string{"relay", "--redis", refused, "--listen", listen(), "-c", "x"}, 3},
 		{"unknown flag", []string{"relay", "--nope"}, 2},
+		{"path with a space", []string{"relay", "--redis", srv.URL(), "--listen", listen(), "-c", "x", "--path", "/a b"}, 2},
+		{"path with a mux wildcard", []string{"relay", "--redis", srv.URL(), "--listen", listen(), "-c", "x", "--path", "/a/{b}"}, 2},
+		{"path /ws", []string{"relay", "--redis", srv.URL(), "--listen", listen(), "-c", "x", "--path", "/ws"}, 2},
+		{"cors origin null", []string{"relay", "--redis", srv.URL(), "--listen", listen(), "-c", "x", "--cors-origin", "null"}, 2},
+		{"cors origin not http", []string{"relay", "--redis", srv.URL(), "--listen", listen(), "-c", "x", "--cors-origin", "file:///tmp"}, 2},
+		{"cors origin with a path", []string{"relay", "--redis", srv.URL(), "--listen", listen(), "-c", "x", "--cors-origin", "http://a/b"}, 2},
+		{"keepalive 1ns", []string{"relay", "--redis", srv.URL(), "--listen", listen(), "-c", "x", "--keepalive", "1ns"}, 2},
+		{"write timeout 0", []string{"relay", "--redis", srv.URL(), "--listen", listen(), "-c", "x", "--write-timeout", "0"}, 2},
+		{"write timeout 1ns", []string{"relay", "--redis", srv.URL(), "--listen", listen(), "-c", "x", "--write-timeout", "1ns"}, 2},
+		{"client queue 0", []string{"relay", "--redis", srv.URL(), "--listen", listen(), "-c", "x", "--client-queue", "0"}, 2},
+		{"client queue bytes 0", []string{"relay", "--redis", srv.URL(), "--listen", listen(), "-c", "x", "--client-queue-bytes", "0"}, 2},
+		{"history bytes -1", []string{"relay", "--redis", srv.URL(), "--listen", listen(), "-c", "x", "--history-bytes", "-1"}, 2},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -148,6 +170,9 @@ func TestRelayExitCodes(t *testing.T) {
 			}
 			if !strings.HasPrefix(res.stderr, "fanscope: ") {
 				t.Errorf("stderr: got %q, want it to start with \"fanscope: \"", res.stderr)
+			}
+			if strings.Contains(res.stderr, "listening") {
+				t.Errorf("stderr says the relay was listening before it refused its flags:\n%s", res.stderr)
 			}
 		})
 	}

@@ -140,6 +140,39 @@ func TestRedisRestart(t *testing.T) {
 		t.Fatal(err)
 	}
 	expectEvents(t, c, wantEvent{"c", "2", "after"})
+	if st := r.Stats(); st.RedisGaps != 1 || st.RedisReconnects != 1 || st.RedisState != "subscribed" {
+		t.Errorf("stats after one restart: got gaps %d, reconnects %d, state %q; want 1, 1, subscribed", st.RedisGaps, st.RedisReconnects, st.RedisState)
+	}
+}
+
+// TestRedisClosingTheSubscriptionIsAGap: when Redis itself closes the
+// subscription (as it does at client-output-buffer-limit; here CLIENT
+// KILL), what it dropped never reaches the relay, so ingest_dropped stays
+// 0; /stats shows the gap and the reconnect instead.
+func TestRedisClosingTheSubscriptionIsAGap(t *testing.T) {
+	r := startRelay(t, Config{History: 10})
+	srv := redistest.Start(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	rc, err := redisx.Open(ctx, redisx.Options{URLs: []string{srv.URL()}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rc.Close()
+	sub, err := rc.Subscribe(ctx, redisx.Subscription{Channels: []string{"c"}}, r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { cancel(); <-sub.Done() }()
+	waitFor(t, "subscribed", func() bool { return r.Stats().RedisState == "subscribed" })
+	srv.CLI("CLIENT", "KILL", "TYPE", "pubsub")
+	waitFor(t, "a gap and a reconnect", func() bool {
+		st := r.Stats()
+		return st.RedisGaps == 1 && st.RedisReconnects == 1 && st.RedisState == "subscribed"
+	})
+	if st := r.Stats(); st.IngestDropped != 0 {
+		t.Errorf("ingest_dropped: got %d, want 0 (the relay itself dropped nothing)", st.IngestDropped)
+	}
 }
 
 // feedFromRedis subscribes r to channels on a fresh redis-server and

@@ -347,7 +347,7 @@ func TestToken(t *testing.T) {
 }
 
 func TestKeepAliveComments(t *testing.T) {
-	const period = 50 * time.Millisecond
+	const period = 100 * time.Millisecond
 	r := startRelay(t, Config{KeepAlive: period})
 	c := mustDial(t, r.addr, DefaultPath, nil)
 	start := time.Now()
@@ -433,9 +433,9 @@ func TestThousandClientsGetEveryEvent(t *testing.T) {
 }
 
 // TestStuckClientDoesNotDelayOthers: one client stops reading. The write
-// timeout is an hour, so only the per-client queues keep the rest flowing:
-// with r3labs's own fan-out the good client would stall once the stuck
-// one's socket and 64-event channel filled.
+// timeout is an hour, so only the per-client queues keep the rest flowing
+// (r3labs/sse/v2's fan-out, which the relay once used, stalled the good
+// client once the stuck one's socket and 64-event channel filled).
 func TestStuckClientDoesNotDelayOthers(t *testing.T) {
 	r := startRelay(t, Config{History: 8, ClientQueue: 8, WriteTimeout: time.Hour})
 	stuck, err := net.Dial("tcp", r.addr)
@@ -584,6 +584,22 @@ func TestConfigErrors(t *testing.T) {
 		{"negative keepalive", Config{KeepAlive: -time.Second}},
 		{"token with space", Config{Token: "a b"}},
 		{"two origins", Config{AllowOrigin: "http://a,http://b"}},
+		{"path with a space (panicked after listening)", Config{Path: "/a b"}},
+		{"path with a mux wildcard", Config{Path: "/a/{b}"}},
+		{"path with a query", Config{Path: "/a?b"}},
+		{"path with a trailing slash", Config{Path: "/a/"}},
+		{"path /", Config{Path: "/"}},
+		{"path ..", Config{Path: "/a/../b"}},
+		{"path /ws", Config{Path: WSPath}},
+		{"path clashing with a poll endpoint", Config{Path: "/a/poll"}},
+		{"origin null", Config{AllowOrigin: "null"}},
+		{"origin file", Config{AllowOrigin: "file:///tmp/x"}},
+		{"origin with a path", Config{AllowOrigin: "http://a/b"}},
+		{"origin without a scheme", Config{AllowOrigin: "localhost:3000"}},
+		{"keepalive 1ns", Config{KeepAlive: time.Nanosecond}},
+		{"write timeout 1ns", Config{WriteTimeout: time.Nanosecond}},
+		{"negative history bytes", Config{HistoryBytes: -1}},
+		{"negative client queue bytes", Config{ClientQueueBytes: -1}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -694,7 +710,7 @@ func TestLongReplayFitsASmallClientQueue(t *testing.T) {
 // is the replay → live hand-over under load.
 func TestReconnectingClientsSeeEveryIDOnce(t *testing.T) {
 	const clients, events = 12, 1200
-	r := startRelay(t, Config{History: events, KeepAlive: 5 * time.Millisecond, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	r := startRelay(t, Config{History: events, KeepAlive: MinKeepAlive, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	published := make(chan struct{})
 	go func() {
 		defer close(published)
@@ -766,7 +782,7 @@ func TestCORS(t *testing.T) {
 			"Access-Control-Allow-Origin": "http://localhost:3000", "Access-Control-Allow-Credentials": "true", "Vary": "Origin"}},
 		{"preflight", "http://localhost:3000", "OPTIONS", true, 204, map[string]string{
 			"Access-Control-Allow-Origin": "http://localhost:3000", "Access-Control-Allow-Methods": "GET",
-			"Access-Control-Allow-Headers": "Authorization, Last-Event-ID, Cache-Control"}},
+			"Access-Control-Allow-Headers": "Authorization, Last-Event-ID, Cache-Control, If-None-Match"}},
 		{"401 is readable cross-origin", "*", "GET", true, 401, map[string]string{"Access-Control-Allow-Origin": "*"}},
 	}
 	for _, tt := range tests {
