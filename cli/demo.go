@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 	"time"
 
@@ -34,6 +35,7 @@ const (
 	demoProbeInterval = 2 * time.Second
 	demoProbeTimeout  = 5 * time.Second
 	demoKeepAlive     = 5 * time.Second
+	demoPollInterval  = time.Second
 	demoEndpoint      = "demo"
 )
 
@@ -114,9 +116,15 @@ func runDemo(ctx context.Context, e *env, f *demoFlags) error {
 
 	tuiMode := !f.Headless && e.isTerminal(e.stdout)
 	s, err := session.Open(infra, session.Config{
-		Redis:         &redisx.Options{URLs: []string{redisURL}},
-		Subscription:  redisx.Subscription{Patterns: []string{"story:*"}},
-		Endpoints:     []session.Endpoint{{Kind: feed.SourceSSE, Name: demoEndpoint, URL: rr.URL}},
+		Redis:        &redisx.Options{URLs: []string{redisURL}},
+		Subscription: redisx.Subscription{Patterns: []string{"story:*"}},
+		// The design note's doors side by side: SSE, WebSocket, polling.
+		Endpoints: []session.Endpoint{
+			{Kind: feed.SourceSSE, Name: demoEndpoint, URL: rr.URL},
+			{Kind: feed.SourceWS, Name: demoEndpoint, URL: rr.wsURL()},
+			{Kind: feed.SourcePoll, Name: demoEndpoint, URL: rr.URL + relay.PollSuffix},
+		},
+		PollInterval:  demoPollInterval,
 		Probe:         probes.Config{Timeout: demoProbeTimeout},
 		ProbeChannel:  trafficgen.ChannelPublished,
 		ProbeInterval: demoProbeInterval,
@@ -168,6 +176,7 @@ func runDemo(ctx context.Context, e *env, f *demoFlags) error {
 		if err := rep.WriteText(e.stdout); err != nil {
 			return fmt.Errorf("write report: %w", err)
 		}
+		fmt.Fprintln(e.stdout, doorsLine(rep))
 		if !rep.Pass {
 			return &quietError{code: exitCheckFailed}
 		}
@@ -275,6 +284,26 @@ func demoReport(infra context.Context, s *session.Session, in probes.ReportInput
 	}
 	in.Duration = time.Since(started)
 	return s.Engine().Report(time.Now(), in, probes.DefaultBudgets()), nil
+}
+
+// doorsLine sums up the design note's comparison as measured in this run:
+// each door's median probe latency, polling's bounded by its interval.
+func doorsLine(rep probes.Report) string {
+	var parts []string
+	for _, p := range rep.Paths {
+		if p.Path == feed.PathRedis {
+			continue
+		}
+		v := "no delivery"
+		if p.P50MS != nil {
+			v = fmt.Sprintf("p50 %.3gms", *p.P50MS)
+		}
+		if strings.HasPrefix(p.Path, feed.SourcePoll.String()+":") {
+			v += fmt.Sprintf(" (every %v)", demoPollInterval)
+		}
+		parts = append(parts, p.Path+" "+v)
+	}
+	return "doors compared: " + strings.Join(parts, ", ")
 }
 
 // isCtxEnd reports whether err is nil or just says a context ended.

@@ -252,6 +252,11 @@ func (rr *runningRelay) Stop() error {
 	return rr.Wait()
 }
 
+// wsURL is the relay's WebSocket URL.
+func (rr *runningRelay) wsURL() string {
+	return "ws://" + displayAddr(rr.ln.Addr()) + relay.WSPath
+}
+
 // displayAddr is a listener address as a URL host: a wildcard address is
 // shown as 127.0.0.1 so the URL can be opened as is.
 func displayAddr(a net.Addr) string {
