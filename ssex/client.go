@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"github.com/fanscope/fanscope/feed"
+	"github.com/fanscope/fanscope/internal/secrets"
 )
 
 const (
@@ -117,7 +118,7 @@ func NewClient(cfg Config) (*Client, error) {
 	}
 	c := &Client{
 		cfg:         cfg,
-		shownURL:    redactURL(u),
+		shownURL:    secrets.URL(cfg.URL),
 		header:      make(http.Header, len(cfg.Header)+2),
 		retry:       DefaultRetry,
 		burstQuiet:  time.Second,
@@ -659,7 +660,7 @@ func (c *Client) requestFailed(cctx context.Context, err error, everConnected bo
 	}
 	var ue *url.Error
 	if errors.As(err, &ue) {
-		err = ue.Err // url.Error repeats the URL, which may hold a password
+		err = ue.Err // url.Error repeats the URL, which may hold secrets
 	}
 	var (
 		verifyErr *tls.CertificateVerificationError
