@@ -2,6 +2,8 @@ package ssex
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/pem"
 	"errors"
 	"fmt"
@@ -436,6 +438,10 @@ func TestFatalResponsesStop(t *testing.T) {
 			if got := n.Load(); got != 1 {
 				t.Errorf("requests: got %d, want 1 (no retry)", got)
 			}
+			var se *StatusError
+			if !errors.As(err, &se) || se.Code != tc.status {
+				t.Errorf("Run: got %v, want it to wrap a StatusError with code %d", err, tc.status)
+			}
 			recs := rn.sink.all()
 			last := recs[len(recs)-1]
 			if last.Kind != feed.KindState || last.State != feed.StateFailed || last.Status != tc.status {
@@ -730,6 +736,11 @@ func TestTLS(t *testing.T) {
 		err := rn.wait(t)
 		if !errors.Is(err, ErrFatal) || !strings.Contains(err.Error(), "--tls-ca") {
 			t.Errorf("Run: got %v, want an ErrFatal naming --tls-ca", err)
+		}
+		var unknownCA x509.UnknownAuthorityError
+		var verifyErr *tls.CertificateVerificationError
+		if !errors.As(err, &unknownCA) && !errors.As(err, &verifyErr) {
+			t.Errorf("Run: got %v (%T), want it to wrap the certificate error", err, errors.Unwrap(err))
 		}
 	})
 

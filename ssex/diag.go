@@ -7,6 +7,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/fanscope/fanscope/feed"
 )
 
 // Diagnostics is a snapshot of one connection's health, for the TUI's
@@ -31,6 +33,7 @@ type Diagnostics struct {
 	Connects         int           // connections established
 	Reconnects       int           // attempts after the first
 	Stalls           int           // connections dropped by the stall watchdog
+	StallAfter       time.Duration // stall threshold in force (0: no stall detection)
 
 	LastEventID     string // last event ID in force
 	LastEventIDSent string // Last-Event-ID sent on the latest reconnect, "" when none
@@ -73,6 +76,7 @@ func (c *Client) Diagnostics() Diagnostics {
 	defer c.mu.Unlock()
 	d := c.diag.Diagnostics
 	d.Name, d.URL, d.Conn = c.cfg.Name, c.shownURL, c.cfg.Conn
+	d.StallAfter = c.cfg.StallTimeout
 	d.Headers = maps.Clone(c.diag.Headers)
 	d.Warnings = append([]string(nil), c.diag.headerWarnings...)
 	if d.Bursts >= c.burstWarnAt {
@@ -87,6 +91,52 @@ func (c *Client) Diagnostics() Diagnostics {
 		d.Warnings = append(d.Warnings, "the last event id holds control characters, so it cannot be sent as Last-Event-ID; reconnects go without it")
 	}
 	return d
+}
+
+// Status is the connection's health in the shape every delivery path
+// reports (feed.Status), filled from Diagnostics; what only SSE has (the
+// protocol, the reconnection time, Last-Event-ID resume) is in Details.
+func (c *Client) Status() feed.Status {
+	d := c.Diagnostics()
+	s := feed.Status{
+		Source:        feed.SourceSSE,
+		Name:          d.Name,
+		URL:           d.URL,
+		Conn:          d.Conn,
+		State:         d.State,
+		HTTPStatus:    d.Status,
+		Attempt:       d.Attempt,
+		Reconnects:    d.Reconnects,
+		Stalls:        d.Stalls,
+		StallAfter:    d.StallAfter,
+		Events:        uint64(max(d.Events, 0)),
+		LastByte:      d.LastByte,
+		LastEvent:     d.LastEvent,
+		LastKeepAlive: d.LastComment,
+		TTFB:          d.TTFB,
+		Warnings:      d.Warnings,
+	}
+	if s.Up() || d.State == feed.StateStalled {
+		s.ConnectedAt = d.ConnectedAt
+	}
+	if !s.Up() {
+		s.Error = d.LastError
+	}
+	if d.Proto != "" {
+		s.Details = append(s.Details, d.Proto)
+	}
+	from := "default"
+	if d.RetryFromServer {
+		from = "from the server"
+	}
+	s.Details = append(s.Details, fmt.Sprintf("retry %d ms (%s)", d.RetryMS, from))
+	if d.LastEventID != "" {
+		s.Details = append(s.Details, fmt.Sprintf("last event id %q", d.LastEventID))
+	}
+	if d.LastEventIDSent != "" {
+		s.Details = append(s.Details, fmt.Sprintf("resumed with Last-Event-ID %q: honoured %s", d.LastEventIDSent, d.LastEventIDHonoured))
+	}
+	return s
 }
 
 // noteResponse records a response's status, protocol, timing and headers,
