@@ -74,7 +74,7 @@ func (c *Client) connect(ctx context.Context, sink feed.Sink, n int, everConnect
 	a := &attempt{c: c, ctx: ctx, sink: sink, n: n, everConnected: everConnected}
 	a.cctx, a.cancel = context.WithCancelCause(context.WithValue(ctx, attemptKey{}, a))
 	defer a.cancel(nil)
-	a.wd = startWatchdog(c.cfg.StallTimeout, func() { a.cancel(errStalled) })
+	a.wd = startWatchdog(c.initialStall(), func() { a.cancel(errStalled) })
 	defer a.wd.stop()
 	a.establish()
 	if a.body == nil {
@@ -95,15 +95,38 @@ func (a *attempt) establish() {
 		go func() { a.receive(br, firstByte, err); done <- struct{}{} }()
 		<-done
 	}
+	if a.body == nil {
+		return
+	}
+	drop := func() { a.cancel(errStalled) }
 	if b := directBody(a.body); b != nil {
 		// For as long as the stream lasts, tie the connection to Run's
 		// context and let the watchdog close it, and let go of the
 		// attempt's context, which dialing left with a map of children.
 		body := a.body
 		b.closeWhenDone(a.ctx)
-		a.wd.dropWith(func() { body.Close() })
+		drop = func() { body.Close() }
 		a.cancel(nil)
 	}
+	a.wd.streamStarted(drop, a.stalled, a.resumed)
+}
+
+// stalled reports that the stream went silent past its threshold. The
+// watchdog calls it, on its timer's goroutine, while the Run goroutine
+// waits for bytes.
+func (a *attempt) stalled(idle, threshold time.Duration) {
+	c := a.c
+	c.mu.Lock()
+	c.diag.Stalls++
+	c.mu.Unlock()
+	c.emitState(a.sink, feed.StateStalled, 0,
+		fmt.Sprintf("no bytes for %s (stall threshold %s; reconnects after %s)", idle.Round(time.Millisecond), threshold, stallDropFactor*threshold), a.n)
+}
+
+// resumed reports that bytes came again on a stalled stream; the Run
+// goroutine calls it before it parses them.
+func (a *attempt) resumed(silent time.Duration) {
+	a.c.emitState(a.sink, feed.StateConnected, http.StatusOK, "", a.n)
 }
 
 // open builds and sends the request. On a direct connection it returns
@@ -203,7 +226,7 @@ func (a *attempt) check(resp *http.Response, err error) {
 func (a *attempt) requestFailed(err error) outcome {
 	c := a.c
 	if errors.Is(context.Cause(a.cctx), errStalled) {
-		return outcome{reason: c.stalled()}
+		return outcome{reason: c.stallReason(false, time.Duration(a.wd.threshold.Load()))}
 	}
 	err = secrets.Error(err)
 	reason := secrets.Reason(err) // url.Error repeats the URL

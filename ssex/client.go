@@ -15,9 +15,6 @@ import (
 )
 
 const (
-	// DefaultStallTimeout is how long a connection may deliver no bytes at
-	// all (keep-alive comments included) before it is dropped and reopened.
-	DefaultStallTimeout = 45 * time.Second
 	// DefaultMaxBackoff caps the wait between attempts while the server keeps failing.
 	DefaultMaxBackoff = 30 * time.Second
 	// DefaultRetry is the reconnection time until the server sends `retry:`;
@@ -49,7 +46,9 @@ type Config struct {
 	TLSCA       string
 	TLSInsecure bool
 
-	StallTimeout time.Duration // 0 means DefaultStallTimeout; < 0 disables the watchdog
+	// StallTimeout fixes the stall threshold (--stall); 0 learns it from
+	// the stream (see stallThreshold); < 0 turns stall detection off.
+	StallTimeout time.Duration
 	MaxLine      int           // parser line cap; <= 0 means DefaultMaxLine
 	MaxBackoff   time.Duration // 0 means DefaultMaxBackoff
 
@@ -92,12 +91,6 @@ func NewClient(cfg Config) (*Client, error) {
 	}
 	if cfg.Name == "" {
 		cfg.Name = hostPort(u)
-	}
-	switch {
-	case cfg.StallTimeout == 0:
-		cfg.StallTimeout = DefaultStallTimeout
-	case cfg.StallTimeout < 0:
-		cfg.StallTimeout = 0
 	}
 	if cfg.MaxBackoff == 0 {
 		cfg.MaxBackoff = DefaultMaxBackoff
@@ -147,6 +140,7 @@ func NewClient(cfg Config) (*Client, error) {
 	c.parser = NewParser(cfg.MaxLine)
 	c.diag.State = feed.StateDisconnected
 	c.diag.RetryMS = c.retry.Milliseconds()
+	c.diag.StallAfter = c.initialStall()
 	return c, nil
 }
 

@@ -83,9 +83,9 @@ func TestNewClientDefaults(t *testing.T) {
 	if d.Name != "h:8080" || strings.Contains(d.URL, "secret") || !strings.Contains(d.URL, "***") {
 		t.Errorf("diagnostics: got name %q URL %q, want h:8080 and the password masked", d.Name, d.URL)
 	}
-	if c.cfg.StallTimeout != DefaultStallTimeout || c.cfg.MaxBackoff != DefaultMaxBackoff || d.RetryMS != DefaultRetry.Milliseconds() {
+	if d.StallAfter != DefaultStallTimeout || c.cfg.MaxBackoff != DefaultMaxBackoff || d.RetryMS != DefaultRetry.Milliseconds() {
 		t.Errorf("defaults: got stall %s backoff %s retry %d ms, want %s %s %d ms",
-			c.cfg.StallTimeout, c.cfg.MaxBackoff, d.RetryMS, DefaultStallTimeout, DefaultMaxBackoff, DefaultRetry.Milliseconds())
+			d.StallAfter, c.cfg.MaxBackoff, d.RetryMS, DefaultStallTimeout, DefaultMaxBackoff, DefaultRetry.Milliseconds())
 	}
 	if d.State != "disconnected" {
 		t.Errorf("state before Run: got %q, want disconnected", d.State)

@@ -32,7 +32,7 @@ type Diagnostics struct {
 	TimeToFirstEvent time.Duration // request sent → first event, current connection; 0 until then
 	Connects         int           // connections established
 	Reconnects       int           // attempts after the first
-	Stalls           int           // connections dropped by the stall watchdog
+	Stalls           int           // times the stream went stalled, or an attempt got no response within the threshold
 	StallAfter       time.Duration // stall threshold in force (0: no stall detection)
 
 	LastEventID     string // last event ID in force
@@ -76,7 +76,6 @@ func (c *Client) Diagnostics() Diagnostics {
 	defer c.mu.Unlock()
 	d := c.diag.Diagnostics
 	d.Name, d.URL, d.Conn = c.cfg.Name, c.shownURL, c.cfg.Conn
-	d.StallAfter = c.cfg.StallTimeout
 	d.Headers = maps.Clone(c.diag.Headers)
 	d.Warnings = append([]string(nil), c.diag.headerWarnings...)
 	if d.Bursts >= c.burstWarnAt {

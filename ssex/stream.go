@@ -57,6 +57,7 @@ func (a *attempt) noteConnected() *readState {
 	d.Connects++
 	d.ConnectedAt = now
 	d.TimeToFirstEvent = 0
+	d.StallAfter = c.initialStall()
 	if a.lastID != "" {
 		d.LastEventIDSent = a.lastID
 		d.LastEventIDHonoured = "unknown"
@@ -66,7 +67,7 @@ func (a *attempt) noteConnected() *readState {
 	c.connectedOnce.Do(func() { close(c.connected) })
 	c.emitState(a.sink, feed.StateConnected, http.StatusOK, "", a.n)
 
-	rs := &readState{c: c, sink: a.sink, start: a.start, prevRead: now}
+	rs := &readState{c: c, sink: a.sink, wd: a.wd, start: a.start, prevRead: now}
 	if a.lastID != "" {
 		rs.resume.start(a.lastID)
 	}
@@ -82,7 +83,7 @@ func (a *attempt) streamEnded(err error) *outcome {
 	case a.ctx.Err() != nil:
 		out.reason = "stopped"
 	case a.wd.stalled():
-		out.reason = a.c.stalled()
+		out.reason = a.c.stallReason(true, time.Duration(a.wd.threshold.Load()))
 	default:
 		out.reason = "read stream: " + err.Error()
 	}
@@ -119,16 +120,20 @@ func (r *bodyReader) next(c *Client) ([]byte, error) {
 // readState is the per-connection bookkeeping of the read loop; only the
 // Run goroutine touches it.
 type readState struct {
-	c        *Client
-	sink     feed.Sink
-	start    time.Time // request sent
-	prevRead time.Time
-	events   int   // completed by the current read
-	total    int64 // events on this connection
-	comments int
-	lastID   string
-	gotEvent bool
-	resume   resumeCheck
+	c    *Client
+	sink feed.Sink
+	wd   *watchdog
+	// The stall threshold is learned from these (stallThreshold).
+	keepAlives int64
+	maxGap     time.Duration
+	start      time.Time // request sent
+	prevRead   time.Time
+	events     int   // completed by the current read
+	total      int64 // events on this connection
+	comments   int
+	lastID     string
+	gotEvent   bool
+	resume     resumeCheck
 }
 
 // observe turns one parser observation into a record.
@@ -177,10 +182,22 @@ func (rs *readState) afterRead(n int, at time.Time) {
 	c := rs.c
 	quiet := at.Sub(rs.prevRead)
 	rs.prevRead = at
+	// A stall is not the server's cadence: gaps past the threshold do not
+	// teach it, or one freeze would make the next one go unnoticed.
+	thr := time.Duration(rs.wd.threshold.Load())
+	if thr == 0 || quiet < thr {
+		rs.maxGap = max(rs.maxGap, quiet)
+	}
+	rs.keepAlives += int64(rs.comments)
+	if thr > 0 {
+		thr = stallThreshold(c.cfg.StallTimeout, rs.keepAlives, rs.maxGap)
+		rs.wd.setThreshold(thr)
+	}
 	c.mu.Lock()
 	d := &c.diag
 	d.Bytes += int64(n)
 	d.LastByte = at
+	d.StallAfter = thr
 	if rs.events > 0 {
 		d.Events += int64(rs.events)
 		d.LastEvent = at
