@@ -29,6 +29,7 @@ type outcome struct {
 	fatal      error         // set when retrying would not help
 	retryAfter time.Duration // from a 429/503 Retry-After
 	events     int64         // events the connection delivered
+	lasted     time.Duration // how long the connection was up
 }
 
 // attempt is one connection attempt: the request, its response, and the

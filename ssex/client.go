@@ -26,8 +26,19 @@ const (
 	// hold 10,000 connections; the parser keeps its own line buffer, so
 	// events larger than this still arrive whole.
 	readBufSize = 2 << 10
-	// minBackoff keeps a failing server that sent `retry: 0` from being hammered.
-	minBackoff = 100 * time.Millisecond
+	// MinRetry is the least wait between attempts, whatever the server
+	// asks (`retry: 0`): with jitter on top, a server that closes every
+	// stream at once gets at most two attempts a second per connection,
+	// and fewer as the failures add up.
+	MinRetry = 500 * time.Millisecond
+	// MaxRetry caps the reconnection time a server may ask for with
+	// `retry:` or Retry-After (a value that overflows a Duration is
+	// clamped to it too).
+	MaxRetry = time.Hour
+	// healthyAfter is how long a connection that delivered no event must
+	// have lasted to count as working: one that ends sooner is a failure
+	// and backs off, so "connect, close, connect" cannot storm.
+	healthyAfter = time.Minute
 )
 
 // Config describes one connection to one SSE endpoint.
@@ -74,6 +85,7 @@ type Client struct {
 	burstMin    int           // events completed by one read to count as a burst
 	burstWarnAt int           // bursts before the buffering-proxy warning
 	jitter      func(n int64) int64
+	floor       time.Duration // least wait between attempts
 
 	connected     chan struct{}
 	connectedOnce sync.Once
@@ -107,6 +119,7 @@ func NewClient(cfg Config) (*Client, error) {
 		burstMin:    3,
 		burstWarnAt: 3,
 		jitter:      rand.Int64N,
+		floor:       MinRetry,
 		connected:   make(chan struct{}),
 	}
 	// EventSource sends these; a user's -H may replace them.
@@ -138,6 +151,9 @@ func NewClient(cfg Config) (*Client, error) {
 	}
 	c.hc = &http.Client{Transport: rt}
 	c.parser = NewParser(cfg.MaxLine)
+	// One oversized event must not end the stream: reconnecting would
+	// replay it through Last-Event-ID forever.
+	c.parser.SkipOversized()
 	c.diag.State = feed.StateDisconnected
 	c.diag.RetryMS = c.retry.Milliseconds()
 	c.diag.StallAfter = c.initialStall()
@@ -202,14 +218,17 @@ func (c *Client) between(ctx context.Context, sink feed.Sink, out *outcome, rs *
 	if out.connected {
 		c.emitState(sink, feed.StateDisconnected, 0, out.reason, rs.attempt)
 		rs.everConnected = true
-		rs.failures, rs.attempt = 0, 0
+		rs.attempt = 0
+	}
+	if out.connected && (out.events > 0 || out.lasted >= healthyAfter) {
+		rs.failures = 0
 	} else {
 		rs.failures++
 	}
-	retry := time.Duration(c.retryMS()) * time.Millisecond
-	wait := backoff(retry, c.cfg.MaxBackoff, rs.failures, c.jitter)
-	if out.retryAfter > wait {
-		wait = min(out.retryAfter, max(c.cfg.MaxBackoff, retry))
+	retry := retryDuration(c.retryMS())
+	wait := backoff(retry, c.cfg.MaxBackoff, c.floor, rs.failures, c.jitter)
+	if ra := min(out.retryAfter, MaxRetry); ra > wait {
+		wait = min(ra, max(c.cfg.MaxBackoff, retry))
 	}
 	c.mu.Lock()
 	c.diag.Reconnects++
@@ -234,20 +253,34 @@ func (c *Client) between(ctx context.Context, sink feed.Sink, out *outcome, rs *
 
 // backoff is the wait before the next attempt: the reconnection time after
 // a connection that worked, then doubling per failure, capped at maxWait
-// (or at retry when the server asked for more), with jitter in the upper
-// half so many clients do not reconnect in step.
-func backoff(retry, maxWait time.Duration, failures int, jitter func(int64) int64) time.Duration {
+// (or at retry when the server asked for more); never below floor, and
+// always with jitter (up to a quarter more after a connection that worked,
+// the upper half after failures) so many clients do not reconnect in step.
+func backoff(retry, maxWait, floor time.Duration, failures int, jitter func(int64) int64) time.Duration {
+	retry = max(retry, floor)
 	if failures <= 0 {
-		return retry
+		return retry + time.Duration(jitter(int64(retry/4)+1))
 	}
 	limit := max(maxWait, retry)
-	d := max(retry, minBackoff)
+	d := retry
 	for i := 0; i < failures && d < limit; i++ {
 		d *= 2
 	}
 	d = min(d, limit)
 	half := d / 2
-	return half + time.Duration(jitter(int64(d-half)+1))
+	return max(half+time.Duration(jitter(int64(d-half)+1)), floor)
+}
+
+// retryDuration is a reconnection time in ms as a Duration, clamped to
+// [0, MaxRetry] so that no value overflows.
+func retryDuration(ms int64) time.Duration {
+	if ms <= 0 {
+		return 0
+	}
+	if ms >= MaxRetry.Milliseconds() {
+		return MaxRetry
+	}
+	return time.Duration(ms) * time.Millisecond
 }
 
 // emitState records a state change in the diagnostics and sends a state record.

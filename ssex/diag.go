@@ -50,6 +50,18 @@ type Diagnostics struct {
 	LastEvent               time.Time
 	LastComment             time.Time
 	Bursts                  int // reads that completed several events at once after a silence
+	// Skipped counts events not delivered because a line or their data
+	// passed the line cap (Config.MaxLine); the stream went on.
+	Skipped       int64
+	LastSkippedID string // last event ID in force after the latest skipped event
+	// Interim counts 1xx responses (100, 102, 103 Early Hints) skipped
+	// before a final response, as browsers skip them.
+	Interim int
+	// HeadBytes is how many bytes the latest response head took (interim
+	// heads included); heads are cut off at Config.MaxHeadBytes.
+	HeadBytes int64
+	// Redirects counts redirects followed, over all attempts.
+	Redirects int
 
 	Headers  map[string]string // response headers of interest (Content-Type, Cache-Control, ...)
 	Warnings []string          // things that make SSE misbehave, in words
@@ -85,6 +97,11 @@ func (c *Client) Diagnostics() Diagnostics {
 	}
 	if d.LastEventIDHonoured == "no" {
 		d.Warnings = append(d.Warnings, "server did not honour Last-Event-ID: "+d.ResumeDetail)
+	}
+	if d.Skipped > 0 {
+		d.Warnings = append(d.Warnings, fmt.Sprintf(
+			"%d events skipped: a line or the data of each was longer than the %d-byte cap (the latest had event id %q in force); raise the cap or send smaller events",
+			d.Skipped, c.parser.maxLine, d.LastSkippedID))
 	}
 	if c.diag.unsendableID {
 		d.Warnings = append(d.Warnings, "the last event id holds control characters, so it cannot be sent as Last-Event-ID; reconnects go without it")

@@ -67,7 +67,7 @@ func (a *attempt) noteConnected() *readState {
 	c.connectedOnce.Do(func() { close(c.connected) })
 	c.emitState(a.sink, feed.StateConnected, http.StatusOK, "", a.n)
 
-	rs := &readState{c: c, sink: a.sink, wd: a.wd, start: a.start, prevRead: now}
+	rs := &readState{c: c, sink: a.sink, wd: a.wd, start: a.start, connectedAt: now, prevRead: now}
 	if a.lastID != "" {
 		rs.resume.start(a.lastID)
 	}
@@ -93,6 +93,7 @@ func (a *attempt) streamEnded(err error) *outcome {
 // ended adds what the read loop counted to how the stream ended.
 func (rs *readState) ended(out *outcome) *outcome {
 	out.events = rs.total
+	out.lasted = time.Since(rs.connectedAt)
 	return out
 }
 
@@ -124,16 +125,17 @@ type readState struct {
 	sink feed.Sink
 	wd   *watchdog
 	// The stall threshold is learned from these (stallThreshold).
-	keepAlives int64
-	maxGap     time.Duration
-	start      time.Time // request sent
-	prevRead   time.Time
-	events     int   // completed by the current read
-	total      int64 // events on this connection
-	comments   int
-	lastID     string
-	gotEvent   bool
-	resume     resumeCheck
+	keepAlives  int64
+	maxGap      time.Duration
+	start       time.Time // request sent
+	connectedAt time.Time
+	prevRead    time.Time
+	events      int   // completed by the current read
+	total       int64 // events on this connection
+	comments    int
+	lastID      string
+	gotEvent    bool
+	resume      resumeCheck
 }
 
 // observe turns one parser observation into a record.
@@ -171,6 +173,14 @@ func (rs *readState) observe(o Observation) {
 		c.diag.RetryMS = o.RetryMS
 		c.diag.RetryFromServer = true
 		c.mu.Unlock()
+	case ObsSkipped:
+		// Counted, not recorded: a browser would have dispatched it, but
+		// holding it would take more than the cap.
+		c.mu.Lock()
+		c.diag.Skipped++
+		c.diag.LastSkippedID = o.LastEventID
+		c.mu.Unlock()
+		return
 	default:
 		return
 	}
