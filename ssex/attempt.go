@@ -211,6 +211,7 @@ func (a *attempt) check(resp *http.Response, err error) {
 	var ttfb time.Duration
 	if b := directBody(resp.Body); b != nil {
 		ttfb = b.firstByte.Sub(a.start)
+		a.c.noteHead(b.headBytes, b.interim)
 	} else if a.traced != nil {
 		ttfb = time.Duration(a.traced.Load())
 	}
@@ -228,6 +229,11 @@ func (a *attempt) requestFailed(err error) outcome {
 	c := a.c
 	if errors.Is(context.Cause(a.cctx), errStalled) {
 		return outcome{reason: c.stallReason(false, time.Duration(a.wd.threshold.Load()))}
+	}
+	var tooLarge *HeadTooLargeError
+	if errors.As(err, &tooLarge) {
+		c.noteHead(tooLarge.Read, 0)
+		return outcome{reason: "GET: " + tooLarge.Error()}
 	}
 	err = secrets.Error(err)
 	reason := secrets.Reason(err) // url.Error repeats the URL
@@ -247,6 +253,14 @@ func (a *attempt) requestFailed(err error) outcome {
 		return outcome{reason: reason, fatal: c.fatal(because(reason, err))}
 	}
 	return outcome{reason: "GET: " + reason}
+}
+
+// noteHead records the size of the latest response head.
+func (c *Client) noteHead(bytes int64, interim int) {
+	c.mu.Lock()
+	c.diag.HeadBytes = bytes
+	c.diag.Interim += interim
+	c.mu.Unlock()
 }
 
 // causeError is a message a user can act on, wrapping the error behind it

@@ -26,6 +26,10 @@ const (
 	// hold 10,000 connections; the parser keeps its own line buffer, so
 	// events larger than this still arrive whole.
 	readBufSize = 2 << 10
+	// DefaultMaxHeadBytes bounds a response head. net/http allows 10 MB;
+	// an SSE response has a handful of headers, and a process may hold
+	// thousands of connections.
+	DefaultMaxHeadBytes = 1 << 20
 	// MinRetry is the least wait between attempts, whatever the server
 	// asks (`retry: 0`): with jitter on top, a server that closes every
 	// stream at once gets at most two attempts a second per connection,
@@ -60,7 +64,10 @@ type Config struct {
 	// StallTimeout fixes the stall threshold (--stall); 0 learns it from
 	// the stream (see stallThreshold); < 0 turns stall detection off.
 	StallTimeout time.Duration
-	MaxLine      int           // parser line cap; <= 0 means DefaultMaxLine
+	MaxLine      int // parser line cap; <= 0 means DefaultMaxLine
+	// MaxHeadBytes bounds a response head (status line and headers,
+	// interim 1xx heads included); <= 0 means DefaultMaxHeadBytes.
+	MaxHeadBytes int64
 	MaxBackoff   time.Duration // 0 means DefaultMaxBackoff
 
 	// Transport, when set, is shared with other clients (many connections
@@ -146,8 +153,12 @@ func NewClient(cfg Config) (*Client, error) {
 	if err != nil {
 		return nil, usageErrorf("sse endpoint %s: %w", cfg.Name, err)
 	}
+	if cfg.MaxHeadBytes <= 0 {
+		cfg.MaxHeadBytes = DefaultMaxHeadBytes
+		c.cfg.MaxHeadBytes = cfg.MaxHeadBytes
+	}
 	if t, ok := rt.(*http.Transport); ok {
-		rt = &directTransport{base: t}
+		rt = &directTransport{base: t, maxHead: cfg.MaxHeadBytes}
 	}
 	c.hc = &http.Client{Transport: rt}
 	c.parser = NewParser(cfg.MaxLine)

@@ -1,9 +1,13 @@
 package ssex
 
 import (
+	"bufio"
+	"net"
 	"net/http"
 	"regexp"
 	"strconv"
+	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -93,5 +97,101 @@ func TestRetryOverflowClamped(t *testing.T) {
 	}
 	if got := n.Load(); got != 1 {
 		t.Errorf("requests: got %d, want 1", got)
+	}
+}
+
+// endlessServer answers every request with prefix, then repeat over and
+// over until the client goes away. It returns the server's URL.
+func endlessServer(t *testing.T, prefix, repeat string) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	t.Cleanup(func() {
+		ln.Close()
+		wg.Wait()
+	})
+	chunk := []byte(strings.Repeat(repeat, max(1, 4096/len(repeat))))
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				defer c.Close()
+				br := bufio.NewReader(c)
+				for {
+					line, err := br.ReadString('\n')
+					if err != nil {
+						return
+					}
+					if line == "\r\n" {
+						break
+					}
+				}
+				if _, err := c.Write([]byte(prefix)); err != nil {
+					return
+				}
+				// Bounded: 256 MiB at most, far past any limit.
+				for i := 0; i < (256<<20)/len(chunk); i++ {
+					if _, err := c.Write(chunk); err != nil {
+						return
+					}
+				}
+			}()
+		}
+	}()
+	return "http://" + ln.Addr().String() + "/events"
+}
+
+// TestEndlessResponseHead: a head that never ends (one endless header
+// line, endless headers, endless interim responses) is cut off at the
+// limit with a clear error, having buffered at most the limit, and the
+// client retries.
+func TestEndlessResponseHead(t *testing.T) {
+	const limit = 64 << 10
+	for _, tc := range []struct{ name, prefix, repeat, want string }{
+		{"one endless header line", "HTTP/1.1 200 OK\r\nX-Long: ", "a", "response head larger than 65536 bytes"},
+		{"endless headers", "HTTP/1.1 200 OK\r\n", "X-N: v\r\n", "response head larger than 65536 bytes"},
+		{"endless status line", "HTTP/1.1 200 ", "O", "response head larger than 65536 bytes"},
+		{"endless interim responses", "", "HTTP/1.1 103 Early Hints\r\nLink: </a.css>; rel=preload\r\n\r\n", "interim (1xx) responses"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			u := endlessServer(t, tc.prefix, tc.repeat)
+			rn := startClient(t, Config{URL: u, MaxHeadBytes: limit}, nil)
+			recs := rn.sink.waitFor(t, "a reconnect naming the endless head", hasState(feed.StateReconnecting, tc.want))
+			if hasState(feed.StateConnected, "")(recs) {
+				t.Errorf("connected to an endless head:\n%s", dump(recs))
+			}
+			if d := rn.c.Diagnostics(); d.HeadBytes > limit {
+				t.Errorf("head bytes buffered: got %d, want at most %d", d.HeadBytes, limit)
+			}
+		})
+	}
+}
+
+// TestInterimResponsesSkipped: 100, 102 and 103 Early Hints before the
+// 200 are skipped, as browsers and curl skip them.
+func TestInterimResponsesSkipped(t *testing.T) {
+	u := rawServer(t, []string{
+		"HTTP/1.1 100 Continue\r\n\r\n",
+		"HTTP/1.1 102 Processing\r\n\r\n",
+		"HTTP/1.1 103 Early Hints\r\nLink: </style.css>; rel=preload; as=style\r\n\r\n",
+		streamHead + "\r\ndata: hi\n\n",
+	}, false)
+	rn := startClient(t, Config{URL: u}, nil)
+	recs := rn.sink.waitFor(t, "the event after the interim responses", countKind(feed.KindEvent, 1))
+	if e := ofKind(recs, feed.KindEvent)[0]; e.Data != "hi" {
+		t.Errorf("event: got %q, want hi", e.Data)
+	}
+	if d := rn.c.Diagnostics(); d.Interim != 3 || d.Status != 200 || d.HeadBytes <= 0 {
+		t.Errorf("diagnostics: interim %d status %d head bytes %d, want 3, 200 and the head's size", d.Interim, d.Status, d.HeadBytes)
 	}
 }

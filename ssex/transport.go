@@ -34,7 +34,10 @@ func NewTransport(tlsCA string, tlsInsecure bool) (*http.Transport, error) {
 		MaxConnsPerHost:     0, // no limit: one connection per stream
 		IdleConnTimeout:     90 * time.Second,
 		ReadBufferSize:      readBufSize,
-		WriteBufferSize:     1 << 10,
+		// Through a proxy http.Transport reads the head; bound it as the
+		// direct path does.
+		MaxResponseHeaderBytes: DefaultMaxHeadBytes,
+		WriteBufferSize:        1 << 10,
 	}
 	// HTTP/2 would multiplex every stream onto one TCP connection, which is
 	// not the fan-out load the user asked for, and hides per-connection faults.
