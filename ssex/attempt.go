@@ -230,6 +230,10 @@ func (a *attempt) requestFailed(err error) outcome {
 	if errors.Is(context.Cause(a.cctx), errStalled) {
 		return outcome{reason: c.stallReason(false, time.Duration(a.wd.threshold.Load()))}
 	}
+	var redirect *RedirectError
+	if errors.As(err, &redirect) {
+		return outcome{status: redirect.Status, reason: redirect.Reason, fatal: c.fatal(redirect)}
+	}
 	var tooLarge *HeadTooLargeError
 	if errors.As(err, &tooLarge) {
 		c.noteHead(tooLarge.Read, 0)

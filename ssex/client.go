@@ -82,9 +82,12 @@ type Client struct {
 	shownURL string // the URL with any password masked
 	header   http.Header
 	host     string // Host header override
-	hc       *http.Client
-	parser   *Parser
-	buf      []byte // the read buffer for bodies not read in place (proxies, gzip), reused across connections
+	// userHeaders are the names of the headers the user set (-H,
+	// --bearer-env): they never follow a redirect to another origin.
+	userHeaders []string
+	hc          *http.Client
+	parser      *Parser
+	buf         []byte // the read buffer for bodies not read in place (proxies, gzip), reused across connections
 
 	// Tunables; tests in this package shorten them.
 	retry       time.Duration // reconnection time until the server sends retry:
@@ -148,6 +151,7 @@ func NewClient(cfg Config) (*Client, error) {
 			continue
 		}
 		c.header[http.CanonicalHeaderKey(k)] = append([]string(nil), vs...)
+		c.userHeaders = append(c.userHeaders, http.CanonicalHeaderKey(k))
 	}
 	rt, err := transportFor(cfg)
 	if err != nil {
@@ -160,7 +164,7 @@ func NewClient(cfg Config) (*Client, error) {
 	if t, ok := rt.(*http.Transport); ok {
 		rt = &directTransport{base: t, maxHead: cfg.MaxHeadBytes}
 	}
-	c.hc = &http.Client{Transport: rt}
+	c.hc = &http.Client{Transport: rt, CheckRedirect: c.checkRedirect}
 	c.parser = NewParser(cfg.MaxLine)
 	// One oversized event must not end the stream: reconnecting would
 	// replay it through Last-Event-ID forever.

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/fanscope/fanscope/feed"
+	"github.com/fanscope/fanscope/internal/secrets"
 )
 
 // Diagnostics is a snapshot of one connection's health, for the TUI's
@@ -152,6 +153,15 @@ func (c *Client) Status() feed.Status {
 	if d.LastEventIDSent != "" {
 		s.Details = append(s.Details, fmt.Sprintf("resumed with Last-Event-ID %q: honoured %s", d.LastEventIDSent, d.LastEventIDHonoured))
 	}
+	if d.Skipped > 0 {
+		s.Details = append(s.Details, fmt.Sprintf("%d oversized events skipped", d.Skipped))
+	}
+	if d.Interim > 0 {
+		s.Details = append(s.Details, fmt.Sprintf("%d interim (1xx) responses skipped", d.Interim))
+	}
+	if d.Redirects > 0 {
+		s.Details = append(s.Details, fmt.Sprintf("%d redirects followed", d.Redirects))
+	}
 	return s
 }
 
@@ -161,7 +171,7 @@ func (c *Client) noteResponse(resp *http.Response, ttfb time.Duration) {
 	h := make(map[string]string, 4)
 	for _, k := range headersOfInterest {
 		if v := resp.Header.Values(k); len(v) > 0 {
-			h[k] = strings.Join(v, ", ")
+			h[k] = secrets.Header(k, strings.Join(v, ", "))
 		}
 	}
 	if len(resp.TransferEncoding) > 0 {

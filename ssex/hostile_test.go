@@ -2,6 +2,7 @@ package ssex
 
 import (
 	"bufio"
+	"errors"
 	"net"
 	"net/http"
 	"regexp"
@@ -193,5 +194,136 @@ func TestInterimResponsesSkipped(t *testing.T) {
 	}
 	if d := rn.c.Diagnostics(); d.Interim != 3 || d.Status != 200 || d.HeadBytes <= 0 {
 		t.Errorf("diagnostics: interim %d status %d head bytes %d, want 3, 200 and the head's size", d.Interim, d.Status, d.HeadBytes)
+	}
+}
+
+// headerLog keeps the headers of the requests a server got.
+type headerLog struct {
+	mu   sync.Mutex
+	seen []http.Header
+}
+
+func (l *headerLog) add(h http.Header) {
+	l.mu.Lock()
+	l.seen = append(l.seen, h.Clone())
+	l.mu.Unlock()
+}
+
+func (l *headerLog) all() []http.Header {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return append([]http.Header(nil), l.seen...)
+}
+
+// TestRedirectsKeepCredentialsAtHome: a redirect chain across origins
+// (the same host on another port is another origin) carries no
+// credentials, no -H header and no Referer; one within the origin keeps
+// them but still sends no Referer; each redirect is a state record with
+// the new URL masked; other schemes and loops are refused by name.
+func TestRedirectsKeepCredentialsAtHome(t *testing.T) {
+	var atB, atA headerLog
+	b := newServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		atB.add(r.Header)
+		streamHeaders(w)
+		write(w, "data: b\n\n")
+		<-r.Context().Done()
+	}))
+	a := newServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/cross":
+			http.Redirect(w, r, b.URL+"/events?token=tok42", http.StatusFound)
+		case "/hop":
+			http.Redirect(w, r, "/cross", http.StatusTemporaryRedirect)
+		case "/same":
+			http.Redirect(w, r, "/stream", http.StatusMovedPermanently)
+		case "/ftp":
+			http.Redirect(w, r, "ftp://u:pw42@files.example/x?sig=sig42", http.StatusFound)
+		case "/loop":
+			http.Redirect(w, r, "/loop", http.StatusFound)
+		case "/stream":
+			atA.add(r.Header)
+			streamHeaders(w)
+			write(w, "data: a\n\n")
+			<-r.Context().Done()
+		default:
+			http.NotFound(w, r)
+		}
+	}))
+	header := http.Header{
+		"Authorization": {"Bearer bearer42"},
+		"Cookie":        {"sid=cookie42"},
+		"X-Api-Key":     {"key42"},
+		"X-Trace":       {"trace42"},
+	}
+	secretsIn := func(t *testing.T, recs []feed.Record) {
+		t.Helper()
+		for _, r := range recs {
+			for _, s := range []string{"tok42", "orig42", "bearer42", "cookie42", "key42", "pw42", "sig42"} {
+				if strings.Contains(r.Error, s) || strings.Contains(r.Data, s) {
+					t.Errorf("record %s %s holds %q: %q", r.Kind, r.State, s, r.Error)
+				}
+			}
+		}
+	}
+
+	for _, path := range []string{"/cross", "/hop"} {
+		t.Run("across origins via "+path, func(t *testing.T) {
+			before := len(atB.all())
+			rn := startClient(t, Config{URL: a.URL + path + "?token=orig42", Header: header}, nil)
+			recs := rn.sink.waitFor(t, "the event at the other origin", countKind(feed.KindEvent, 1))
+			got := atB.all()[before]
+			for _, k := range []string{"Authorization", "Cookie", "X-Api-Key", "X-Trace", "Referer"} {
+				if v := got.Get(k); v != "" {
+					t.Errorf("the other origin got %s: %q, want none", k, v)
+				}
+			}
+			if got.Get("Accept") != "text/event-stream" {
+				t.Errorf("the other origin got Accept %q, want text/event-stream", got.Get("Accept"))
+			}
+			if !hasState(feed.StateConnecting, "redirected (302) to "+b.URL+"/events?token=***")(recs) {
+				t.Errorf("no state record showing the redirect, masked:\n%s", dump(recs))
+			}
+			secretsIn(t, recs)
+			if d := rn.c.Diagnostics(); d.Redirects < 1 {
+				t.Errorf("diagnostics redirects: got %d, want at least 1", d.Redirects)
+			}
+		})
+	}
+
+	t.Run("within the origin", func(t *testing.T) {
+		rn := startClient(t, Config{URL: a.URL + "/same?token=orig42", Header: header}, nil)
+		recs := rn.sink.waitFor(t, "the event", countKind(feed.KindEvent, 1))
+		got := atA.all()[0]
+		if got.Get("Authorization") != "Bearer bearer42" || got.Get("X-Trace") != "trace42" || got.Get("Cookie") != "sid=cookie42" {
+			t.Errorf("same origin got %v, want the credentials and -H headers", got)
+		}
+		if v := got.Get("Referer"); v != "" {
+			t.Errorf("same origin got Referer %q, want none", v)
+		}
+		secretsIn(t, recs)
+	})
+
+	for _, tc := range []struct{ path, want string }{
+		{"/ftp", `scheme "ftp" is not http or https`},
+		{"/loop", "stopped after 10 redirects"},
+	} {
+		t.Run("refused "+tc.path, func(t *testing.T) {
+			rn := startClient(t, Config{URL: a.URL + tc.path, Header: header}, nil)
+			err := rn.wait(t)
+			var re *RedirectError
+			if !errors.Is(err, ErrFatal) || !errors.As(err, &re) || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("Run: got %v, want an ErrFatal RedirectError saying %q", err, tc.want)
+			}
+			for _, s := range []string{"pw42", "sig42"} {
+				if strings.Contains(err.Error(), s) {
+					t.Errorf("error %q holds %q", err, s)
+				}
+			}
+			recs := rn.sink.all()
+			if last := recs[len(recs)-1]; last.State != feed.StateFailed || last.Status != http.StatusFound {
+				t.Errorf("last record: got %s status %d, want failed 302", last.State, last.Status)
+			}
+			secretsIn(t, recs)
+		})
 	}
 }
