@@ -62,7 +62,13 @@ type Config struct {
 	TLSInsecure bool
 
 	// StallTimeout fixes the stall threshold (--stall); 0 learns it from
-	// the stream (see stallThreshold); < 0 turns stall detection off.
+	// the stream: 3x the longest gap between reads once two keep-alives
+	// came, at least MinStallTimeout, DefaultStallTimeout before; < 0
+	// turns stall detection off. Silence past the threshold gives a
+	// `stalled` state record and keeps the connection; bytes again give
+	// `connected`; silence for twice the threshold drops the connection
+	// and reconnects. Before the response head, silence past the
+	// threshold ends the attempt.
 	StallTimeout time.Duration
 	MaxLine      int // parser line cap; <= 0 means DefaultMaxLine
 	// MaxHeadBytes bounds a response head (status line and headers,

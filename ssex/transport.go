@@ -119,6 +119,9 @@ func transportFor(cfg Config) (http.RoundTripper, error) {
 		}
 		t = base.Clone()
 		t.TLSClientConfig = tc
+		if t.MaxResponseHeaderBytes <= 0 {
+			t.MaxResponseHeaderBytes = DefaultMaxHeadBytes
+		}
 	}
 	if transports.m == nil {
 		transports.m = make(map[transportKey]*http.Transport)
