@@ -30,6 +30,7 @@ type outcome struct {
 	retryAfter time.Duration // from a 429/503 Retry-After
 	events     int64         // events the connection delivered
 	lasted     time.Duration // how long the connection was up
+	stalled    bool          // no response head within the stall threshold
 }
 
 // attempt is one connection attempt: the request, its response, and the
@@ -126,7 +127,7 @@ func (a *attempt) stalled(idle, threshold time.Duration) {
 
 // resumed reports that bytes came again on a stalled stream; the Run
 // goroutine calls it before it parses them.
-func (a *attempt) resumed(silent time.Duration) {
+func (a *attempt) resumed() {
 	a.c.emitState(a.sink, feed.StateConnected, http.StatusOK, "", a.n)
 }
 
@@ -228,7 +229,7 @@ func (a *attempt) check(resp *http.Response, err error) {
 func (a *attempt) requestFailed(err error) outcome {
 	c := a.c
 	if errors.Is(context.Cause(a.cctx), errStalled) {
-		return outcome{reason: c.stallReason(false, time.Duration(a.wd.threshold.Load()))}
+		return outcome{reason: c.stallReason(false, time.Duration(a.wd.threshold.Load())), stalled: true}
 	}
 	var redirect *RedirectError
 	if errors.As(err, &redirect) {

@@ -68,7 +68,7 @@ type Config struct {
 	// `stalled` state record and keeps the connection; bytes again give
 	// `connected`; silence for twice the threshold drops the connection
 	// and reconnects. Before the response head, silence past the
-	// threshold ends the attempt.
+	// threshold gives `stalled` and ends the attempt.
 	StallTimeout time.Duration
 	MaxLine      int // parser line cap; <= 0 means DefaultMaxLine
 	// MaxHeadBytes bounds a response head (status line and headers,
@@ -85,7 +85,7 @@ type Config struct {
 // browser's EventSource would, reporting everything it sees as records.
 type Client struct {
 	cfg      Config
-	shownURL string // the URL with any password masked
+	shownURL string // the URL with its secrets masked (internal/secrets)
 	header   http.Header
 	host     string // Host header override
 	// userHeaders are the names of the headers the user set (-H,
@@ -235,6 +235,11 @@ func (c *Client) between(ctx context.Context, sink feed.Sink, out *outcome, rs *
 	if out.fatal != nil {
 		c.emitState(sink, feed.StateFailed, out.status, out.reason, rs.attempt)
 		return true, out.fatal
+	}
+	if out.stalled {
+		// A server that accepted the connection and sends nothing is
+		// stalled too; say so before reconnecting, as for a stream.
+		c.emitState(sink, feed.StateStalled, 0, out.reason, rs.attempt)
 	}
 	if out.connected {
 		c.emitState(sink, feed.StateDisconnected, 0, out.reason, rs.attempt)

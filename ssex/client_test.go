@@ -507,6 +507,9 @@ func TestStallWatchdogReconnects(t *testing.T) {
 			if tc.headers && !inOrder(recs, feed.StateStalled, feed.StateDisconnected, feed.StateReconnecting) {
 				t.Errorf("want stalled before disconnected and reconnecting:\n%s", dump(recs))
 			}
+			if !tc.headers && !inOrder(recs, feed.StateStalled, feed.StateReconnecting) {
+				t.Errorf("want stalled before reconnecting:\n%s", dump(recs))
+			}
 			if d := rn.c.Diagnostics(); d.Stalls < 1 {
 				t.Errorf("diagnostics stalls: got %d, want at least 1", d.Stalls)
 			}

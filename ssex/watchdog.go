@@ -19,8 +19,8 @@ import (
 // `connected` record and no reconnect, as a browser's EventSource, which
 // has no timeout, would go on. After a further threshold of silence (2×
 // in all) it is dropped and reopened, so a dead path is left in the end.
-// Before the response head arrives there is no stream to be stalled: the
-// attempt is dropped at the threshold.
+// Before the response head arrives there is no stream to wait for: the
+// attempt is reported stalled and dropped at the threshold.
 
 const (
 	// DefaultStallTimeout is the stall threshold until the connection has
@@ -59,7 +59,7 @@ type watchdog struct {
 	drop      func() // how to drop the connection
 	streaming bool   // the response head was read: stalls are reported
 	onStall   func(idle, threshold time.Duration)
-	onResume  func(silent time.Duration)
+	onResume  func()
 	timer     *time.Timer
 	stopped   bool
 	fired     bool
@@ -87,10 +87,10 @@ func (w *watchdog) touch(at time.Time) {
 	}
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	if s := w.stalledAt.Load(); s != 0 && !w.stopped {
+	if w.stalledAt.Load() != 0 && !w.stopped {
 		w.stalledAt.Store(0)
 		if w.onResume != nil {
-			w.onResume(at.Sub(w.base) - time.Duration(s))
+			w.onResume()
 		}
 	}
 }
@@ -114,7 +114,7 @@ func (w *watchdog) setThreshold(d time.Duration) {
 
 // streamStarted switches from dropping to reporting: from now on silence
 // calls onStall, bytes after it onResume, and drop closes the stream.
-func (w *watchdog) streamStarted(drop func(), onStall func(idle, threshold time.Duration), onResume func(silent time.Duration)) {
+func (w *watchdog) streamStarted(drop func(), onStall func(idle, threshold time.Duration), onResume func()) {
 	w.mu.Lock()
 	w.drop, w.onStall, w.onResume, w.streaming = drop, onStall, onResume, true
 	w.mu.Unlock()
