@@ -83,11 +83,59 @@ func TestNewClientDefaults(t *testing.T) {
 	if d.Name != "h:8080" || strings.Contains(d.URL, "secret") || !strings.Contains(d.URL, "***") {
 		t.Errorf("diagnostics: got name %q URL %q, want h:8080 and the password masked", d.Name, d.URL)
 	}
-	if c.cfg.StallTimeout != DefaultStallTimeout || c.cfg.MaxBackoff != DefaultMaxBackoff || d.RetryMS != DefaultRetry.Milliseconds() {
+	if d.StallAfter != DefaultStallTimeout || c.cfg.MaxBackoff != DefaultMaxBackoff || d.RetryMS != DefaultRetry.Milliseconds() {
 		t.Errorf("defaults: got stall %s backoff %s retry %d ms, want %s %s %d ms",
-			c.cfg.StallTimeout, c.cfg.MaxBackoff, d.RetryMS, DefaultStallTimeout, DefaultMaxBackoff, DefaultRetry.Milliseconds())
+			d.StallAfter, c.cfg.MaxBackoff, d.RetryMS, DefaultStallTimeout, DefaultMaxBackoff, DefaultRetry.Milliseconds())
 	}
 	if d.State != "disconnected" {
 		t.Errorf("state before Run: got %q, want disconnected", d.State)
+	}
+}
+
+// TestEndpointErrorsMaskSecrets: every error about an endpoint flag shows
+// its URL with the password and secret query values masked, also when the
+// URL does not parse and the password holds the characters that end a host.
+func TestEndpointErrorsMaskSecrets(t *testing.T) {
+	cases := []struct {
+		in      string
+		secrets []string
+	}{
+		{"http://u:qq#zz@h:port/e", []string{"qq", "zz"}},
+		{"http://u:qq/zz@h/e", []string{"qq", "zz"}},
+		{"http://u:qq?zz@h/e", []string{"qq", "zz"}},
+		{"http://u:12#zz@h/e", []string{"12#zz", "zz"}},
+		{"http://u:qq@zz@h:port/e", []string{"qq", "zz"}},
+		{"http://u:hunter2@h:port/e?token=tok42", []string{"hunter2", "tok42"}},
+		{"http://h:1/e?access_token=tok42\x7f", []string{"tok42"}},
+		{"=http://u:hunter2@h/e", []string{"hunter2"}},
+		{"a\x1bb=http://u:hunter2@h/e", []string{"hunter2"}},
+		{"http://u:hunter2@/e", []string{"hunter2"}},
+		{"http://h:8080/e?mail=tok42@x", []string{"tok42"}},
+	}
+	for _, tc := range cases {
+		_, _, err := ParseEndpoint(tc.in)
+		if !errors.Is(err, ErrUsage) {
+			t.Errorf("ParseEndpoint(%q): got %v, want an ErrUsage", tc.in, err)
+			continue
+		}
+		for _, s := range tc.secrets {
+			if strings.Contains(err.Error(), s) {
+				t.Errorf("ParseEndpoint(%q): error %q holds the secret %q", tc.in, err, s)
+			}
+		}
+		if _, err := NewClient(Config{URL: tc.in}); err != nil {
+			for _, s := range tc.secrets {
+				if strings.Contains(err.Error(), s) {
+					t.Errorf("NewClient(%q): error %q holds the secret %q", tc.in, err, s)
+				}
+			}
+		}
+	}
+	c, err := NewClient(Config{URL: "http://u:hunter2@h:1/e?token=tok42&page=2"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := c.Diagnostics().URL, "http://u:***@h:1/e?token=***&page=2"; got != want {
+		t.Errorf("Diagnostics().URL = %q, want %q", got, want)
 	}
 }

@@ -2,6 +2,8 @@ package ssex
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/pem"
 	"errors"
 	"fmt"
@@ -124,6 +126,7 @@ func startClient(t *testing.T, cfg Config, tune func(*Client)) *running {
 		t.Fatalf("NewClient: %v", err)
 	}
 	c.retry = 10 * time.Millisecond
+	c.floor = time.Millisecond
 	if tune != nil {
 		tune(c)
 	}
@@ -295,15 +298,16 @@ func TestRetryFieldSetsReconnectionTime(t *testing.T) {
 	if gap := time.Duration(reconnectedAt.Load() - closedAt.Load()); gap < retryMS*time.Millisecond {
 		t.Errorf("reconnected %s after the close, want at least %d ms", gap, retryMS)
 	}
-	re := ofKind(recs, feed.KindState)
+	// The wait announced is the real one: the retry time and up to a
+	// quarter more of jitter.
 	found := false
-	for _, r := range re {
-		if r.State == feed.StateReconnecting && strings.Contains(r.Error, "retry in 300ms") {
+	for _, w := range announcedWaits(recs) {
+		if w >= retryMS*time.Millisecond && w <= retryMS*time.Millisecond*5/4 {
 			found = true
 		}
 	}
 	if !found {
-		t.Errorf("no reconnecting record announcing a 300ms wait:\n%s", dump(recs))
+		t.Errorf("no reconnecting record announcing a wait of 300 to 375ms:\n%s", dump(recs))
 	}
 	if d := rn.c.Diagnostics(); d.RetryMS != retryMS || !d.RetryFromServer {
 		t.Errorf("diagnostics retry: got %d ms (from server %v), want %d ms from server", d.RetryMS, d.RetryFromServer, retryMS)
@@ -436,6 +440,10 @@ func TestFatalResponsesStop(t *testing.T) {
 			if got := n.Load(); got != 1 {
 				t.Errorf("requests: got %d, want 1 (no retry)", got)
 			}
+			var se *StatusError
+			if !errors.As(err, &se) || se.Code != tc.status {
+				t.Errorf("Run: got %v, want it to wrap a StatusError with code %d", err, tc.status)
+			}
 			recs := rn.sink.all()
 			last := recs[len(recs)-1]
 			if last.Kind != feed.KindState || last.State != feed.StateFailed || last.Status != tc.status {
@@ -495,6 +503,12 @@ func TestStallWatchdogReconnects(t *testing.T) {
 			}
 			if tc.headers && !hasState(feed.StateDisconnected, "stalled")(recs) {
 				t.Errorf("no disconnected record reporting the stall:\n%s", dump(recs))
+			}
+			if tc.headers && !inOrder(recs, feed.StateStalled, feed.StateDisconnected, feed.StateReconnecting) {
+				t.Errorf("want stalled before disconnected and reconnecting:\n%s", dump(recs))
+			}
+			if !tc.headers && !inOrder(recs, feed.StateStalled, feed.StateReconnecting) {
+				t.Errorf("want stalled before reconnecting:\n%s", dump(recs))
 			}
 			if d := rn.c.Diagnostics(); d.Stalls < 1 {
 				t.Errorf("diagnostics stalls: got %d, want at least 1", d.Stalls)
@@ -731,6 +745,11 @@ func TestTLS(t *testing.T) {
 		if !errors.Is(err, ErrFatal) || !strings.Contains(err.Error(), "--tls-ca") {
 			t.Errorf("Run: got %v, want an ErrFatal naming --tls-ca", err)
 		}
+		var unknownCA x509.UnknownAuthorityError
+		var verifyErr *tls.CertificateVerificationError
+		if !errors.As(err, &unknownCA) && !errors.As(err, &verifyErr) {
+			t.Errorf("Run: got %v (%T), want it to wrap the certificate error", err, errors.Unwrap(err))
+		}
 	})
 
 	t.Run("bad CA file", func(t *testing.T) {
@@ -935,30 +954,64 @@ func TestUnsendableLastEventID(t *testing.T) {
 	}
 }
 
-func TestLineTooLongReconnects(t *testing.T) {
+// TestOversizedEventSkipped: an event over the cap is skipped and counted
+// and the stream goes on; no reconnect, so its id is never replayed
+// through Last-Event-ID.
+func TestOversizedEventSkipped(t *testing.T) {
 	var n atomic.Int32
 	srv := newServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		n.Add(1)
 		streamHeaders(w)
-		if n.Add(1) == 1 {
-			write(w, "data: "+strings.Repeat("x", 100)+"\n\n")
-		} else {
-			write(w, "data: short\n\n")
-		}
+		write(w, "id: 1\ndata: "+strings.Repeat("x", 100)+"\n\n")
+		write(w, "id: 2\ndata: short\n\n")
 		<-r.Context().Done()
 	}))
 	rn := startClient(t, Config{URL: srv.URL, MaxLine: 50}, nil)
-	recs := rn.sink.waitFor(t, "the event after the reconnect", countKind(feed.KindEvent, 1))
-	if !hasState(feed.StateDisconnected, "too long")(recs) {
-		t.Errorf("no disconnected record about the long line:\n%s", dump(recs))
+	recs := rn.sink.waitFor(t, "the event after the oversized one", countKind(feed.KindEvent, 1))
+	if e := ofKind(recs, feed.KindEvent)[0]; e.Data != "short" || e.ID != "2" {
+		t.Errorf("event: got %q id %q, want %q id 2", e.Data, e.ID, "short")
 	}
-	if e := ofKind(recs, feed.KindEvent)[0]; e.Data != "short" {
-		t.Errorf("event: got %q, want %q", e.Data, "short")
+	d := rn.c.Diagnostics()
+	if d.Skipped != 1 || d.LastSkippedID != "1" || d.Connects != 1 || n.Load() != 1 {
+		t.Errorf("diagnostics: skipped %d (id %q) connects %d requests %d, want 1 (id 1), 1, 1", d.Skipped, d.LastSkippedID, d.Connects, n.Load())
+	}
+	if w := strings.Join(rn.c.Status().Warnings, "\n"); !strings.Contains(w, "1 events skipped") || !strings.Contains(w, "50-byte cap") {
+		t.Errorf("Status warnings: got %q, want the skipped event named", w)
+	}
+	if hasState(feed.StateDisconnected, "")(recs) {
+		t.Errorf("the oversized event ended the stream:\n%s", dump(recs))
+	}
+}
+
+// TestGzipBombSkipped: a gzip stream whose one event inflates to 8 MiB is
+// read with bounded memory (the parser holds at most the cap) and skipped;
+// the next event arrives.
+func TestGzipBombSkipped(t *testing.T) {
+	const maxLine = 64 << 10
+	stream := "data: " + strings.Repeat("x", 8<<20) + "\n\nid: 9\ndata: after\n\n"
+	u := rawServer(t, []string{"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nContent-Encoding: gzip\r\n\r\n", gzipped(t, stream)}, false)
+	rn := startClient(t, Config{URL: u, MaxLine: maxLine}, nil)
+	recs := rn.sink.waitFor(t, "the event after the bomb", countKind(feed.KindEvent, 1))
+	if e := ofKind(recs, feed.KindEvent)[0]; e.Data != "after" {
+		t.Errorf("event: got %q, want %q", e.Data, "after")
+	}
+	// Events are counted after the read is parsed: waiting for the count
+	// orders the parser's last writes before the reads below.
+	d := waitDiag(t, rn.c, eventsAtLeast(1))
+	if d.Skipped != 1 || d.Bytes < 8<<20 {
+		t.Errorf("diagnostics: skipped %d bytes %d, want 1 skipped of at least 8 MiB inflated", d.Skipped, d.Bytes)
+	}
+	// The parser's buffers are what an event costs; none passed the cap.
+	p := rn.c.parser
+	if c := max(cap(p.line), cap(p.data), cap(p.dec), cap(p.both)); c > 2*maxLine {
+		t.Errorf("parser buffers hold %d bytes, want at most twice the %d-byte cap", c, maxLine)
 	}
 }
 
 func TestBackoff(t *testing.T) {
 	maxJitter := func(n int64) int64 { return n - 1 }
 	noJitter := func(int64) int64 { return 0 }
+	const floor = 500 * time.Millisecond
 	cases := []struct {
 		name     string
 		retry    time.Duration
@@ -966,23 +1019,32 @@ func TestBackoff(t *testing.T) {
 		jitter   func(int64) int64
 		want     time.Duration
 	}{
-		{"after a connection: the retry time", 3 * time.Second, 0, maxJitter, 3 * time.Second},
-		{"server asked for 0", 0, 0, maxJitter, 0},
+		{"after a connection: the retry time", 3 * time.Second, 0, noJitter, 3 * time.Second},
+		{"after a connection: up to a quarter more", 3 * time.Second, 0, maxJitter, 3750 * time.Millisecond},
+		{"server asked for 0: the floor", 0, 0, noJitter, floor},
+		{"server asked for 0: the floor and jitter", 0, 0, maxJitter, floor + floor/4},
 		{"first failure, top", 3 * time.Second, 1, maxJitter, 6 * time.Second},
 		{"first failure, bottom", 3 * time.Second, 1, noJitter, 3 * time.Second},
 		{"second failure", 3 * time.Second, 2, maxJitter, 12 * time.Second},
 		{"capped", 3 * time.Second, 10, maxJitter, 30 * time.Second},
 		{"capped, bottom", 3 * time.Second, 10, noJitter, 15 * time.Second},
 		{"many failures", 3 * time.Second, 1000, maxJitter, 30 * time.Second},
-		{"retry 0 still backs off", 0, 1, maxJitter, 200 * time.Millisecond},
+		{"retry 0 still backs off", 0, 1, maxJitter, 2 * floor},
+		{"retry 0, bottom, not below the floor", 0, 1, noJitter, floor},
 		{"retry above the cap wins", time.Minute, 3, maxJitter, time.Minute},
+		{"the longest retry", MaxRetry, 3, maxJitter, MaxRetry},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			if got := backoff(tc.retry, 30*time.Second, tc.failures, tc.jitter); got != tc.want {
-				t.Errorf("backoff(%s, 30s, %d): got %s, want %s", tc.retry, tc.failures, got, tc.want)
+			if got := backoff(tc.retry, 30*time.Second, floor, tc.failures, tc.jitter); got != tc.want {
+				t.Errorf("backoff(%s, 30s, %s, %d): got %s, want %s", tc.retry, floor, tc.failures, got, tc.want)
 			}
 		})
+	}
+	for _, ms := range []int64{-1, 0, 1, 1 << 40, 1<<63 - 1} {
+		if d := retryDuration(ms); d < 0 || d > MaxRetry {
+			t.Errorf("retryDuration(%d) = %s, want within [0, %s]", ms, d, MaxRetry)
+		}
 	}
 }
 

@@ -7,6 +7,9 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/fanscope/fanscope/feed"
+	"github.com/fanscope/fanscope/internal/secrets"
 )
 
 // Diagnostics is a snapshot of one connection's health, for the TUI's
@@ -30,7 +33,8 @@ type Diagnostics struct {
 	TimeToFirstEvent time.Duration // request sent → first event, current connection; 0 until then
 	Connects         int           // connections established
 	Reconnects       int           // attempts after the first
-	Stalls           int           // connections dropped by the stall watchdog
+	Stalls           int           // times the stream went stalled, or an attempt got no response within the threshold
+	StallAfter       time.Duration // stall threshold in force (0: no stall detection)
 
 	LastEventID     string // last event ID in force
 	LastEventIDSent string // Last-Event-ID sent on the latest reconnect, "" when none
@@ -47,6 +51,18 @@ type Diagnostics struct {
 	LastEvent               time.Time
 	LastComment             time.Time
 	Bursts                  int // reads that completed several events at once after a silence
+	// Skipped counts events not delivered because a line or their data
+	// passed the line cap (Config.MaxLine); the stream went on.
+	Skipped       int64
+	LastSkippedID string // last event ID in force after the latest skipped event
+	// Interim counts 1xx responses (100, 102, 103 Early Hints) skipped
+	// before a final response, as browsers skip them.
+	Interim int
+	// HeadBytes is how many bytes the latest response head took (interim
+	// heads included); heads are cut off at Config.MaxHeadBytes.
+	HeadBytes int64
+	// Redirects counts redirects followed, over all attempts.
+	Redirects int
 
 	Headers  map[string]string // response headers of interest (Content-Type, Cache-Control, ...)
 	Warnings []string          // things that make SSE misbehave, in words
@@ -83,10 +99,70 @@ func (c *Client) Diagnostics() Diagnostics {
 	if d.LastEventIDHonoured == "no" {
 		d.Warnings = append(d.Warnings, "server did not honour Last-Event-ID: "+d.ResumeDetail)
 	}
+	if d.Skipped > 0 {
+		d.Warnings = append(d.Warnings, fmt.Sprintf(
+			"%d events skipped: a line or the data of each was longer than the %d-byte cap (the latest had event id %q in force); raise the cap or send smaller events",
+			d.Skipped, c.parser.maxLine, d.LastSkippedID))
+	}
 	if c.diag.unsendableID {
 		d.Warnings = append(d.Warnings, "the last event id holds control characters, so it cannot be sent as Last-Event-ID; reconnects go without it")
 	}
 	return d
+}
+
+// Status is the connection's health in the shape every delivery path
+// reports (feed.Status), filled from Diagnostics; what only SSE has (the
+// protocol, the reconnection time, Last-Event-ID resume) is in Details.
+func (c *Client) Status() feed.Status {
+	d := c.Diagnostics()
+	s := feed.Status{
+		Source:        feed.SourceSSE,
+		Name:          d.Name,
+		URL:           d.URL,
+		Conn:          d.Conn,
+		State:         d.State,
+		HTTPStatus:    d.Status,
+		Attempt:       d.Attempt,
+		Reconnects:    d.Reconnects,
+		Stalls:        d.Stalls,
+		StallAfter:    d.StallAfter,
+		Events:        uint64(max(d.Events, 0)),
+		LastByte:      d.LastByte,
+		LastEvent:     d.LastEvent,
+		LastKeepAlive: d.LastComment,
+		TTFB:          d.TTFB,
+		Warnings:      d.Warnings,
+	}
+	if s.Up() || d.State == feed.StateStalled {
+		s.ConnectedAt = d.ConnectedAt
+	}
+	if !s.Up() {
+		s.Error = d.LastError
+	}
+	if d.Proto != "" {
+		s.Details = append(s.Details, d.Proto)
+	}
+	from := "default"
+	if d.RetryFromServer {
+		from = "from the server"
+	}
+	s.Details = append(s.Details, fmt.Sprintf("retry %d ms (%s)", d.RetryMS, from))
+	if d.LastEventID != "" {
+		s.Details = append(s.Details, fmt.Sprintf("last event id %q", d.LastEventID))
+	}
+	if d.LastEventIDSent != "" {
+		s.Details = append(s.Details, fmt.Sprintf("resumed with Last-Event-ID %q: honoured %s", d.LastEventIDSent, d.LastEventIDHonoured))
+	}
+	if d.Skipped > 0 {
+		s.Details = append(s.Details, fmt.Sprintf("%d oversized events skipped", d.Skipped))
+	}
+	if d.Interim > 0 {
+		s.Details = append(s.Details, fmt.Sprintf("%d interim (1xx) responses skipped", d.Interim))
+	}
+	if d.Redirects > 0 {
+		s.Details = append(s.Details, fmt.Sprintf("%d redirects followed", d.Redirects))
+	}
+	return s
 }
 
 // noteResponse records a response's status, protocol, timing and headers,
@@ -95,7 +171,7 @@ func (c *Client) noteResponse(resp *http.Response, ttfb time.Duration) {
 	h := make(map[string]string, 4)
 	for _, k := range headersOfInterest {
 		if v := resp.Header.Values(k); len(v) > 0 {
-			h[k] = strings.Join(v, ", ")
+			h[k] = secrets.Header(k, strings.Join(v, ", "))
 		}
 	}
 	if len(resp.TransferEncoding) > 0 {

@@ -257,3 +257,32 @@ func TestHasDirective(t *testing.T) {
 		}
 	}
 }
+
+// TestStatusFromDiagnostics: Path and Status describe the connection as
+// every delivery path does (feed.Status), filled from Diagnostics.
+func TestStatusFromDiagnostics(t *testing.T) {
+	srv := newServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		streamHeaders(w)
+		write(w, "retry: 1500\n: hi\n\nid: 7\ndata: a\n\n")
+		<-r.Context().Done()
+	}))
+	rn := startClient(t, Config{Name: "app-1", URL: strings.Replace(srv.URL, "http://", "http://u:pw@", 1) + "/e?token=tok42", Conn: 2}, nil)
+	if got := rn.c.Path(); got != "sse:app-1" {
+		t.Errorf("Path() = %q, want sse:app-1", got)
+	}
+	waitDiag(t, rn.c, eventsAtLeast(1))
+	s := rn.c.Status()
+	if s.Source != feed.SourceSSE || s.Name != "app-1" || s.Conn != 2 || s.State != feed.StateConnected ||
+		s.HTTPStatus != 200 || s.Events != 1 || s.ConnectedAt.IsZero() || s.LastKeepAlive.IsZero() || s.Error != "" {
+		t.Errorf("Status() = %+v, want connected sse app-1 conn 2, 200, 1 event, a keep-alive, no error", s)
+	}
+	if strings.Contains(s.URL, "pw") || strings.Contains(s.URL, "tok42") {
+		t.Errorf("Status().URL = %q, want secrets masked", s.URL)
+	}
+	if d := strings.Join(s.Details, "; "); !strings.Contains(d, "HTTP/1.1") || !strings.Contains(d, "retry 1500 ms (from the server)") || !strings.Contains(d, `last event id "7"`) {
+		t.Errorf("Status().Details = %q, want the protocol, the server's retry and the last event id", s.Details)
+	}
+	if s.Path() != rn.c.Path() {
+		t.Errorf("Status().Path() = %q, want %q", s.Path(), rn.c.Path())
+	}
+}

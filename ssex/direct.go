@@ -7,6 +7,7 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
+	"fmt"
 	"io"
 	"math"
 	"net"
@@ -27,7 +28,8 @@ import (
 // RoundTrip (send, awaitResponse, receive) itself, each on the goroutine
 // whose stack it suits; http.Client calls RoundTrip to follow redirects.
 type directTransport struct {
-	base *http.Transport
+	base    *http.Transport
+	maxHead int64 // bytes a response head may take, interim heads included
 }
 
 // requestWriters are the buffers requests are written through; without one,
@@ -63,8 +65,48 @@ func (t *directTransport) proxied(req *http.Request) bool {
 type sentRequest struct {
 	req  *http.Request // as written
 	conn net.Conn
+	head *headReader // reads conn, counting the head's bytes
 	stop func() bool // ends closing conn when req's context ends
 	gz   bool        // gzip was asked for on the caller's behalf
+}
+
+// HeadTooLargeError is a response head (status line and headers, interim
+// 1xx heads included) that passed the limit: an endless header line or
+// endless headers. Reading stopped there.
+type HeadTooLargeError struct {
+	Limit int64 // Config.MaxHeadBytes
+	Read  int64 // bytes read from the connection when reading stopped
+}
+
+func (e *HeadTooLargeError) Error() string {
+	return fmt.Sprintf("response head larger than %d bytes (an endless header line or endless headers; Config.MaxHeadBytes)", e.Limit)
+}
+
+// maxInterim is how many 1xx responses may come before the final one.
+const maxInterim = 16
+
+// headReader reads the connection for the bufio.Reader that holds the
+// response head and then the body; while limit is set, it refuses to
+// read past it, so an endless head costs at most the limit.
+type headReader struct {
+	conn  net.Conn
+	limit int64 // 0: no limit (the head was read)
+	read  int64
+}
+
+func (h *headReader) Read(p []byte) (int, error) {
+	if h.limit > 0 {
+		left := h.limit - h.read
+		if left <= 0 {
+			return 0, &HeadTooLargeError{Limit: h.limit, Read: h.read}
+		}
+		if int64(len(p)) > left {
+			p = p[:left]
+		}
+	}
+	n, err := h.conn.Read(p)
+	h.read += int64(n)
+	return n, err
 }
 
 // send dials req's host, does the TLS handshake and writes req. Dialing and
@@ -106,7 +148,7 @@ func (t *directTransport) send(req *http.Request) (*sentRequest, error) {
 	}
 	// Ending the request's context closes the connection, which ends a
 	// blocked read: the same contract as http.Transport.
-	p := &sentRequest{req: req, conn: conn}
+	p := &sentRequest{req: req, conn: conn, head: &headReader{conn: conn, limit: t.maxHead}}
 	p.stop = context.AfterFunc(ctx, func() { conn.Close() })
 
 	// Ask for gzip as browsers and http.Transport do, and undo it the same
@@ -146,7 +188,7 @@ func (p *sentRequest) fail(err error) error {
 func (p *sentRequest) awaitResponse() (*bufio.Reader, time.Time, error) {
 	// One buffer for the response head and then the stream: the body is
 	// parsed where it lands (connBody.next).
-	br := bufio.NewReaderSize(p.conn, readBufSize)
+	br := bufio.NewReaderSize(p.head, readBufSize)
 	if _, err := br.Peek(1); err != nil {
 		return nil, time.Time{}, p.fail(err)
 	}
@@ -159,13 +201,34 @@ func (p *sentRequest) receive(br *bufio.Reader, firstByte time.Time) (*http.Resp
 	if trace := httptrace.ContextClientTrace(p.req.Context()); trace != nil && trace.GotFirstResponseByte != nil {
 		trace.GotFirstResponseByte()
 	}
-	resp, err := http.ReadResponse(br, p.req)
-	if err != nil {
-		return nil, p.fail(err)
+	// Interim responses (100 Continue, 102 Processing, 103 Early Hints)
+	// come before the final one and are skipped, as browsers and curl do;
+	// 101 would switch protocols and is final.
+	var resp *http.Response
+	interim := 0
+	for {
+		var err error
+		resp, err = http.ReadResponse(br, p.req)
+		if err != nil {
+			if h := p.head; h.limit > 0 && h.read >= h.limit {
+				// At the limit a line is cut short, which ReadResponse may
+				// report as malformed before it sees the limit's error.
+				err = &HeadTooLargeError{Limit: h.limit, Read: h.read}
+			}
+			return nil, p.fail(err)
+		}
+		if resp.StatusCode >= 200 || resp.StatusCode == http.StatusSwitchingProtocols {
+			break
+		}
+		if interim++; interim > maxInterim {
+			return nil, p.fail(fmt.Errorf("more than %d interim (1xx) responses", maxInterim))
+		}
 	}
+	headBytes := p.head.read - int64(br.Buffered())
+	p.head.limit = 0
 	// The body framing is read here from br, not by the body ReadResponse
 	// made, so that the stream can be read in place.
-	body := &connBody{conn: p.conn, br: br, stop: p.stop, firstByte: firstByte, left: -1}
+	body := &connBody{conn: p.conn, br: br, stop: p.stop, firstByte: firstByte, left: -1, headBytes: headBytes, interim: interim}
 	switch {
 	case resp.Body == http.NoBody:
 		body.left = 0
@@ -193,6 +256,8 @@ type connBody struct {
 	br        *bufio.Reader
 	stop      func() bool
 	firstByte time.Time // when the first response byte arrived
+	headBytes int64     // bytes of the response head, interim heads included
+	interim   int       // 1xx responses skipped before it
 	once      sync.Once
 
 	chunked bool

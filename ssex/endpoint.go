@@ -6,6 +6,8 @@ import (
 	"net"
 	"net/url"
 	"strings"
+
+	"github.com/fanscope/fanscope/internal/secrets"
 )
 
 var (
@@ -51,15 +53,15 @@ func ParseEndpoint(flag string) (name, rawURL string, err error) {
 	if i := strings.IndexByte(s, '='); i >= 0 && !strings.Contains(s[:i], "://") {
 		name, rawURL = strings.TrimSpace(s[:i]), strings.TrimSpace(s[i+1:])
 		if name == "" {
-			return "", "", usageErrorf("parse sse endpoint %q: empty NAME before '=', want [NAME=]URL", flag)
+			return "", "", usageErrorf("parse sse endpoint %q: empty NAME before '=', want [NAME=]URL", secrets.URL(flag))
 		}
 		if strings.ContainsFunc(name, func(r rune) bool { return r < 0x20 || r == 0x7f }) {
-			return "", "", usageErrorf("parse sse endpoint %q: NAME contains control characters", flag)
+			return "", "", usageErrorf("parse sse endpoint %q: NAME contains control characters", secrets.URL(flag))
 		}
 	}
 	u, err := checkURL(rawURL)
 	if err != nil {
-		return "", "", usageErrorf("parse sse endpoint %q: %w", flag, err)
+		return "", "", usageErrorf("parse sse endpoint %q: %w", secrets.URL(flag), err)
 	}
 	if name == "" {
 		name = hostPort(u)
@@ -67,19 +69,20 @@ func ParseEndpoint(flag string) (name, rawURL string, err error) {
 	return name, rawURL, nil
 }
 
-// checkURL parses raw and checks that it is an absolute http(s) URL with a host.
+// checkURL parses raw and checks that it is an absolute http(s) URL with a
+// host. Its errors show raw with secrets masked.
 func checkURL(raw string) (*url.URL, error) {
 	if !strings.Contains(raw, "://") {
-		return nil, fmt.Errorf("URL %q has no scheme, want http:// or https://", raw)
+		return nil, fmt.Errorf("URL %q has no scheme, want http:// or https://", secrets.URL(raw))
+	}
+	if secrets.Ambiguous(raw) {
+		return nil, fmt.Errorf("URL %q is ambiguous: an '@' after the host reads as the end of a password (percent-encode '/', '?', '#' and '@' in a password as %%2F, %%3F, %%23, %%40, and '@' in a path or query as %%40)", secrets.URL(raw))
 	}
 	u, err := url.Parse(raw)
 	if err != nil {
-		// url.Error repeats the whole URL, which may hold a password.
-		var ue *url.Error
-		if errors.As(err, &ue) {
-			err = ue.Err
-		}
-		return nil, fmt.Errorf("invalid URL: %w", err)
+		// Parse errors quote pieces of the URL, which may be pieces of a
+		// password: secrets.Reason leaves them out.
+		return nil, fmt.Errorf("invalid URL %q: %s", secrets.URL(raw), secrets.Reason(err))
 	}
 	switch strings.ToLower(u.Scheme) {
 	case "http", "https":
@@ -87,7 +90,7 @@ func checkURL(raw string) (*url.URL, error) {
 		return nil, fmt.Errorf("scheme %q is not http or https", u.Scheme)
 	}
 	if u.Host == "" || u.Hostname() == "" {
-		return nil, fmt.Errorf("URL has no host")
+		return nil, fmt.Errorf("URL %q has no host", secrets.URL(raw))
 	}
 	return u, nil
 }
@@ -102,17 +105,4 @@ func hostPort(u *url.URL) string {
 		}
 	}
 	return net.JoinHostPort(u.Hostname(), port)
-}
-
-// redactURL is u as text with any password replaced by "***", as SPEC.md
-// asks of every URL fanscope prints.
-func redactURL(u *url.URL) string {
-	if u == nil {
-		return ""
-	}
-	if _, ok := u.User.Password(); ok {
-		// Redacted writes "xxxxx"; url.String would escape "***".
-		return strings.Replace(u.Redacted(), ":xxxxx@", ":***@", 1)
-	}
-	return u.String()
 }

@@ -227,3 +227,45 @@ func refDecode(b []byte) string {
 	}
 	return sb.String()
 }
+
+// FuzzParserSkip checks a parser that skips oversized events: it never
+// fails, gives the same observations whole, split and byte by byte, and
+// never emits a field longer than its cap.
+func FuzzParserSkip(f *testing.F) {
+	f.Add([]byte("data: "+strings.Repeat("x", 40)+"\nid: 1\n\ndata: ok\n\n"), uint16(10))
+	f.Add([]byte(": "+strings.Repeat("c", 40)+"\r\ndata: a\r\n\r\n"), uint16(3))
+	f.Fuzz(func(t *testing.T, in []byte, split uint16) {
+		const maxLine = 24
+		run := func(chunks ...[]byte) ([]Observation, string) {
+			p := NewParser(maxLine)
+			p.SkipOversized()
+			var got []Observation
+			for _, c := range chunks {
+				if err := p.Feed(c, time.Time{}, func(o Observation) { got = append(got, o) }); err != nil {
+					t.Fatalf("Feed: %v, want no error when skipping", err)
+				}
+			}
+			return got, p.LastEventID()
+		}
+		k := int(split) % (len(in) + 1)
+		whole, wholeLast := run(in)
+		parts, partsLast := run(in[:k:k], in[k:])
+		if !slices.Equal(whole, parts) || wholeLast != partsLast {
+			t.Fatalf("whole vs split at %d: got %+v %q, want %+v %q", k, parts, partsLast, whole, wholeLast)
+		}
+		if len(in) <= 512 {
+			chunks := make([][]byte, len(in))
+			for i := range in {
+				chunks[i] = in[i : i+1 : i+1]
+			}
+			if bytewise, last := run(chunks...); !slices.Equal(whole, bytewise) || wholeLast != last {
+				t.Fatalf("whole vs byte by byte: got %+v %q, want %+v %q", bytewise, last, whole, wholeLast)
+			}
+		}
+		for _, o := range whole {
+			if len(o.Data) > maxLine || len(o.Type) > maxLine || len(o.LastEventID) > maxLine {
+				t.Fatalf("got %+v, want no field longer than the %d-byte cap", o, maxLine)
+			}
+		}
+	})
+}

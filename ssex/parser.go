@@ -20,6 +20,10 @@ const (
 	ObsComment
 	// ObsRetry is a retry field whose value is all ASCII digits.
 	ObsRetry
+	// ObsSkipped is an event that was not dispatched because a line of it,
+	// or its data, passed the cap (a parser made with SkipOversized).
+	// LastEventID is the last event ID in force after it.
+	ObsSkipped
 )
 
 // String returns the kind's name as records show it: event, comment, retry.
@@ -31,6 +35,8 @@ func (k ObservationKind) String() string {
 		return "comment"
 	case ObsRetry:
 		return "retry"
+	case ObsSkipped:
+		return "skipped"
 	}
 	return "unknown"
 }
@@ -65,9 +71,15 @@ var bom = [3]byte{0xEF, 0xBB, 0xBF}
 // starts. A Parser is not safe for concurrent use.
 type Parser struct {
 	maxLine int
+	skip    bool  // skip oversized events instead of failing
 	err     error // sticky until Reset
-	at      time.Time
-	emit    func(Observation)
+
+	// Skipping: the rest of an oversized line is being dropped, and the
+	// event block it belongs to will not be dispatched.
+	discarding bool
+	oversized  bool
+	at         time.Time
+	emit       func(Observation)
 
 	// Byte-level state: BOM detection and the WHATWG UTF-8 decoder.
 	bomDone bool
@@ -100,6 +112,12 @@ func NewParser(maxLine int) *Parser {
 	return &Parser{maxLine: maxLine, lower: 0x80, upper: 0xBF}
 }
 
+// SkipOversized makes the parser skip an event with a line, or data,
+// longer than the cap, as one observation of kind ObsSkipped, and go on
+// with the stream instead of failing. A comment line over the cap is
+// dropped. Memory stays bounded by the cap either way.
+func (p *Parser) SkipOversized() { p.skip = true }
+
 // LastEventID returns the last event ID string: what a browser would send as
 // Last-Event-ID when it reconnects now.
 func (p *Parser) LastEventID() string { return p.id }
@@ -114,6 +132,7 @@ func (p *Parser) Reset() {
 	p.need, p.seen, p.cp, p.lower, p.upper = 0, 0, 0, 0x80, 0xBF
 	p.dec = p.dec[:0]
 	p.sawCR = false
+	p.discarding, p.oversized = false, false
 	p.line = shrink(p.line)
 	p.data = shrink(p.data)
 	p.typ = p.typ[:0]
@@ -291,25 +310,40 @@ func (p *Parser) text(b []byte) error {
 			}
 		}
 		end := min(nextCR, nextLF)
+		if p.discarding {
+			// The rest of an oversized line: dropped up to its end.
+			if end == len(b) {
+				return nil
+			}
+			p.discarding = false
+			p.sawCR = b[end] == '\r'
+			off = end + 1
+			continue
+		}
 		if end == len(b) {
 			if len(p.line)+len(b)-off > p.maxLine {
-				return p.fail(p.lineErr())
+				if err := p.overflow(b[off:]); err != nil {
+					return err
+				}
+				p.discarding = true
+				return nil
 			}
 			p.line = append(p.line, b[off:]...)
 			return nil
 		}
 		line := b[off:end]
-		if len(p.line) > 0 {
-			if len(p.line)+len(line) > p.maxLine {
-				return p.fail(p.lineErr())
+		if len(p.line)+len(line) > p.maxLine {
+			if err := p.overflow(line); err != nil {
+				return err
 			}
-			p.line = append(p.line, line...)
-			line = p.line
-		} else if len(line) > p.maxLine {
-			return p.fail(p.lineErr())
-		}
-		if err := p.processLine(line); err != nil {
-			return err
+		} else {
+			if len(p.line) > 0 {
+				p.line = append(p.line, line...)
+				line = p.line
+			}
+			if err := p.processLine(line); err != nil {
+				return err
+			}
 		}
 		if len(p.line) > 0 {
 			p.line = shrink(p.line)
@@ -317,6 +351,25 @@ func (p *Parser) text(b []byte) error {
 		p.sawCR = b[end] == '\r'
 		off = end + 1
 	}
+	return nil
+}
+
+// overflow handles a line that passed the cap, whose bytes so far are
+// p.line then rest: an error, or when skipping, the line is dropped and
+// its event (unless it is a comment) will be skipped.
+func (p *Parser) overflow(rest []byte) error {
+	if !p.skip {
+		return p.fail(p.lineErr())
+	}
+	first := rest
+	if len(p.line) > 0 {
+		first = p.line
+	}
+	if len(first) == 0 || first[0] != ':' {
+		p.oversized = true
+		p.data = shrink(p.data)
+	}
+	p.line = shrink(p.line)
 	return nil
 }
 
@@ -372,7 +425,15 @@ func (p *Parser) processLine(line []byte) error {
 	case "event":
 		p.typ = append(p.typ[:0], value...)
 	case "data":
+		if p.oversized {
+			return nil
+		}
 		if len(p.data)+len(value)+1 > p.maxLine+1 {
+			if p.skip {
+				p.oversized = true
+				p.data = shrink(p.data)
+				return nil
+			}
 			return p.fail(fmt.Errorf("parse event stream: an event's data is longer than the %d-byte limit: %w", p.maxLine, ErrLineTooLong))
 		}
 		p.data = append(p.data, value...)
@@ -411,6 +472,18 @@ func parseRetry(v []byte) (int64, bool) {
 
 func (p *Parser) dispatch() {
 	newID := string(p.idBuf) != p.id
+	if p.oversized {
+		// Skipped, but its id counts, as it would have in a browser that
+		// had the memory: a reconnect resumes after it, not at it.
+		p.oversized = false
+		if newID {
+			p.id = string(p.idBuf)
+		}
+		p.data = shrink(p.data)
+		p.typ = p.typ[:0]
+		p.emit(Observation{Kind: ObsSkipped, LastEventID: p.id, At: p.at})
+		return
+	}
 	if len(p.data) == 0 {
 		if newID {
 			p.id = string(p.idBuf)

@@ -367,3 +367,39 @@ func TestParserNilEmit(t *testing.T) {
 		t.Fatalf("got LastEventID() %q, want %q", got, "4")
 	}
 }
+
+func TestParserSkipOversized(t *testing.T) {
+	long := strings.Repeat("x", 40)
+	tests := []struct {
+		name, in string
+		want     []string // kind:data:id
+		last     string
+	}{
+		{"long data line", "id: 1\ndata: " + long + "\n\ndata: next\n\n", []string{"skipped::1", "event:next:1"}, "1"},
+		{"long data in pieces", "data: " + long[:20] + "\ndata: " + long[:20] + "\nid: 2\n\ndata: b\n\n", []string{"skipped::2", "event:b:2"}, "2"},
+		{"long comment dropped", ": " + long + "\ndata: a\n\n", []string{"event:a:"}, ""},
+		{"long id line", "id: " + long + "\ndata: a\n\ndata: b\n\n", []string{"skipped::", "event:b:"}, ""},
+		{"CRLF after long line", "data: " + long + "\r\n\r\ndata: c\r\n\r\n", []string{"skipped::", "event:c:"}, ""},
+		{"unterminated long line", "data: ok\n\ndata: " + long, []string{"event:ok:"}, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			for _, size := range []int{1, 7, len(tt.in)} {
+				p := NewParser(24)
+				p.SkipOversized()
+				var got []string
+				for i := 0; i < len(tt.in); i += size {
+					chunk := tt.in[i:min(i+size, len(tt.in))]
+					if err := p.Feed([]byte(chunk), time.Time{}, func(o Observation) {
+						got = append(got, o.Kind.String()+":"+o.Data+":"+o.LastEventID)
+					}); err != nil {
+						t.Fatalf("chunks of %d: Feed: %v", size, err)
+					}
+				}
+				if strings.Join(got, " ") != strings.Join(tt.want, " ") || p.LastEventID() != tt.last {
+					t.Errorf("chunks of %d: got %q last id %q, want %q last id %q", size, got, p.LastEventID(), tt.want, tt.last)
+				}
+			}
+		})
+	}
+}
