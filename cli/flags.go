@@ -108,19 +108,6 @@ func (f *SourceFlags) sseHeader(getenv func(string) string) (http.Header, error)
 	return h, nil
 }
 
-// MaskHeader returns a printable "Key: Value" with Authorization and
-// Cookie values masked.
-func MaskHeader(key, value string) string {
-	switch strings.ToLower(key) {
-	case "authorization", "proxy-authorization", "cookie", "set-cookie":
-		if scheme, _, ok := strings.Cut(value, " "); ok && strings.EqualFold(key, "authorization") {
-			return key + ": " + scheme + " ***"
-		}
-		return key + ": ***"
-	}
-	return key + ": " + value
-}
-
 // sessionConfig turns the source flags into what a session watches.
 // withRedis opens Redis even when nothing is subscribed (probe publishes).
 func (f *SourceFlags) sessionConfig(getenv func(string) string, withRedis bool) (session.Config, error) {

@@ -4,13 +4,13 @@ import (
 	"context"
 	"errors"
 	"math/rand/v2"
-	"net/url"
 	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/fanscope/fanscope/feed"
+	"github.com/fanscope/fanscope/internal/secrets"
 	"github.com/fanscope/fanscope/redisx"
 )
 
@@ -162,7 +162,7 @@ func (r *redisSource) target() string {
 		return c.Target()
 	}
 	if len(r.opts.URLs) > 0 {
-		return maskURL(r.opts.URLs[0])
+		return secrets.URL(r.opts.URLs[0])
 	}
 	return ""
 }
@@ -204,48 +204,6 @@ func later(a, b time.Time) time.Time {
 		return a
 	}
 	return b
-}
-
-// maskURL shows raw with its password as ***; a URL that does not parse
-// is shown as its scheme alone, since any part of it may be the password.
-func maskURL(raw string) string {
-	u, err := url.Parse(raw)
-	if err != nil {
-		if i := len(raw); i > 0 {
-			if scheme, _, ok := cutScheme(raw); ok {
-				return scheme + "://***"
-			}
-		}
-		return "***"
-	}
-	if _, has := u.User.Password(); has {
-		u.User = url.UserPassword(u.User.Username(), "***")
-		return stringsReplaceEscaped(u.String())
-	}
-	return u.String()
-}
-
-func cutScheme(raw string) (string, string, bool) {
-	for i := 0; i+3 <= len(raw); i++ {
-		if raw[i:i+3] == "://" {
-			return raw[:i], raw[i+3:], true
-		}
-	}
-	return "", "", false
-}
-
-// stringsReplaceEscaped undoes url's escaping of the mask's asterisks.
-func stringsReplaceEscaped(s string) string {
-	out := make([]byte, 0, len(s))
-	for i := 0; i < len(s); i++ {
-		if i+3 <= len(s) && s[i:i+3] == "%2A" {
-			out = append(out, '*')
-			i += 2
-			continue
-		}
-		out = append(out, s[i])
-	}
-	return string(out)
 }
 
 func itoa(n int) string { return strconv.Itoa(n) }

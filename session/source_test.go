@@ -11,6 +11,7 @@ import (
 	"github.com/fanscope/fanscope/internal/redistest"
 	"github.com/fanscope/fanscope/pollx"
 	"github.com/fanscope/fanscope/redisx"
+	"github.com/fanscope/fanscope/ssex"
 	"github.com/fanscope/fanscope/wsx"
 )
 
@@ -33,6 +34,7 @@ var (
 	_ Source = (*wsx.Client)(nil)
 	_ Source = (*wsx.SocketIO)(nil)
 	_ Source = (*pollx.Client)(nil)
+	_ Source = (*ssex.Client)(nil)
 )
 
 func (f *fakeDoor) Path() string               { return feed.PathName(feed.SourceWS, "fake") }

@@ -72,25 +72,5 @@ func newSSE(ep Endpoint, conn int, cfg Config, t http.RoundTripper) (Source, err
 	if err != nil {
 		return nil, err
 	}
-	return sseSource{c}, nil
-}
-
-// sseSource gives an SSE client the Source shape.
-type sseSource struct{ *ssex.Client }
-
-func (s sseSource) Path() string { return feed.PathName(feed.SourceSSE, s.Name()) }
-
-func (s sseSource) Status() feed.Status {
-	d := s.Diagnostics()
-	st := feed.Status{
-		Source: feed.SourceSSE, Name: d.Name, URL: d.URL, Conn: d.Conn,
-		State: d.State, HTTPStatus: d.Status, Attempt: d.Attempt, Reconnects: d.Reconnects,
-		Stalls: d.Stalls, Events: uint64(max(d.Events, 0)), ConnectedAt: d.ConnectedAt,
-		LastByte: d.LastByte, LastEvent: d.LastEvent, LastKeepAlive: d.LastComment, TTFB: d.TTFB,
-		Warnings: d.Warnings,
-	}
-	if d.State != feed.StateConnected {
-		st.Error = d.LastError
-	}
-	return st
+	return c, nil
 }
