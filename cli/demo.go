@@ -237,7 +237,7 @@ func demoTraffic(run context.Context, s *session.Session) (probes.ReportInput, e
 		}
 		// The SSE response can arrive a moment before the relay registered
 		// the connection for fan-out.
-		if err := sleepCtx(run, session.ProbeSettle); err != nil {
+		if err := session.Sleep(run, session.ProbeSettle); err != nil {
 			return err
 		}
 		var err error
@@ -274,7 +274,7 @@ func demoTraffic(run context.Context, s *session.Session) (probes.ReportInput, e
 func demoReport(infra context.Context, s *session.Session, in probes.ReportInput, started time.Time) (probes.Report, error) {
 	deadline := time.Now().Add(demoProbeTimeout + time.Millisecond)
 	for time.Now().Before(deadline) && s.Engine().Pending(time.Now()) > 0 {
-		if err := sleepCtx(infra, 10*time.Millisecond); err != nil {
+		if err := session.Sleep(infra, 10*time.Millisecond); err != nil {
 			return probes.Report{}, err
 		}
 	}

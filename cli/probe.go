@@ -240,17 +240,3 @@ func writeProbeReport(e *env, rep *probes.Report, opts probeOptions) error {
 	}
 	return nil
 }
-
-func sleepCtx(ctx context.Context, d time.Duration) error {
-	if d <= 0 {
-		return ctx.Err()
-	}
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
-}

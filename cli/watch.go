@@ -151,7 +151,7 @@ func runWatch(ctx context.Context, s *session.Session, opts WatchOptions, stdin 
 		go func() {
 			// A probe sent before the relay registered a connection would
 			// count as lost on that path.
-			if s.WaitConnected(ctx, 10*time.Second) == nil && sleepCtx(ctx, session.ProbeSettle) == nil {
+			if s.WaitConnected(ctx, 10*time.Second) == nil && session.Sleep(ctx, session.ProbeSettle) == nil {
 				_ = s.SetProbing(true)
 			}
 		}()

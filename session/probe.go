@@ -349,6 +349,9 @@ func (s *Session) ProbeSubscribers(ctx context.Context) (map[string]int64, map[s
 	return map[string]int64{channel: in.ShardNumSub[channel]}, nil, nil
 }
 
+// Sleep waits d, or less when ctx ends first (then it returns ctx's error).
+func Sleep(ctx context.Context, d time.Duration) error { return sleepOr(ctx, d, nil) }
+
 // sleepOr waits d, returning early when ctx ends or an error arrives on
 // errs (nil: none can).
 func sleepOr(ctx context.Context, d time.Duration, errs <-chan error) error {
