@@ -428,14 +428,19 @@ func (n *monitorNode) line(ctx context.Context, line []byte, now time.Time, sink
 		return
 	}
 	cmd := strings.ToLower(e.Args[0])
+	if cmd == "client" || cmd == "hello" {
+		if e, err = ParseMonitorLine(line, false); err != nil {
+			return
+		}
+	}
 	switch {
-	case (cmd == "publish" || cmd == "spublish") && len(e.Args) == 3:
+	case (cmd == "publish" || cmd == "spublish") && len(e.Args) == 2:
 		ch := e.Args[1]
 		if !n.m.filter.keeps(ch) {
 			return
 		}
 		// The filter passed: now decode the payload too.
-		if e, err = ParseMonitorLine(line, false); err != nil {
+		if e, err = ParseMonitorLine(line, false); err != nil || len(e.Args) != 3 {
 			return
 		}
 		n.m.events.Add(1)
