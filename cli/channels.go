@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -75,9 +76,13 @@ func completeChannels(ctx context.Context, src *SourceFlags, getenv func(string)
 		names []string
 		err   error
 	}
+	// Cobra parses the flags twice when it completes, so repeatable
+	// flags arrive doubled: one seed given twice would look like a cluster.
+	one := *src
+	one.Redis = slices.Compact(slices.Clone(src.Redis))
 	done := make(chan result, 1)
 	go func() {
-		c, err := openRedis(ctx, src, getenv, completionTimeout/2)
+		c, err := openRedis(ctx, &one, getenv, completionTimeout/2)
 		if err != nil {
 			done <- result{err: err}
 			return
@@ -169,7 +174,7 @@ func writeChannels(e *env, target, glob string, got redisx.Channels) error {
 	if len(got.Channels) == 0 {
 		fmt.Fprintf(e.stdout, "(no active channels match %s)\n", feed.Escaped(glob))
 	}
-	_, err := fmt.Fprintf(e.stdout, "%d channels, %d pattern subscriptions (NUMPAT), %s\n",
+	_, err := fmt.Fprintf(e.stdout, "%d channels, %d patterns (NUMPAT), %s\n",
 		len(got.Channels), got.NumPat, strings.TrimSpace(where))
 	return err
 }

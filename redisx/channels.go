@@ -30,7 +30,7 @@ type NodeChannels struct {
 // every node, and Nodes holds each node's own view.
 type Channels struct {
 	Channels []ChannelCount `json:"channels"` // sorted by name, classic before shard
-	NumPat   int64          `json:"numpat"`
+	NumPat   int64          `json:"numpat"`   // PUBSUB NUMPAT: distinct patterns, summed over the nodes
 	Nodes    []NodeChannels `json:"nodes"` // sorted by address
 }
 
