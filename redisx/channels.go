@@ -31,7 +31,7 @@ type NodeChannels struct {
 type Channels struct {
 	Channels []ChannelCount `json:"channels"` // sorted by name, classic before shard
 	NumPat   int64          `json:"numpat"`   // PUBSUB NUMPAT: distinct patterns, summed over the nodes
-	Nodes    []NodeChannels `json:"nodes"` // sorted by address
+	Nodes    []NodeChannels `json:"nodes"`    // sorted by address
 }
 
 // Channels lists the active channels matching glob ("" or "*": all) with
