@@ -3,11 +3,14 @@ package cli
 import (
 	"context"
 	"encoding/base64"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/fanscope/fanscope/feed"
 	"github.com/fanscope/fanscope/internal/redistest"
+	"github.com/fanscope/fanscope/probes"
 	"github.com/fanscope/fanscope/redisx"
 )
 
@@ -134,5 +137,93 @@ func TestMonitorCommandCluster(t *testing.T) {
 		if !seen["via "+n.Addr()] {
 			t.Errorf("the publish on %s was not seen; got %v", n.Addr(), seen)
 		}
+	}
+}
+
+// publish_us on loopback against the true delay: a relay that holds each
+// message 100 ms, timed on both sides of the PUBLISH call. This is the
+// fan-in's use of redisx.Monitor and probes.Publishes, without the TUI.
+func TestPublishUSWithinTrueDelay(t *testing.T) {
+	s := redistest.Start(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	c, err := redisx.Open(ctx, redisx.Options{URLs: []string{s.URL()}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	m := c.NewMonitor(redisx.MonitorFilter{Channels: []string{"story:published"}})
+	monitored := make(chan feed.Record, 16)
+	runDone := make(chan error, 1)
+	go func() {
+		runDone <- m.Run(ctx, feed.SinkFunc(func(r feed.Record) {
+			if r.Kind == feed.KindPublish {
+				monitored <- r
+			}
+		}))
+	}()
+	select {
+	case <-m.Connected():
+	case err := <-runDone:
+		t.Fatalf("monitor ended: %v", err)
+	case <-time.After(15 * time.Second):
+		t.Fatal("monitor did not connect")
+	}
+	delivered := make(chan feed.Record, 16)
+	sub, err := c.Subscribe(ctx, redisx.Subscription{Channels: []string{"story:published"}}, feed.SinkFunc(func(r feed.Record) {
+		if r.Kind != feed.KindMessage {
+			return
+		}
+		go func() {
+			time.Sleep(100 * time.Millisecond) // the relay's delay
+			delivered <- feed.Record{TS: time.Now(), Source: feed.SourceSSE, Kind: feed.KindEvent, Endpoint: "app-1", Data: r.Data}
+		}()
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pubs := probes.NewPublishes("storyId", 0, 0)
+	for i := 0; i < 5; i++ {
+		payload := fmt.Sprintf(`{"storyId":"s%d"}`, i)
+		before := time.Now()
+		if _, err := c.Publish(ctx, "story:published", payload); err != nil {
+			t.Fatal(err)
+		}
+		after := time.Now()
+		var mon, del feed.Record
+		for _, ch := range []chan feed.Record{monitored, delivered} {
+			select {
+			case r := <-ch:
+				if ch == monitored {
+					mon = r
+				} else {
+					del = r
+				}
+			case <-time.After(10 * time.Second):
+				t.Fatalf("publish %d: no record", i)
+			}
+		}
+		at, ok := m.LocalTime(&mon)
+		if !ok {
+			t.Fatal("no clock offset measured")
+		}
+		pubs.Add(&mon, at)
+		if !pubs.Annotate(&del) {
+			t.Fatalf("delivery %q not matched to its publish", del.Data)
+		}
+		got := time.Duration(del.PublishUS) * time.Microsecond
+		// The PUBLISH ran between before and after; the corrected server
+		// time is off by at most half the TIME round trip (plus the
+		// microseconds both clocks are truncated to).
+		slack := m.ClockOffsets()[s.Addr()].RTT/2 + 20*time.Microsecond
+		lo, hi := del.TS.Sub(after)-slack, del.TS.Sub(before)+slack
+		if got < lo || got > hi || got < 100*time.Millisecond-slack {
+			t.Errorf("publish %d: publish_us %s, want within [%s, %s] and at least the relay's 100ms", i, got, lo, hi)
+		}
+	}
+	cancel()
+	<-sub.Done()
+	if err := <-runDone; err != nil {
+		t.Errorf("monitor Run: %v", err)
 	}
 }

@@ -267,7 +267,23 @@ func (n *monitorNode) run(ctx context.Context, sink feed.Sink, up func()) error 
 			up()
 		}
 		backoff = 100 * time.Millisecond
+		// Clocks drift (NTP slews them): measure again now and then
+		// while connected.
+		cctx, stopClock := context.WithCancel(ctx)
+		go func() {
+			t := time.NewTicker(clockEvery)
+			defer t.Stop()
+			for {
+				select {
+				case <-cctx.Done():
+					return
+				case <-t.C:
+					n.measureClock(cctx)
+				}
+			}
+		}()
 		reason := n.read(ctx, mc, sink)
+		stopClock()
 		_ = mc.conn.Close()
 		if ctx.Err() != nil {
 			return nil
@@ -463,6 +479,7 @@ func (n *monitorNode) line(ctx context.Context, line []byte, now time.Time, sink
 }
 
 const (
+	clockEvery     = 30 * time.Second       // how often a node's clock offset is measured again
 	maxNames       = 10000                  // remembered publisher addresses per node
 	listEvery      = 100 * time.Millisecond // least time between CLIENT LIST lookups
 	clientListWait = time.Second            // how long a lookup may hold up the reader
@@ -551,6 +568,25 @@ func (m *Monitor) LocalTime(r *feed.Record) (t time.Time, ok bool) {
 		return time.Time{}, false
 	}
 	return off.Local(r.ServerTS), true
+}
+
+// ClockOffsets are the clock offsets measured so far, by node address.
+func (m *Monitor) ClockOffsets() map[string]ClockOffset {
+	m.mu.Lock()
+	nodes := make([]*monitorNode, 0, len(m.nodes))
+	for _, n := range m.nodes {
+		nodes = append(nodes, n)
+	}
+	m.mu.Unlock()
+	out := make(map[string]ClockOffset, len(nodes))
+	for _, n := range nodes {
+		n.mu.Lock()
+		if n.offset.Samples > 0 {
+			out[n.ep.addr] = n.offset
+		}
+		n.mu.Unlock()
+	}
+	return out
 }
 
 // Status is the Monitor's health: the worst state over its connections,
