@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -113,10 +114,10 @@ type monitorNode struct {
 // connections are rebuilt with backoff, each change reported as a state
 // record.
 func (m *Monitor) Run(ctx context.Context, sink feed.Sink) error {
+	var wg sync.WaitGroup
+	defer wg.Wait() // after cancel: deferred calls run last-in first-out
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	var wg sync.WaitGroup
-	defer wg.Wait()
 	fatal := make(chan error, 1)
 	addrs, err := m.nodeAddrs(ctx)
 	if err != nil {
@@ -165,8 +166,11 @@ func (m *Monitor) Run(ctx context.Context, sink feed.Sink) error {
 		return nil
 	}
 	// Primaries and Sentinel masters change: look again now and then, and
-	// monitor the ones that are new. A node that stopped being a primary
-	// keeps its connection (its publishes are still real).
+	// monitor the ones that are new. A Cluster node that stopped being a
+	// primary keeps its connection (clients may still publish there, and
+	// Cluster does not replicate PUBLISH). A former Sentinel master is
+	// let go: as a replica its MONITOR would show every PUBLISH again,
+	// replicated from the new master.
 	t := time.NewTicker(m.c.o.MaxBackoff * 3)
 	defer t.Stop()
 	for {
@@ -188,8 +192,27 @@ func (m *Monitor) Run(ctx context.Context, sink feed.Sink) error {
 					start(a)
 				}
 			}
+			if m.c.mode == modeSentinel {
+				m.forget(now)
+			}
 		}
 	}
+}
+
+// forget stops monitoring every node not in keep.
+func (m *Monitor) forget(keep []string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	order := m.order[:0]
+	for _, a := range m.order {
+		if slices.Contains(keep, a) {
+			order = append(order, a)
+			continue
+		}
+		m.nodes[a].stop()
+		delete(m.nodes, a)
+	}
+	m.order = order
 }
 
 // nodeAddrs are the nodes that take publishes: the server, the Sentinel

@@ -442,3 +442,40 @@ func TestClockOffsetSameMachine(t *testing.T) {
 		t.Errorf("samples %d, want 5", off.Samples)
 	}
 }
+
+func TestMonitorFollowsSentinelFailover(t *testing.T) {
+	st := redistest.StartSentinel(t, "mon")
+	c := open(t, fastOptions(st.URL()).withSentinel("mon"))
+	col := newCollector()
+	m := c.NewMonitor(MonitorFilter{Channels: []string{"ch"}})
+	startMonitor(t, m, col)
+	st.Primary.CLI("PUBLISH", "ch", "before")
+	st.Failover()
+	newPrimary := st.Primary.Addr()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		d := m.Status().Details
+		if len(d) == 1 && strings.HasPrefix(d[0], newPrimary+" connected") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("monitor does not follow the new primary %s: %q", newPrimary, d)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	// The old primary is a replica now: its MONITOR would repeat this
+	// PUBLISH, replicated; it must show once.
+	st.Primary.CLI("PUBLISH", "ch", "after")
+	st.Primary.CLI("PUBLISH", "ch", "marker")
+	col.waitFor(t, 15*time.Second, "the publishes on the new primary", func(recs []feed.Record) bool {
+		p := publishes(recs)
+		return len(p) > 0 && p[len(p)-1].Data == "marker"
+	})
+	var got []string
+	for _, r := range publishes(col.snapshot()) {
+		got = append(got, r.Data)
+	}
+	if fmt.Sprint(got) != "[before after marker]" {
+		t.Fatalf("publishes %q, want before, after, marker once each", got)
+	}
+}
