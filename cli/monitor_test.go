@@ -19,7 +19,13 @@ func waitMonitoring(t *testing.T, s *redistest.Server, n int) {
 	t.Helper()
 	deadline := time.Now().Add(15 * time.Second)
 	for time.Now().Before(deadline) {
-		if strings.Count(s.CLI("CLIENT", "LIST"), "name=fanscope-monitor ") >= n {
+		m := 0
+		for _, line := range strings.Split(s.CLI("CLIENT", "LIST"), "\n") {
+			if strings.Contains(line, " name=fanscope-monitor ") && strings.Contains(line, " flags=O ") {
+				m++
+			}
+		}
+		if m >= n {
 			return
 		}
 		time.Sleep(20 * time.Millisecond)

@@ -116,6 +116,9 @@ type monitorNode struct {
 func (m *Monitor) Run(ctx context.Context, sink feed.Sink) error {
 	var wg sync.WaitGroup
 	defer wg.Wait() // after cancel: deferred calls run last-in first-out
+	// A fatal error cancels ctx after sending on fatal: the loops below
+	// wait on parent, so they never take that cancel for an end.
+	parent := ctx
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	fatal := make(chan error, 1)
@@ -159,7 +162,7 @@ func (m *Monitor) Run(ctx context.Context, sink feed.Sink) error {
 	}
 	if m.c.mode == modeSingle {
 		select {
-		case <-ctx.Done():
+		case <-parent.Done():
 		case err := <-fatal:
 			return err
 		}
@@ -175,7 +178,7 @@ func (m *Monitor) Run(ctx context.Context, sink feed.Sink) error {
 	defer t.Stop()
 	for {
 		select {
-		case <-ctx.Done():
+		case <-parent.Done():
 			return nil
 		case err := <-fatal:
 			return err
@@ -425,6 +428,7 @@ func (n *monitorNode) read(ctx context.Context, mc *monitorConn, sink feed.Sink)
 	stop := context.AfterFunc(ctx, func() { _ = mc.conn.SetReadDeadline(time.Unix(1, 0)) })
 	defer stop()
 	pinging := false
+	partial := 0 // bytes of an unfinished line at the last timeout
 	_ = mc.conn.SetReadDeadline(time.Now().Add(c.o.PingIdle))
 	for {
 		line, err := mc.readLine()
@@ -432,6 +436,12 @@ func (n *monitorNode) read(ctx context.Context, mc *monitorConn, sink feed.Sink)
 		if err != nil {
 			if ctx.Err() != nil {
 				return "canceled"
+			}
+			if isTimeout(err) && len(mc.line) > partial {
+				// A long line still arriving is not silence.
+				partial = len(mc.line)
+				_ = mc.conn.SetReadDeadline(now.Add(c.o.PingIdle))
+				continue
 			}
 			if isTimeout(err) && !pinging {
 				pinging = true
@@ -448,7 +458,7 @@ func (n *monitorNode) read(ctx context.Context, mc *monitorConn, sink feed.Sink)
 			return c.mask.mask(shortErr(err))
 		}
 		n.m.lastByte.Store(now.UnixNano())
-		pinging = false
+		pinging, partial = false, 0
 		_ = mc.conn.SetReadDeadline(now.Add(c.o.PingIdle))
 		switch {
 		case len(line) > 1 && line[0] == '+' && line[1] >= '0' && line[1] <= '9':
@@ -488,6 +498,8 @@ func (n *monitorNode) line(ctx context.Context, line []byte, now time.Time, sink
 			TS: now, Source: feed.SourceMonitor, Kind: feed.KindPublish,
 			Channel: ch, Shard: cmd == "spublish", Data: e.Args[2],
 			Client: e.Addr, ClientName: n.name(ctx, e.Addr, now),
+			// Target names the node that ran the PUBLISH (host:port),
+			// whose clock offset LocalTime applies; encoders skip it.
 			ServerTS: e.Time, Target: n.ep.addr,
 		})
 	case cmd == "client" && len(e.Args) == 3 && strings.EqualFold(e.Args[1], "setname"):
