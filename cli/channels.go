@@ -114,7 +114,12 @@ summed over every node, and --json adds each node's own view under "nodes".`,
 		Example: `  fanscope channels
   fanscope channels 'story:*' --json
   fanscope channels --cluster --redis redis://10.0.0.5:7000`,
-		Args: cobra.MaximumNArgs(1),
+		Args: func(_ *cobra.Command, args []string) error {
+			if len(args) > 1 {
+				return usageError(fmt.Errorf("channels takes one GLOB at most, got %d arguments (quote the glob: 'story:*')", len(args)))
+			}
+			return nil
+		},
 		RunE: func(cmd *cobra.Command, args []string) error {
 			glob := "*"
 			if len(args) == 1 {

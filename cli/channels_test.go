@@ -94,6 +94,9 @@ func TestChannelsCommandOneServer(t *testing.T) {
 		!strings.Contains(res.stdout, "1 channels, 1 patterns (NUMPAT)") {
 		t.Errorf("text output:\n%s", res.stdout)
 	}
+	if res := runCmd(t, "channels", "--redis", s.URL(), "a*", "b*"); res.code != 2 || !strings.Contains(res.stderr, "one GLOB") {
+		t.Errorf("two globs: exit %d, stderr %q; want 2", res.code, res.stderr)
+	}
 	res = runCmd(t, "channels", "--redis", s.URL(), "nothing*", "--json")
 	if res.code != 0 || res.stdout != `{"channels":[],"numpat":1,"nodes":[{"node":"`+s.Addr()+`","channels":[],"numpat":1}]}`+"\n" {
 		t.Errorf("no match: stdout %q", res.stdout)
