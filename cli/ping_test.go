@@ -83,3 +83,14 @@ func TestPingServerDiesMidRun(t *testing.T) {
 		t.Fatalf("exit %d, stdout %q (%s), stderr %q; want 3 with the figures so far", res.code, res.stdout, out.String(), res.stderr)
 	}
 }
+
+func TestDebugCommandsTakeTheURLFromTheEnvironment(t *testing.T) {
+	s := redistest.Start(t)
+	for _, args := range [][]string{{"ping", "-n", "1"}, {"channels"}, {"publish", "-c", "ch", "x"}} {
+		_, wait := startCmd(t, t.Context(), map[string]string{"REDIS_URL": s.URL()}, args...)
+		res := wait()
+		if res.code != 0 {
+			t.Errorf("%v with $REDIS_URL: exit %d, stderr %q", args, res.code, res.stderr)
+		}
+	}
+}
