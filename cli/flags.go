@@ -37,6 +37,7 @@ type SourceFlags struct {
 	TLSCA          string
 	TLSInsecure    bool
 	MatchKey       string
+	Monitor        bool
 }
 
 // Register adds the source flags to fs.
@@ -58,6 +59,7 @@ func (f *SourceFlags) Register(fs *pflag.FlagSet) {
 	fs.StringVar(&f.BearerEnv, "bearer-env", "", "send 'Authorization: Bearer $VAR' to every endpoint, and {\"token\": $VAR} as Socket.IO's auth (keeps the token out of argv)")
 	fs.StringVar(&f.TLSCA, "tls-ca", "", "PEM `FILE` of CA certificates trusted for rediss:// and https://")
 	fs.BoolVar(&f.TLSInsecure, "tls-insecure", false, "do not verify TLS certificates (testing only)")
+	fs.BoolVar(&f.Monitor, "monitor", false, "also run MONITOR (filtered to PUBLISH/SPUBLISH of the watched channels): who publishes, and publish→delivery time of real traffic on every path (costs a busy Redis about half its throughput)")
 	fs.StringVar(&f.MatchKey, "match-key", "", "match organic Redis messages to SSE events by this JSON `KEY` instead of by equal data")
 }
 
@@ -132,7 +134,7 @@ func (f *SourceFlags) sessionConfig(getenv func(string) string, withRedis bool) 
 	if f.Stall < 0 || f.PollInterval < 0 {
 		return session.Config{}, usageError(fmt.Errorf("--stall and --poll-interval must not be negative (got %v, %v)", f.Stall, f.PollInterval))
 	}
-	cfg.Stall, cfg.PollInterval, cfg.SocketIOPath = f.Stall, f.PollInterval, f.SocketIOPath
+	cfg.Stall, cfg.PollInterval, cfg.SocketIOPath, cfg.Monitor = f.Stall, f.PollInterval, f.SocketIOPath, f.Monitor
 	if f.BearerEnv != "" {
 		cfg.Token = getenv(f.BearerEnv)
 	}

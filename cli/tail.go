@@ -12,6 +12,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/fanscope/fanscope/feed"
+	"github.com/fanscope/fanscope/redisx"
 	"github.com/fanscope/fanscope/session"
 )
 
@@ -88,6 +89,9 @@ func runTail(ctx context.Context, e *env, src SourceFlags, opts tailOptions) err
 	if err != nil {
 		return err
 	}
+	if cfg.Monitor {
+		fmt.Fprintf(e.stderr, "fanscope: warning: %s\n", redisx.MonitorCostWarning)
+	}
 	s, err := session.Open(ctx, cfg)
 	if err != nil {
 		if opts.Duration > 0 && ctx.Err() != nil && parent.Err() == nil {
@@ -155,7 +159,7 @@ func (p *tailPrinter) print(batch []feed.Record) {
 			p.stop()
 			return
 		}
-		if r.Kind == feed.KindMessage || r.Kind == feed.KindEvent {
+		if r.Kind == feed.KindMessage || r.Kind == feed.KindEvent || r.Kind == feed.KindPublish {
 			p.shown++
 			if p.opts.Count > 0 && p.shown >= p.opts.Count {
 				p.done = true

@@ -11,6 +11,7 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
+	"github.com/fanscope/fanscope/redisx"
 	"github.com/fanscope/fanscope/session"
 	"github.com/fanscope/fanscope/tui"
 )
@@ -104,6 +105,9 @@ func runWatchCmd(ctx context.Context, e *env, src SourceFlags, opts WatchOptions
 	cfg, err := watchSessionConfig(src, opts, e.getenv)
 	if err != nil {
 		return err
+	}
+	if cfg.Monitor {
+		fmt.Fprintf(e.stderr, "fanscope: warning: %s\n", redisx.MonitorCostWarning)
 	}
 	s, err := session.Open(ctx, cfg)
 	if err != nil {

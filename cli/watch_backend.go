@@ -46,7 +46,7 @@ func (b *watchBackend) Snapshot(sinceSeq uint64) tui.Snapshot {
 		Header: tui.Header{Targets: ss.Targets, Production: ss.Production, Problems: ss.Problems},
 		Latency: tui.Latency{
 			Probes: ss.Probes, Channel: ss.ProbeChannel, Continuous: ss.Probing, Interval: ss.ProbeInterval,
-			Error: ss.ProbeError, PollIntervals: ss.PollIntervals,
+			Error: ss.ProbeError, PollIntervals: ss.PollIntervals, Publish: ss.PublishLatency,
 		},
 		Radar: radarView(ss),
 	}
@@ -61,6 +61,12 @@ func (b *watchBackend) Snapshot(sinceSeq uint64) tui.Snapshot {
 	}
 	if ss.Redis != nil {
 		snap.Redis = redisView(ss)
+	}
+	if ss.Publishers != nil {
+		snap.Publishers = make([]tui.Publisher, len(ss.Publishers))
+		for i, p := range ss.Publishers {
+			snap.Publishers[i] = tui.Publisher(p)
+		}
 	}
 	return snap
 }

@@ -154,6 +154,9 @@ func PathName(s Source, endpoint string) string {
 	if s == SourceRedis {
 		return "redis"
 	}
+	if s == SourceMonitor && endpoint == "" {
+		return "monitor"
+	}
 	return s.String() + ":" + endpoint
 }
 

@@ -66,6 +66,10 @@ type Config struct {
 	// Introspect is how often the subscriber counts and the Pub/Sub client
 	// list are fetched for Snapshot (0: never).
 	Introspect time.Duration
+	// Monitor runs MONITOR on its own connection, filtered to PUBLISH and
+	// SPUBLISH of the subscribed channels: publish records name the
+	// publisher, and organic deliveries get publish_us.
+	Monitor bool
 	// KeepRetrying lets a Session start while its sources are down: they
 	// are retried, and their state says why (watch, serve). Without it,
 	// Start fails when Redis cannot be subscribed (tail, probe).

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 
@@ -35,7 +36,9 @@ type Session struct {
 	queue   *feed.Queue
 	ring    *feed.Ring // nil when RingSize is 0
 	redis   *redisSource
-	sources []Source // the endpoints' connections, in the order given
+	sources []Source        // the endpoints' connections, in the order given
+	monitor *monitorSource  // nil without Config.Monitor
+	pubs    *publishTracker // nil without Config.Monitor
 
 	consumers []func([]feed.Record)
 	errs      chan error
@@ -107,6 +110,14 @@ func Open(ctx context.Context, cfg Config) (*Session, error) {
 		if !subEmpty(s.redis.subscription) {
 			s.engine.AddPath(feed.PathRedis, 1)
 		}
+		if cfg.Monitor {
+			sub := cfg.Subscription
+			s.monitor = &monitorSource{s: s, connected: make(chan struct{}),
+				filter: redisx.MonitorFilter{Channels: append(slices.Clone(sub.Channels), sub.ShardChannels...), Patterns: sub.Patterns}}
+			s.pubs = newPublishTracker(cfg.Probe.MatchKey, s.monitor)
+		}
+	} else if cfg.Monitor {
+		return nil, usageErrorf("--monitor needs Redis: give --redis or -c")
 	}
 	return s, nil
 }
@@ -146,6 +157,9 @@ func (s *Session) Start(ctx context.Context) error {
 		}
 	} else if r != nil && s.cfg.KeepRetrying {
 		s.run(ctx, r) // Redis only for publishing and counts: still retried
+	}
+	if s.monitor != nil {
+		s.run(ctx, s.monitor)
 	}
 	s.wg.Add(1)
 	go func() {
@@ -227,6 +241,9 @@ func (s *Session) fanIn(ctx context.Context) {
 			seq++
 			batch[i].Seq = seq
 			s.engine.Observe(&batch[i])
+			if s.pubs != nil {
+				s.pubs.observe(&batch[i])
+			}
 		}
 		s.health.observe(batch)
 		if s.ring != nil {
@@ -294,6 +311,9 @@ func (s *Session) Statuses() []feed.Status {
 	}
 	for _, c := range s.sources {
 		out = append(out, c.Status())
+	}
+	if s.monitor != nil {
+		out = append(out, s.monitor.Status())
 	}
 	return out
 }

@@ -37,6 +37,11 @@ type Snapshot struct {
 	// healthy. Losses names the paths that lost probes in the last minute.
 	Problems []string
 	Losses   []string
+	// Publishers are the clients MONITOR saw publishing, most recent first;
+	// nil without Config.Monitor. PublishLatency is each path's organic
+	// publish→delivery time.
+	Publishers     []Publisher
+	PublishLatency map[string]probes.Dist
 	// PollIntervals is each poll path's interval: its probe latency is
 	// bounded by it.
 	PollIntervals map[string]time.Duration
@@ -88,6 +93,9 @@ func (s *Session) Snapshot(now time.Time) Snapshot {
 		if st.Source != feed.SourceRedis && st.Conn == 0 {
 			snap.Targets = append(snap.Targets, st.Path()+"="+st.URL)
 		}
+	}
+	if s.pubs != nil {
+		snap.Publishers, snap.PublishLatency = s.pubs.snapshot(now)
 	}
 	s.health.noteProbes(now, snap.Probes)
 	snap.Problems, snap.Losses = s.health.problems(now, snap.Statuses, snap.ProbeError)
