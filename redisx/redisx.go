@@ -82,7 +82,15 @@ type Client struct {
 
 	mu     sync.Mutex
 	closed bool
-	subs   []*Subscriber
+}
+
+// failovers is the Sentinel's failover announcer; nil (never fires) for
+// other deployments.
+func (c *Client) failovers() *announcer {
+	if c.sentinel == nil {
+		return nil
+	}
+	return c.sentinel.failovers
 }
 
 var quietDriver sync.Once

@@ -413,7 +413,7 @@ func TestShardSubscribeFollowsMoved(t *testing.T) {
 		wrong = cl.Nodes[1]
 	}
 	s := &Subscriber{c: c, sink: newCollector(), done: make(chan struct{})}
-	l := &link{s: s, sub: Subscription{ShardChannels: []string{ch}}, shard: true, kick: make(chan string, 1),
+	l := &link{s: s, sub: Subscription{ShardChannels: []string{ch}}, shard: true,
 		resolve: func(context.Context) (endpoint, error) { return c.base.withAddr(wrong.Addr()), nil }}
 	s.links = []*link{l}
 	ctx := context.Background()

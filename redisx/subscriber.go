@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"runtime"
-	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -100,7 +99,6 @@ type link struct {
 	sub     Subscription
 	shard   bool
 	resolve func(ctx context.Context) (endpoint, error)
-	kick    chan string // asks the connection to rebuild, with the reason
 
 	mu      sync.Mutex
 	state   string
@@ -116,6 +114,9 @@ type link struct {
 type subConn struct {
 	*respConn
 	ep endpoint
+	// failover closes at the first failover announced after the primary
+	// was resolved for this connection (nil: not a Sentinel deployment).
+	failover <-chan struct{}
 }
 
 const pingPayload = "fanscope-watchdog"
@@ -137,7 +138,6 @@ func (c *Client) Subscribe(ctx context.Context, sub Subscription, sink feed.Sink
 	}
 	for _, l := range links {
 		l.s = s
-		l.kick = make(chan string, 1)
 	}
 	s.links = links
 
@@ -162,10 +162,6 @@ func (c *Client) Subscribe(ctx context.Context, sub Subscription, sink feed.Sink
 	for i, l := range links {
 		l.setState(feed.StateSubscribed, conns[i].ep.String(), "", 0)
 	}
-	c.mu.Lock()
-	c.subs = append(c.subs, s)
-	c.mu.Unlock()
-
 	var wg sync.WaitGroup
 	for i, l := range links {
 		wg.Add(1)
@@ -176,9 +172,6 @@ func (c *Client) Subscribe(ctx context.Context, sub Subscription, sink feed.Sink
 	}
 	go func() {
 		wg.Wait()
-		c.mu.Lock()
-		c.subs = slices.DeleteFunc(c.subs, func(x *Subscriber) bool { return x == s })
-		c.mu.Unlock()
 		close(s.done)
 	}()
 	return s, nil
@@ -271,10 +264,9 @@ func (l *link) setState(state, target, msg string, attempt int) {
 // attempt is 0 for the first connection and counts reconnect attempts.
 func (l *link) connect(ctx context.Context, attempt int) (*subConn, error) {
 	c := l.s.c
-	select {
-	case <-l.kick: // a failover announced before this resolve is handled by it
-	default:
-	}
+	// Taken before resolving: a failover announced from here on is
+	// checked against the node this connection lands on.
+	_, failover := c.failovers().next()
 	l.mu.Lock()
 	hint := l.hint
 	l.hint = ""
@@ -309,6 +301,7 @@ func (l *link) connect(ctx context.Context, attempt int) (*subConn, error) {
 		}
 		return nil, wrapErr(c.mask, what, err)
 	}
+	sc.failover = failover
 	return sc, nil
 }
 
@@ -629,9 +622,14 @@ func (l *link) watchdog(ctx context.Context, sc *subConn, dead chan<- string) {
 		case <-ctx.Done():
 			_ = sc.close()
 			return
-		case reason := <-l.kick:
-			give(reason)
-			return
+		case <-sc.failover:
+			f, next := l.s.c.failovers().next()
+			if f.to != sc.ep.addr {
+				give(f.reason())
+				return
+			}
+			sc.failover = next // announced by a resolve that chose this very node
+			continue
 		case <-t.C:
 		}
 		now := time.Now()
