@@ -78,10 +78,9 @@ type Client struct {
 	cluster  *redis.ClusterClient // modeCluster
 	sentinel *sentinelState       // modeSentinel
 
+	mu       sync.Mutex
+	closed   bool
 	loopback bool
-
-	mu     sync.Mutex
-	closed bool
 }
 
 // failovers is the Sentinel's failover announcer; nil (never fires) for
@@ -99,10 +98,26 @@ type discardLogger struct{}
 
 func (discardLogger) Printf(context.Context, string, ...interface{}) {}
 
-// Open parses the options, connects and checks the connection with PING.
-// Errors name the target with the password masked and wrap ErrUsage,
-// ErrUnreachable, ErrAuth or ErrNoPerm.
+// Open parses the options, connects and checks the connection (New, then
+// Check). Errors name the target with the password masked and wrap
+// ErrUsage, ErrUnreachable, ErrAuth or ErrNoPerm.
 func Open(ctx context.Context, o Options) (*Client, error) {
+	c, err := New(o)
+	if err != nil {
+		return nil, err
+	}
+	if err := c.Check(ctx); err != nil {
+		_ = c.Close()
+		return nil, err
+	}
+	return c, nil
+}
+
+// New parses the options and prepares the connections without touching
+// the network, so it works while Redis is down: commands connect when
+// they run, and a Subscriber from NewSubscriber keeps trying until Redis
+// is there. Its only errors wrap ErrUsage. Call Check to fail fast.
+func New(o Options) (*Client, error) {
 	// go-redis logs to stderr, which would tear up the TUI; every failure
 	// it logs also reaches us as an error.
 	quietDriver.Do(func() { redis.SetLogger(discardLogger{}) })
@@ -141,11 +156,11 @@ func Open(ctx context.Context, o Options) (*Client, error) {
 	var err error
 	switch c.mode {
 	case modeSingle:
-		err = c.openSingle(ctx)
+		c.newSingle()
 	case modeCluster:
-		err = c.openCluster(ctx)
+		err = c.newCluster()
 	case modeSentinel:
-		err = c.openSentinel(ctx)
+		c.newSentinel()
 	}
 	if err != nil {
 		_ = c.Close()
@@ -154,11 +169,28 @@ func Open(ctx context.Context, o Options) (*Client, error) {
 	return c, nil
 }
 
-func (c *Client) openSingle(ctx context.Context) error {
+// Check connects and checks that the deployment answers (PING; the slot
+// map of a Cluster; the primary named by the Sentinels). Its errors wrap
+// ErrUnreachable, ErrAuth, ErrNoPerm, or ErrUsage (not a Cluster, a
+// master the Sentinels do not know).
+func (c *Client) Check(ctx context.Context) error {
+	switch c.mode {
+	case modeCluster:
+		return c.checkCluster(ctx)
+	case modeSentinel:
+		return c.checkSentinel(ctx)
+	}
+	return c.checkSingle(ctx)
+}
+
+func (c *Client) newSingle() {
 	c.target = c.base.String()
 	c.loopback = c.base.loopback()
 	c.single = redis.NewClient(c.nodeOptions(c.base, false))
 	c.cmd = c.single
+}
+
+func (c *Client) checkSingle(ctx context.Context) error {
 	pctx, cancel := context.WithTimeout(ctx, c.o.DialTimeout+2*time.Second)
 	defer cancel()
 	if err := c.single.Ping(pctx).Err(); err != nil {
@@ -213,8 +245,20 @@ func (c *Client) nodeOptions(ep endpoint, sub bool) *redis.Options {
 func (c *Client) Target() string { return c.target }
 
 // Loopback reports whether every address is a loopback address or a unix
-// socket (publishing elsewhere asks for confirmation).
-func (c *Client) Loopback() bool { return c.loopback }
+// socket (publishing elsewhere asks for confirmation). Before a Cluster or
+// a Sentinel deployment was reached (Check, or a subscription), it judges
+// by the addresses given.
+func (c *Client) Loopback() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.loopback
+}
+
+func (c *Client) setLoopback(v bool) {
+	c.mu.Lock()
+	c.loopback = v
+	c.mu.Unlock()
+}
 
 // Close closes the command connections. Running Subscribers end with
 // their context; Close does not wait for them.
@@ -301,7 +345,11 @@ func (c *Client) forEachNode(ctx context.Context, fn func(ctx context.Context, n
 			return fn(ctx, rc.Options().Addr, rc)
 		})
 	case modeSentinel:
-		return fn(ctx, c.sentinel.masterAddr(), c.single)
+		addr := c.sentinel.masterAddr()
+		if addr == "" { // not found yet: the failover client finds it itself
+			addr = "primary of " + c.sentinel.name
+		}
+		return fn(ctx, addr, c.single)
 	}
 	return fn(ctx, c.base.addr, c.single)
 }

@@ -417,14 +417,14 @@ func TestShardSubscribeFollowsMoved(t *testing.T) {
 		resolve: func(context.Context) (endpoint, error) { return c.base.withAddr(wrong.Addr()), nil }}
 	s.links = []*link{l}
 	ctx := context.Background()
-	_, err := l.connect(ctx, 0)
+	_, err := l.connect(ctx)
 	if addr, ok := movedTo(err); !ok || addr != owner.Addr() || !errors.Is(err, ErrUnreachable) {
 		t.Fatalf("got %v, want a MOVED to %s", err, owner.Addr())
 	}
 	if !strings.Contains(err.Error(), "MOVED") || !strings.Contains(err.Error(), wrong.Addr()) {
 		t.Errorf("got %q, want it to name the node and say MOVED", err)
 	}
-	sc, err := l.connect(ctx, 1)
+	sc, err := l.connect(ctx)
 	if err != nil {
 		t.Fatalf("second attempt: %v", err)
 	}

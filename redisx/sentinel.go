@@ -36,7 +36,7 @@ type sentinelState struct {
 // safety net under +switch-master.
 const sentinelPoll = 2 * time.Second
 
-func (c *Client) openSentinel(ctx context.Context) error {
+func (c *Client) newSentinel() {
 	var shown []string
 	for _, ep := range c.eps {
 		shown = append(shown, ep.addr)
@@ -44,13 +44,6 @@ func (c *Client) openSentinel(ctx context.Context) error {
 	c.target = fmt.Sprintf("sentinel master %s via %s", c.o.SentinelMaster, c.base.scheme+"://"+strings.Join(shown, ","))
 	st := &sentinelState{c: c, name: c.o.SentinelMaster, sentinels: c.eps, failovers: newAnnouncer()}
 	c.sentinel = st
-	pctx, cancel := context.WithTimeout(ctx, 2*c.o.DialTimeout+2*time.Second)
-	defer cancel()
-	addr, err := st.ask(pctx)
-	if err != nil {
-		return err
-	}
-	st.addr = addr
 	// The URL's credentials and db are for the data nodes; Sentinels are
 	// reached without them.
 	var sentinelAddrs []string
@@ -61,10 +54,7 @@ func (c *Client) openSentinel(ctx context.Context) error {
 	o.MasterName = st.name
 	c.single = redis.NewFailoverClient(o.Failover())
 	c.cmd = c.single
-	if err := c.single.Ping(pctx).Err(); err != nil {
-		return wrapErr(c.mask, fmt.Sprintf("connect %s (primary %s)", c.target, addr), err)
-	}
-	c.loopback = c.base.withAddr(addr).loopback()
+	c.loopback = true
 	for _, ep := range c.eps {
 		c.loopback = c.loopback && ep.loopback()
 	}
@@ -82,7 +72,32 @@ func (c *Client) openSentinel(ctx context.Context) error {
 		defer st.wg.Done()
 		st.poll(wctx)
 	}()
+}
+
+func (c *Client) checkSentinel(ctx context.Context) error {
+	st := c.sentinel
+	pctx, cancel := context.WithTimeout(ctx, 2*c.o.DialTimeout+2*time.Second)
+	defer cancel()
+	addr, err := st.ask(pctx)
+	if err != nil {
+		return err
+	}
+	st.switched(st.masterAddr(), addr, "the sentinels now name "+addr)
+	if err := c.single.Ping(pctx).Err(); err != nil {
+		return wrapErr(c.mask, fmt.Sprintf("connect %s (primary %s)", c.target, addr), err)
+	}
+	st.sawPrimary(addr)
 	return nil
+}
+
+// sawPrimary folds a primary's address into Loopback.
+func (s *sentinelState) sawPrimary(addr string) {
+	c := s.c
+	loopback := c.base.withAddr(addr).loopback()
+	for _, ep := range c.eps {
+		loopback = loopback && ep.loopback()
+	}
+	c.setLoopback(c.Loopback() && loopback)
 }
 
 func (s *sentinelState) close() {
@@ -139,6 +154,7 @@ func (s *sentinelState) resolve(ctx context.Context) (endpoint, error) {
 		return endpoint{}, err
 	}
 	s.switched(s.masterAddr(), addr, "the sentinels now name "+addr)
+	s.sawPrimary(addr)
 	return s.c.base.withAddr(addr), nil
 }
 
@@ -211,6 +227,9 @@ type failover struct {
 }
 
 func (f failover) reason() string {
+	if f.from == "" {
+		return fmt.Sprintf("the sentinels name %s as the primary of %s; resubscribing there", f.to, f.master)
+	}
 	return fmt.Sprintf("failover of %s: primary moved from %s to %s (%s); resubscribing on the new primary", f.master, f.from, f.to, f.why)
 }
 
