@@ -194,7 +194,7 @@ func (c *Client) checkSingle(ctx context.Context) error {
 	pctx, cancel := context.WithTimeout(ctx, c.o.DialTimeout+2*time.Second)
 	defer cancel()
 	if err := c.single.Ping(pctx).Err(); err != nil {
-		return wrapErr(c.mask, "connect "+c.target, err)
+		return wrapErr(c.mask, "connect "+c.target, c.base.explain(ctx, err))
 	}
 	return nil
 }

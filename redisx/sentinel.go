@@ -84,6 +84,7 @@ func (c *Client) checkSentinel(ctx context.Context) error {
 	}
 	st.switched(st.masterAddr(), addr, "the sentinels now name "+addr)
 	if err := c.single.Ping(pctx).Err(); err != nil {
+		err = c.base.withAddr(addr).explain(ctx, err)
 		return wrapErr(c.mask, fmt.Sprintf("connect %s (primary %s)", c.target, addr), err)
 	}
 	st.sawPrimary(addr)

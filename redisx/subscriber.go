@@ -443,6 +443,7 @@ func (l *link) connect(ctx context.Context) (*subConn, error) {
 	what := fmt.Sprintf("subscribe to %s on %s", l.sub.describe(), ep.String())
 	sc, err := l.dial(ctx, ep)
 	if err != nil {
+		err = ep.explain(ctx, err)
 		if ctx.Err() != nil {
 			// Still an *Error (wrapping ErrUnreachable), and errors.Is
 			// finds context.Canceled or DeadlineExceeded in it.
