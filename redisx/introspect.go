@@ -33,6 +33,7 @@ type Introspection struct {
 // PubSubClient is one line of CLIENT LIST TYPE pubsub.
 type PubSubClient struct {
 	Node string // node address (set in a Cluster)
+	ID   int64  // CLIENT ID: unique for the server's lifetime
 	Addr string
 	Name string
 	Sub  int
@@ -57,7 +58,12 @@ type OutputBufferLimit struct {
 var infoFields = []string{
 	"pubsub_channels", "pubsub_patterns", "pubsubshard_channels", "pubsub_clients",
 	"connected_clients", "client_recent_max_output_buffer",
+	// INFO stats, Redis 7.2 and later: clients of any class disconnected
+	// at their output buffer limit since the server started.
+	infoBufferDisconnections,
 }
+
+const infoBufferDisconnections = "client_output_buffer_limit_disconnections"
 
 // Introspect gathers the server's view of Pub/Sub for sub. It fails only
 // when the server cannot be reached at all; anything else that could not
@@ -365,6 +371,8 @@ func ParseClientList(text string) []PubSubClient {
 				continue
 			}
 			switch k {
+			case "id":
+				cl.ID, _ = strconv.ParseInt(v, 10, 64)
 			case "addr":
 				cl.Addr = v
 			case "name":

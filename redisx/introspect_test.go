@@ -29,8 +29,8 @@ func TestParseClientList(t *testing.T) {
 		"id=6 addr=10.1.2.3:40000 laddr=10.1.2.1:6379 fd=10 name= age=7200 idle=0 flags=P db=0 sub=0 psub=0 ssub=3 multi=-1 qbuf=0 omem=16777216 cmd=ssubscribe user=app\n"
 	got := ParseClientList(text)
 	want := []PubSubClient{
-		{Addr: "127.0.0.1:51234", Name: "fanscope", Sub: 2, PSub: 1, Age: 12 * time.Second, Idle: 3 * time.Second},
-		{Addr: "10.1.2.3:40000", SSub: 3, OMem: 16 << 20, Age: 2 * time.Hour},
+		{ID: 5, Addr: "127.0.0.1:51234", Name: "fanscope", Sub: 2, PSub: 1, Age: 12 * time.Second, Idle: 3 * time.Second},
+		{ID: 6, Addr: "10.1.2.3:40000", SSub: 3, OMem: 16 << 20, Age: 2 * time.Hour},
 	}
 	if fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Errorf("got %+v, want %+v", got, want)

@@ -8,9 +8,11 @@ package redisx
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -81,6 +83,35 @@ type Client struct {
 	mu       sync.Mutex
 	closed   bool
 	loopback bool
+
+	unnamed atomic.Bool // the server refused CLIENT SETNAME (an ACL without +client|setname)
+}
+
+// nameConn names a new command connection. go-redis's own ClientName
+// would fail the connection when the ACL forbids CLIENT SETNAME; a name
+// only helps people read CLIENT LIST, so a refusal is remembered and
+// shown as a warning instead.
+func (c *Client) nameConn(ctx context.Context, cn *redis.Conn) error {
+	if c.o.ClientName == "" {
+		return nil
+	}
+	err := cn.ClientSetName(ctx, c.o.ClientName).Err()
+	var rerr redis.Error
+	if errors.As(err, &rerr) {
+		c.unnamed.Store(true)
+		return nil
+	}
+	return err
+}
+
+// Warnings are things about the connection a user should know that do not
+// stop it from working.
+func (c *Client) Warnings() []string {
+	if c.unnamed.Load() {
+		return []string{"the server refused CLIENT SETNAME, so fanscope's connections are unnamed in CLIENT LIST " +
+			"(the ACL user needs +client|setname)"}
+	}
+	return nil
 }
 
 // failovers is the Sentinel's failover announcer; nil (never fires) for
@@ -200,7 +231,7 @@ func (c *Client) checkSingle(ctx context.Context) error {
 }
 
 // options are the go-redis settings every client fanscope makes shares:
-// RESP2, its client name, ep's dialer (TLS, unix sockets) and credentials,
+// RESP2, its client name (set by nameConn), ep's dialer (TLS, unix sockets) and credentials,
 // the dial timeout for every step, and no maintenance notifications.
 // Cluster(), Failover() and Simple() turn them into each kind's options.
 func (c *Client) options(ep endpoint, addrs ...string) *redis.UniversalOptions {
@@ -210,7 +241,7 @@ func (c *Client) options(ep endpoint, addrs ...string) *redis.UniversalOptions {
 		Password:              ep.pass,
 		DB:                    ep.db,
 		Protocol:              2,
-		ClientName:            c.o.ClientName,
+		OnConnect:             c.nameConn,
 		DisableIdentity:       true,
 		Dialer:                ep.dialer(c.o.DialTimeout),
 		DialTimeout:           c.o.DialTimeout,

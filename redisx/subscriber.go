@@ -369,6 +369,7 @@ func (s *Subscriber) Status() feed.Status {
 	if st.Gaps > 0 {
 		out.Details = append(out.Details, fmt.Sprintf("%d gaps, %s without a subscription", st.Gaps, st.GapTime.Round(time.Millisecond)))
 	}
+	out.Warnings = s.c.Warnings()
 	return out
 }
 
@@ -538,7 +539,12 @@ func (l *link) handshake(sc *subConn) error {
 		return err
 	}
 	if c.o.ClientName != "" {
-		if err := sc.expectOK(&p); err != nil {
+		err := sc.expectOK(&p)
+		var refused serverError
+		if errors.As(err, &refused) {
+			// An ACL without +client|setname: subscribe unnamed.
+			c.unnamed.Store(true)
+		} else if err != nil {
 			return err
 		}
 	}
