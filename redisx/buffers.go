@@ -2,10 +2,14 @@ package redisx
 
 import (
 	"cmp"
+	"context"
 	"fmt"
 	"slices"
 	"strconv"
 	"strings"
+	"time"
+
+	"github.com/redis/go-redis/v9"
 )
 
 // BufferWatch follows successive Introspections of one deployment and
@@ -167,4 +171,83 @@ func bytesText(n int64) string {
 		return strconv.FormatInt(n>>10, 10) + " KiB"
 	}
 	return strconv.FormatInt(n, 10) + " B"
+}
+
+// bufferDisconnections reads INFO's client_output_buffer_limit_disconnections
+// on the node at ep; ok is false when the node does not answer or has no
+// such counter (before Redis 7.2).
+func (c *Client) bufferDisconnections(ctx context.Context, ep endpoint) (n int64, ok bool) {
+	rc := redis.NewClient(c.nodeOptions(ep, false))
+	defer rc.Close()
+	text, err := rc.Info(ctx, "stats").Result()
+	if err != nil {
+		return 0, false
+	}
+	n, err = strconv.ParseInt(parseInfo(text)[infoBufferDisconnections], 10, 64)
+	return n, err == nil
+}
+
+// behindBytes is how many bytes must have been queued for fanscope, read
+// without waiting right before a live server closed the connection, for
+// the close to be put down to the output buffer limit when Redis does not
+// count those kills (before 7.2): at the kill, the kernel's buffers
+// between Redis and fanscope were full.
+const behindBytes = 32 << 10
+
+// lossEvidence is what is known when the server closed a subscription
+// connection.
+type lossEvidence struct {
+	up            bool // the node answered right after
+	before, after int64
+	counted       bool // before and after are INFO's counter (Redis 7.2+)
+	limit         OutputBufferLimit
+	backlog       int64 // bytes read without waiting right before the close
+}
+
+const bufferLoss = "the messages Redis still held for fanscope when it cut the subscription off are lost, and any published until it resubscribes"
+
+// explainLoss says why a live server closed fanscope's subscription and
+// which messages that cost: an output buffer kill loses what was queued
+// before it, not only what the gap misses.
+func explainLoss(ev lossEvidence) (reason, loss string) {
+	limit := "client-output-buffer-limit pubsub"
+	if ev.limit.Available {
+		limit = fmt.Sprintf("client-output-buffer-limit pubsub %d %d %d", ev.limit.Hard, ev.limit.Soft, ev.limit.SoftSeconds)
+	}
+	switch {
+	case !ev.up:
+		return "connection lost: the server closed the connection", ""
+	case ev.counted && ev.after > ev.before:
+		return fmt.Sprintf("Redis closed fanscope's subscription at the output buffer limit: fanscope read too slowly (INFO %s %d -> %d; %s)",
+			infoBufferDisconnections, ev.before, ev.after, limit), bufferLoss
+	case ev.counted:
+		return fmt.Sprintf("the server closed the connection and is still up: CLIENT KILL or the timeout setting (not the output buffer limit: INFO %s unchanged)",
+			infoBufferDisconnections), ""
+	case ev.backlog >= behindBytes:
+		return fmt.Sprintf("the server closed the connection while fanscope was behind (%s were still queued to it): most likely Redis's output buffer limit (%s; Redis 7.2+ counts these in INFO %s)",
+			bytesText(ev.backlog), limit, infoBufferDisconnections), bufferLoss
+	}
+	return fmt.Sprintf("the server closed the connection and is still up: CLIENT KILL, the timeout setting, or the output buffer limit (%s) if fanscope fell behind", limit), ""
+}
+
+// closedByServer explains a subscription connection that the server
+// closed, asking the node right away whether it is up and whether it
+// counted an output buffer kill.
+func (l *link) closedByServer(ctx context.Context, sc *subConn) string {
+	c := l.s.c
+	ev := lossEvidence{backlog: sc.in.backlog, before: l.discBase.Load()}
+	qctx, cancel := context.WithTimeout(ctx, time.Second)
+	defer cancel()
+	rc := redis.NewClient(c.nodeOptions(sc.ep, false))
+	defer rc.Close()
+	if text, err := rc.Info(qctx, "stats").Result(); err == nil {
+		ev.up = true
+		if n, err := strconv.ParseInt(parseInfo(text)[infoBufferDisconnections], 10, 64); err == nil && ev.before >= 0 {
+			ev.after, ev.counted = n, true
+		}
+		ev.limit = outputBufferLimit(qctx, rc)
+	}
+	reason, loss := explainLoss(ev)
+	sc.loss = loss
+	return c.mask.mask(reason)
 }

@@ -1,6 +1,7 @@
 package redisx
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -110,6 +111,9 @@ type link struct {
 	shard   bool
 	resolve func(ctx context.Context) (endpoint, error)
 	retry   backoff
+	// discBase is INFO's client_output_buffer_limit_disconnections on
+	// the node when the link last subscribed (-1: unknown).
+	discBase atomic.Int64
 
 	mu      sync.Mutex
 	state   string
@@ -133,6 +137,9 @@ type subConn struct {
 	// was resolved for this connection (nil: not a Sentinel deployment).
 	failover <-chan struct{}
 	since    time.Time // when it was subscribed
+	// loss says which messages a loss of this connection cost, when it is
+	// not the usual gapWarning (set by serve).
+	loss string
 }
 
 const pingPayload = "fanscope-watchdog"
@@ -410,6 +417,16 @@ func (l *link) subscribed(sc *subConn, msg string) {
 	l.err = nil
 	l.mu.Unlock()
 	l.setState(feed.StateSubscribed, sc.ep.String(), msg, 0)
+	l.discBase.Store(-1)
+	go func() {
+		// A baseline, so that a later disconnect can tell whether Redis
+		// counted it as an output buffer kill.
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		if n, ok := l.s.c.bufferDisconnections(ctx, sc.ep); ok {
+			l.discBase.Store(n)
+		}
+	}()
 	if first && l.s.up.Add(1) == int64(len(l.s.links)) {
 		l.s.connectedAt.Store(time.Now().UnixNano())
 		close(l.s.connected)
@@ -632,7 +649,8 @@ func (l *link) run(ctx context.Context) error {
 		l.downAt = down
 		l.mu.Unlock()
 		l.s.gaps.Add(1)
-		l.setState(feed.StateDisconnected, "", reason+"; "+gapWarning, 0)
+		loss := cmp.Or(sc.loss, gapWarning)
+		l.setState(feed.StateDisconnected, "", reason+"; "+loss, 0)
 		sc, err = l.establish(ctx, reason)
 		gap := time.Since(down)
 		l.mu.Lock()
@@ -647,7 +665,7 @@ func (l *link) run(ctx context.Context) error {
 		if sc.ep.addr != prev.addr {
 			where = " on " + sc.ep.addr + " (was " + prev.addr + ")"
 		}
-		l.subscribed(sc, fmt.Sprintf("resubscribed%s after a %s gap; %s", where, gap.Round(time.Millisecond), gapWarning))
+		l.subscribed(sc, fmt.Sprintf("resubscribed%s after a %s gap; %s", where, gap.Round(time.Millisecond), loss))
 	}
 	if err == nil {
 		l.setState(feed.StateDisconnected, "", "", 0)
@@ -672,11 +690,14 @@ func (l *link) establish(ctx context.Context, lost string) (*subConn, error) {
 		// connection failed, so a server that confirms and then breaks
 		// the subscription cannot drive a reconnect storm.
 		if attempt > 1 || lost != "" {
-			if !sleepCtx(ctx, l.retry.next()) {
+			wait := l.retry.next()
+			l.setState(state, "", fmt.Sprintf("%s; next attempt in %s", last, wait.Round(time.Millisecond)), attempt)
+			if !sleepCtx(ctx, wait) {
 				return nil, nil
 			}
+		} else {
+			l.setState(state, "", last, attempt)
 		}
-		l.setState(state, "", last, attempt)
 		sc, err := l.connect(ctx)
 		if err == nil {
 			return sc, nil
@@ -752,6 +773,9 @@ func (l *link) serve(ctx context.Context, sc *subConn) string {
 			case reason := <-dead:
 				return reason
 			default:
+			}
+			if closedByServer(err) {
+				return l.closedByServer(ctx, sc)
 			}
 			return "connection lost: " + s.c.mask.mask(shortErr(err))
 		}
