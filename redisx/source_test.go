@@ -216,3 +216,33 @@ func TestSubscriberWaitsForClusterAndSentinel(t *testing.T) {
 		}
 	}
 }
+
+// Every listener wakes at a failover and reads the latest one; a nil
+// announcer (no Sentinel) never fires.
+func TestAnnouncer(t *testing.T) {
+	a := newAnnouncer()
+	_, ch1 := a.next()
+	_, ch2 := a.next()
+	a.announce(failover{master: "m", from: "10.0.0.1:6379", to: "10.0.0.2:6379", why: "+switch-master"})
+	a.announce(failover{master: "m", from: "10.0.0.2:6379", to: "10.0.0.3:6379", why: "the sentinels now name 10.0.0.3:6379"})
+	for i, ch := range []<-chan struct{}{ch1, ch2} {
+		select {
+		case <-ch:
+		default:
+			t.Fatalf("listener %d did not wake", i)
+		}
+	}
+	f, next := a.next()
+	if f.to != "10.0.0.3:6379" || !strings.Contains(f.reason(), "from 10.0.0.2:6379 to 10.0.0.3:6379") {
+		t.Errorf("got %+v (%s), want the latest failover", f, f.reason())
+	}
+	select {
+	case <-next:
+		t.Error("the fresh channel is already closed")
+	default:
+	}
+	var none *announcer
+	if f, ch := none.next(); ch != nil || f.to != "" {
+		t.Errorf("nil announcer: got %+v, %v; want nothing and a nil channel", f, ch)
+	}
+}
