@@ -246,3 +246,27 @@ func TestAnnouncer(t *testing.T) {
 		t.Errorf("nil announcer: got %+v, %v; want nothing and a nil channel", f, ch)
 	}
 }
+
+// A fail-fast Subscriber's Run ends with the first failure, with the kind
+// that means exit 3.
+func TestSubscriberFailFast(t *testing.T) {
+	c, err := New(fastOptions(fmt.Sprintf("redis://127.0.0.1:%d", redistest.FreePort(t))))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	s, _ := c.NewSubscriber(Subscription{Channels: []string{"ch"}})
+	col := newCollector()
+	_, errc := runSubscriber(t, s.FailFast(), col)
+	select {
+	case err := <-errc:
+		if !errors.Is(err, ErrUnreachable) || !strings.Contains(err.Error(), "connection refused") {
+			t.Errorf("got %v, want an ErrUnreachable saying connection refused", err)
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatalf("a fail-fast Run still going after 15s; records:\n%s", describe(col.snapshot()))
+	}
+	if st := s.Status(); st.State != feed.StateFailed {
+		t.Errorf("got state %q, want failed", st.State)
+	}
+}

@@ -174,7 +174,7 @@ func (c *Client) Subscribe(ctx context.Context, sub Subscription, sink feed.Sink
 	if err != nil {
 		return nil, err
 	}
-	s.failFast = true
+	s.FailFast()
 	errc := make(chan error, 1)
 	go func() { errc <- s.Run(ctx, sink) }()
 	select {
@@ -191,6 +191,15 @@ func (c *Client) Subscribe(ctx context.Context, sub Subscription, sink feed.Sink
 		}
 		return nil, err
 	}
+}
+
+// FailFast makes Run end with the first failure of the first connection,
+// an unreachable server included, instead of retrying: for commands that
+// must exit when Redis is not there at start (tail, probe). Losses after
+// the first subscription are still retried. Call it before Run.
+func (s *Subscriber) FailFast() *Subscriber {
+	s.failFast = true
+	return s
 }
 
 // Run subscribes, and resubscribes after every loss, delivering records to
