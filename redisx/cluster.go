@@ -12,7 +12,7 @@ import (
 	"github.com/redis/go-redis/v9"
 )
 
-func (c *Client) openCluster(ctx context.Context) error {
+func (c *Client) newCluster() error {
 	var seeds, shown []string
 	for _, ep := range c.eps {
 		if ep.db != 0 {
@@ -25,6 +25,14 @@ func (c *Client) openCluster(ctx context.Context) error {
 	o := c.options(c.base, seeds...)
 	c.cluster = redis.NewClusterClient(o.Cluster())
 	c.cmd = c.cluster
+	c.loopback = true
+	for _, ep := range c.eps {
+		c.loopback = c.loopback && ep.loopback()
+	}
+	return nil
+}
+
+func (c *Client) checkCluster(ctx context.Context) error {
 	pctx, cancel := context.WithTimeout(ctx, 2*c.o.DialTimeout+2*time.Second)
 	defer cancel()
 	slots, err := c.cluster.ClusterSlots(pctx).Result()
@@ -42,15 +50,16 @@ func (c *Client) openCluster(ctx context.Context) error {
 	}); err != nil {
 		return wrapErr(c.mask, "connect "+c.target, err)
 	}
-	c.loopback = true
+	loopback := true
 	for _, ep := range c.eps {
-		c.loopback = c.loopback && ep.loopback()
+		loopback = loopback && ep.loopback()
 	}
 	for _, s := range slots {
 		for _, n := range s.Nodes {
-			c.loopback = c.loopback && c.base.withAddr(n.Addr).loopback()
+			loopback = loopback && c.base.withAddr(n.Addr).loopback()
 		}
 	}
+	c.setLoopback(loopback)
 	return nil
 }
 
@@ -105,7 +114,7 @@ func (c *Client) primaries(ctx context.Context) ([]string, error) {
 // one connection per hash slot, to the primary that owns it: SSUBSCRIBE
 // may name one slot only, and when the slot moves the server ends just
 // that subscription.
-func (c *Client) planCluster(ctx context.Context, sub Subscription) ([]*link, error) {
+func (c *Client) planCluster(sub Subscription) []*link {
 	var links []*link
 	if len(sub.Channels)+len(sub.Patterns) > 0 {
 		var next atomic.Uint32
@@ -145,7 +154,7 @@ func (c *Client) planCluster(ctx context.Context, sub Subscription) ([]*link, er
 			},
 		})
 	}
-	return links, nil
+	return links
 }
 
 // movedTo returns the address in a MOVED redirection, if err is one.

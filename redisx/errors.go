@@ -98,9 +98,15 @@ func classify(err error) (kind error, reason, hint string) {
 		return ErrAuth, "the server requires a password", "give it in the URL: redis://user:password@host:port"
 	case strings.Contains(upper, "WITHOUT ANY PASSWORD CONFIGURED"):
 		return ErrAuth, "the URL gives a password but the server has none set", "remove the password from the URL"
+	case strings.HasPrefix(upper, "DENIED"):
+		return ErrAuth, "refused by the server: " + firstSentences(trimRedisPrefix(text), 2),
+			"protected mode: the server has no password and accepts only loopback clients; set a password " +
+				"(requirepass, or an ACL user) and put it in the URL, or bind it to this interface and set protected-mode no"
 	case strings.Contains(upper, "NOPERM"):
-		return ErrNoPerm, "permission denied by ACL: " + trimRedisPrefix(text),
-			"the ACL user needs access to these channels and commands (ACL SETUSER … &channel or allchannels)"
+		return ErrNoPerm, "permission denied by ACL: " + trimRedisPrefix(text), noPermHint(text)
+	case strings.Contains(upper, "MAX NUMBER OF CLIENTS REACHED"):
+		return ErrUnreachable, "refused by the server: " + trimRedisPrefix(text),
+			"the server is at its maxclients limit: raise maxclients, or find who holds the connections (CLIENT LIST, INFO clients)"
 	}
 	if isRedis {
 		return ErrUnreachable, trimRedisPrefix(text), ""
@@ -135,11 +141,54 @@ func classify(err error) (kind error, reason, hint string) {
 		return ErrUnreachable, "host unreachable", "check the address and the network"
 	case isTimeout(err):
 		return ErrUnreachable, "no answer in time", "is the host reachable and the port right? a frozen server looks like this too"
-	case errors.Is(err, io.EOF), errors.Is(err, syscall.ECONNRESET), errors.Is(err, io.ErrUnexpectedEOF):
+	case closedByServer(err):
 		return ErrUnreachable, "the server closed the connection",
 			"if the server expects TLS, use rediss://; it may also have hit maxclients"
 	}
 	return ErrUnreachable, text, ""
+}
+
+// closedByServer reports whether err means the server closed the
+// connection (it may have said why first: see greeting).
+func closedByServer(err error) bool {
+	return errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) ||
+		errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE)
+}
+
+// noPermHint names the ACL permission a NOPERM reply says is missing.
+// Redis 7.0 says "this user has no permissions to run the 'client|setname'
+// command" or "… to access one of the channels used as arguments"; 7.2
+// and later say "User app has no permissions to …".
+func noPermHint(text string) string {
+	lower := strings.ToLower(text)
+	if i := strings.Index(lower, "to run the '"); i >= 0 {
+		rest := text[i+len("to run the '"):]
+		if j := strings.IndexByte(rest, '\''); j > 0 {
+			cmd := strings.ToLower(rest[:j])
+			return "the ACL user lacks +" + cmd + ": ACL SETUSER <user> +" + cmd
+		}
+	}
+	switch {
+	case strings.Contains(lower, "channel"):
+		return "the ACL user may not use these channels: ACL SETUSER <user> &<channel> for each (or allchannels)"
+	case strings.Contains(lower, "key"):
+		return "the ACL user may not use these keys: ACL SETUSER <user> ~<pattern>"
+	}
+	return "check the ACL user's permissions (ACL GETUSER <user>; ACL LOG shows what was refused)"
+}
+
+// firstSentences keeps the first n sentences of a long server message
+// (protected mode's DENIED runs to 900 characters).
+func firstSentences(s string, n int) string {
+	end := 0
+	for ; n > 0; n-- {
+		i := strings.Index(s[end:], ". ")
+		if i < 0 {
+			return s
+		}
+		end += i + 1
+	}
+	return s[:end]
 }
 
 func trimRedisPrefix(s string) string {

@@ -3,7 +3,10 @@ package redisx
 import (
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
+	"maps"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -30,6 +33,7 @@ type Introspection struct {
 // PubSubClient is one line of CLIENT LIST TYPE pubsub.
 type PubSubClient struct {
 	Node string // node address (set in a Cluster)
+	ID   int64  // CLIENT ID: unique for the server's lifetime
 	Addr string
 	Name string
 	Sub  int
@@ -54,140 +58,204 @@ type OutputBufferLimit struct {
 var infoFields = []string{
 	"pubsub_channels", "pubsub_patterns", "pubsubshard_channels", "pubsub_clients",
 	"connected_clients", "client_recent_max_output_buffer",
+	// INFO stats, Redis 7.2 and later: clients of any class disconnected
+	// at their output buffer limit since the server started.
+	infoBufferDisconnections,
 }
+
+const infoBufferDisconnections = "client_output_buffer_limit_disconnections"
 
 // Introspect gathers the server's view of Pub/Sub for sub. It fails only
 // when the server cannot be reached at all; anything else that could not
-// be fetched (CONFIG renamed, an ACL forbidding CLIENT LIST) is listed in
-// Unavailable.
+// be fetched (CONFIG renamed, an ACL forbidding CLIENT LIST, a Cluster
+// node down) is listed in Unavailable.
 func (c *Client) Introspect(ctx context.Context, sub Subscription) (Introspection, error) {
 	sub = sub.normalized()
+	var mu sync.Mutex
+	var views []nodeView
+	err := c.forEachNode(ctx, func(ctx context.Context, node string, rc *redis.Client) error {
+		v := c.gatherNode(ctx, node, rc, sub.Channels)
+		mu.Lock()
+		views = append(views, v)
+		mu.Unlock()
+		return nil // a node's failure is in its view
+	})
+	if err != nil && len(views) == 0 {
+		// The node list itself could not be had (a Cluster with no node answering).
+		views = append(views, nodeView{Node: c.target, Err: err})
+	}
+	in, err := mergeIntrospection(sub, c.mode == modeCluster, views)
+	if err != nil {
+		return in, wrapErr(c.mask, "introspect "+c.target, err)
+	}
+	for _, ch := range sub.ShardChannels {
+		n, err := c.shardNumSub(ctx, ch)
+		if err != nil {
+			in.Unavailable = append(in.Unavailable, "PUBSUB SHARDNUMSUB "+ch+": "+shortErr(err))
+			continue
+		}
+		in.ShardNumSub[ch] = n
+	}
+	for i, u := range in.Unavailable {
+		in.Unavailable[i] = c.mask.mask(u)
+	}
+	sort.Strings(in.Unavailable)
+	return in, nil
+}
+
+// nodeView is what one node answered, gathered before merging. A node
+// that could not be reached has only Node and Err.
+type nodeView struct {
+	Node        string
+	Err         error
+	NumSub      map[string]int64 // nil when not asked (no channels)
+	NumPat      int64
+	Channels    []string
+	Clients     []PubSubClient
+	Info        map[string]string // the infoFields the node gave
+	Limit       OutputBufferLimit
+	Unavailable []string // "PUBSUB NUMPAT: reason", without the node
+}
+
+// gatherNode asks one node everything Introspect shows. Only a failure of
+// the first command (NUMSUB, or PING without channels) marks the node
+// unreachable; later failures are listed as unavailable.
+func (c *Client) gatherNode(ctx context.Context, node string, rc *redis.Client, channels []string) nodeView {
+	v := nodeView{Node: node}
+	if len(channels) > 0 {
+		m, err := rc.PubSubNumSub(ctx, channels...).Result()
+		if err != nil {
+			v.Err = err
+			return v
+		}
+		v.NumSub = m
+	} else if err := rc.Ping(ctx).Err(); err != nil {
+		v.Err = err
+		return v
+	}
+	unavailable := func(what string, err error) {
+		v.Unavailable = append(v.Unavailable, what+": "+shortErr(err))
+	}
+	if n, err := rc.PubSubNumPat(ctx).Result(); err != nil {
+		unavailable("PUBSUB NUMPAT", err)
+	} else {
+		v.NumPat = n
+	}
+	if names, err := rc.PubSubChannels(ctx, "*").Result(); err != nil {
+		unavailable("PUBSUB CHANNELS", err)
+	} else {
+		v.Channels = names
+	}
+	if text, err := rc.Do(ctx, "client", "list", "type", "pubsub").Text(); err != nil {
+		unavailable("CLIENT LIST", err)
+	} else {
+		v.Clients = ParseClientList(text)
+	}
+	if text, err := rc.Info(ctx, "stats", "clients").Result(); err != nil {
+		unavailable("INFO", err)
+	} else {
+		fields := parseInfo(text)
+		v.Info = map[string]string{}
+		for _, k := range infoFields {
+			if val, ok := fields[k]; ok {
+				v.Info[k] = val
+			}
+		}
+	}
+	v.Limit = outputBufferLimit(ctx, rc)
+	return v
+}
+
+// mergeIntrospection adds up what the nodes answered: NUMSUB, NUMPAT and
+// the INFO counters are summed (client_recent_max_output_buffer is the
+// largest), channels and clients are joined and sorted, and in a Cluster
+// each node's NUMSUB is kept in ByNode and its name is put on its clients
+// and its unavailable items. Unreachable nodes are listed in Unavailable;
+// when no node was reachable it returns the first node's error.
+func mergeIntrospection(sub Subscription, cluster bool, nodes []nodeView) (Introspection, error) {
 	in := Introspection{
 		NumSub:      map[string]int64{},
 		ShardNumSub: map[string]int64{},
 		Info:        map[string]string{},
-		ByNode:      map[string]map[string]int64{},
-	}
-	var mu sync.Mutex
-	unavailable := func(what string, err error) {
-		mu.Lock()
-		in.Unavailable = append(in.Unavailable, what+": "+c.mask.mask(shortErr(err)))
-		mu.Unlock()
 	}
 	for _, ch := range sub.Channels {
 		in.NumSub[ch] = 0
 	}
-	channels := map[string]bool{}
-	infoSum := map[string]int64{}
-	var limitOnce sync.Once
-	reached := false
-
-	err := c.forEachNode(ctx, func(ctx context.Context, node string, rc *redis.Client) error {
-		prefix := ""
-		if c.mode == modeCluster {
-			prefix = node + " "
-		}
-		if len(sub.Channels) > 0 {
-			m, err := rc.PubSubNumSub(ctx, sub.Channels...).Result()
-			if err != nil {
-				return fmt.Errorf("%s: %w", node, err)
-			}
-			mu.Lock()
-			in.ByNode[node] = m
-			for ch, n := range m {
-				in.NumSub[ch] += n
-			}
-			mu.Unlock()
-		} else if err := rc.Ping(ctx).Err(); err != nil {
-			return fmt.Errorf("%s: %w", node, err)
-		}
-		mu.Lock()
-		reached = true
-		mu.Unlock()
-
-		if n, err := rc.PubSubNumPat(ctx).Result(); err != nil {
-			unavailable(prefix+"PUBSUB NUMPAT", err)
-		} else {
-			mu.Lock()
-			in.NumPat += n
-			mu.Unlock()
-		}
-		if names, err := rc.PubSubChannels(ctx, "*").Result(); err != nil {
-			unavailable(prefix+"PUBSUB CHANNELS", err)
-		} else {
-			mu.Lock()
-			for _, n := range names {
-				channels[n] = true
-			}
-			mu.Unlock()
-		}
-		if text, err := rc.Do(ctx, "client", "list", "type", "pubsub").Text(); err != nil {
-			unavailable(prefix+"CLIENT LIST", err)
-		} else {
-			list := ParseClientList(text)
-			if c.mode == modeCluster {
-				for i := range list {
-					list[i].Node = node
-				}
-			}
-			mu.Lock()
-			in.Clients = append(in.Clients, list...)
-			mu.Unlock()
-		}
-		if text, err := rc.Info(ctx, "stats", "clients").Result(); err != nil {
-			unavailable(prefix+"INFO", err)
-		} else {
-			fields := parseInfo(text)
-			mu.Lock()
-			for _, k := range infoFields {
-				if v, ok := fields[k]; ok {
-					n, err := strconv.ParseInt(v, 10, 64)
-					if err != nil {
-						in.Info[k] = v
-						continue
-					}
-					if k == "client_recent_max_output_buffer" {
-						infoSum[k] = max(infoSum[k], n)
-					} else {
-						infoSum[k] += n
-					}
-				}
-			}
-			mu.Unlock()
-		}
-		limitOnce.Do(func() { in.Limit = outputBufferLimit(ctx, rc) })
-		return nil
-	})
-	if err != nil {
-		if !reached {
-			return in, wrapErr(c.mask, "introspect "+c.target, err)
-		}
-		unavailable("some nodes", err)
+	if cluster {
+		in.ByNode = map[string]map[string]int64{}
 	}
-	for k, n := range infoSum {
+	nodes = slices.Clone(nodes)
+	slices.SortFunc(nodes, func(a, b nodeView) int { return strings.Compare(a.Node, b.Node) })
+	channels := map[string]bool{}
+	sums := map[string]int64{}
+	var firstErr error
+	reached := 0
+	for _, v := range nodes {
+		prefix := ""
+		if cluster {
+			prefix = v.Node + " "
+		}
+		if v.Err != nil {
+			if firstErr == nil {
+				firstErr = fmt.Errorf("%s: %w", v.Node, v.Err)
+			}
+			in.Unavailable = append(in.Unavailable, "node "+v.Node+": "+shortErr(v.Err))
+			continue
+		}
+		reached++
+		for _, u := range v.Unavailable {
+			in.Unavailable = append(in.Unavailable, prefix+u)
+		}
+		for ch, n := range v.NumSub {
+			in.NumSub[ch] += n
+		}
+		if cluster && v.NumSub != nil {
+			in.ByNode[v.Node] = maps.Clone(v.NumSub)
+		}
+		in.NumPat += v.NumPat
+		for _, ch := range v.Channels {
+			channels[ch] = true
+		}
+		for _, cl := range v.Clients {
+			if cluster {
+				cl.Node = v.Node
+			}
+			in.Clients = append(in.Clients, cl)
+		}
+		for k, val := range v.Info {
+			n, err := strconv.ParseInt(val, 10, 64)
+			switch {
+			case err != nil:
+				in.Info[k] = val
+			case k == "client_recent_max_output_buffer":
+				sums[k] = max(sums[k], n)
+			default:
+				sums[k] += n
+			}
+		}
+		if !in.Limit.Available && (v.Limit.Available || in.Limit.Reason == "") {
+			in.Limit = v.Limit
+		}
+	}
+	if reached == 0 {
+		if firstErr == nil {
+			firstErr = errors.New("no node to ask")
+		}
+		return in, firstErr
+	}
+	for k, n := range sums {
 		in.Info[k] = strconv.FormatInt(n, 10)
 	}
 	for ch := range channels {
 		in.Channels = append(in.Channels, ch)
 	}
 	sort.Strings(in.Channels)
-	sort.Slice(in.Clients, func(i, j int) bool {
+	sort.SliceStable(in.Clients, func(i, j int) bool {
 		if in.Clients[i].Node != in.Clients[j].Node {
 			return in.Clients[i].Node < in.Clients[j].Node
 		}
 		return in.Clients[i].Addr < in.Clients[j].Addr
 	})
-	if c.mode != modeCluster {
-		in.ByNode = nil
-	}
-	for _, ch := range sub.ShardChannels {
-		n, err := c.shardNumSub(ctx, ch)
-		if err != nil {
-			unavailable("PUBSUB SHARDNUMSUB "+ch, err)
-			continue
-		}
-		in.ShardNumSub[ch] = n
-	}
 	sort.Strings(in.Unavailable)
 	return in, nil
 }
@@ -303,6 +371,8 @@ func ParseClientList(text string) []PubSubClient {
 				continue
 			}
 			switch k {
+			case "id":
+				cl.ID, _ = strconv.ParseInt(v, 10, 64)
 			case "addr":
 				cl.Addr = v
 			case "name":

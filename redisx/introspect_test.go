@@ -16,6 +16,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -28,8 +29,8 @@ func TestParseClientList(t *testing.T) {
 		"id=6 addr=10.1.2.3:40000 laddr=10.1.2.1:6379 fd=10 name= age=7200 idle=0 flags=P db=0 sub=0 psub=0 ssub=3 multi=-1 qbuf=0 omem=16777216 cmd=ssubscribe user=app\n"
 	got := ParseClientList(text)
 	want := []PubSubClient{
-		{Addr: "127.0.0.1:51234", Name: "fanscope", Sub: 2, PSub: 1, Age: 12 * time.Second, Idle: 3 * time.Second},
-		{Addr: "10.1.2.3:40000", SSub: 3, OMem: 16 << 20, Age: 2 * time.Hour},
+		{ID: 5, Addr: "127.0.0.1:51234", Name: "fanscope", Sub: 2, PSub: 1, Age: 12 * time.Second, Idle: 3 * time.Second},
+		{ID: 6, Addr: "10.1.2.3:40000", SSub: 3, OMem: 16 << 20, Age: 2 * time.Hour},
 	}
 	if fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Errorf("got %+v, want %+v", got, want)
@@ -215,6 +216,109 @@ func TestTLS(t *testing.T) {
 			_, err := Open(context.Background(), Options{URLs: []string{tt.url}, TLSCA: tt.ca, DialTimeout: 2 * time.Second})
 			if !errors.Is(err, ErrUnreachable) || !strings.Contains(err.Error(), tt.want) {
 				t.Errorf("got %v, want an ErrUnreachable saying %q", err, tt.want)
+			}
+		})
+	}
+}
+
+func TestMergeIntrospection(t *testing.T) {
+	refused := fmt.Errorf("dial tcp 10.0.0.3:6379: connect: %w", syscall.ECONNREFUSED)
+	limit := OutputBufferLimit{Available: true, Hard: 32 << 20, Soft: 8 << 20, SoftSeconds: 60}
+	node := func(name string, numsub map[string]int64, clients ...PubSubClient) nodeView {
+		return nodeView{Node: name, NumSub: numsub, NumPat: 1, Channels: []string{"b", "a"}, Clients: clients,
+			Info:  map[string]string{"pubsub_clients": "2", "client_recent_max_output_buffer": "100", "client_output_buffer_limit_disconnections": "1"},
+			Limit: limit}
+	}
+	tests := []struct {
+		name    string
+		sub     Subscription
+		cluster bool
+		nodes   []nodeView
+		want    string // fmt of the interesting fields
+		err     string // substring of the error; empty means none
+	}{
+		{
+			name:  "single server",
+			sub:   Subscription{Channels: []string{"a", "quiet"}},
+			nodes: []nodeView{node("127.0.0.1:6379", map[string]int64{"a": 2, "quiet": 0}, PubSubClient{Addr: "127.0.0.1:5000", Sub: 1})},
+			want:  "numsub=map[a:2 quiet:0] numpat=1 channels=[a b] clients=[/127.0.0.1:5000] info=map[client_output_buffer_limit_disconnections:1 client_recent_max_output_buffer:100 pubsub_clients:2] bynode=map[] limit=true unavailable=[]",
+		},
+		{
+			name:    "cluster sums, keeps each node's NUMSUB and names the node of each client",
+			sub:     Subscription{Channels: []string{"a"}},
+			cluster: true,
+			nodes: []nodeView{
+				node("10.0.0.2:6379", map[string]int64{"a": 3}, PubSubClient{Addr: "10.0.0.9:1"}),
+				node("10.0.0.1:6379", map[string]int64{"a": 1}, PubSubClient{Addr: "10.0.0.9:2"}),
+			},
+			want: "numsub=map[a:4] numpat=2 channels=[a b] clients=[10.0.0.1:6379/10.0.0.9:2 10.0.0.2:6379/10.0.0.9:1] info=map[client_output_buffer_limit_disconnections:2 client_recent_max_output_buffer:100 pubsub_clients:4] bynode=map[10.0.0.1:6379:map[a:1] 10.0.0.2:6379:map[a:3]] limit=true unavailable=[]",
+		},
+		{
+			name:    "a node down is listed and the others still count",
+			sub:     Subscription{Channels: []string{"a"}},
+			cluster: true,
+			nodes: []nodeView{
+				node("10.0.0.1:6379", map[string]int64{"a": 1}),
+				{Node: "10.0.0.3:6379", Err: refused},
+			},
+			want: "numsub=map[a:1] numpat=1 channels=[a b] clients=[] info=map[client_output_buffer_limit_disconnections:1 client_recent_max_output_buffer:100 pubsub_clients:2] bynode=map[10.0.0.1:6379:map[a:1]] limit=true unavailable=[node 10.0.0.3:6379: connection refused]",
+		},
+		{
+			name:    "a missing node (no view at all) leaves its channels at zero",
+			sub:     Subscription{Channels: []string{"a", "b"}},
+			cluster: true,
+			nodes:   []nodeView{{Node: "10.0.0.1:6379", NumSub: map[string]int64{"a": 1}}},
+			want:    "numsub=map[a:1 b:0] numpat=0 channels=[] clients=[] info=map[] bynode=map[10.0.0.1:6379:map[a:1]] limit=false unavailable=[]",
+		},
+		{
+			name:    "per-node failures are named by node in a cluster",
+			sub:     Subscription{},
+			cluster: true,
+			nodes: []nodeView{
+				{Node: "10.0.0.1:6379", Unavailable: []string{"CLIENT LIST: permission denied"}, Limit: OutputBufferLimit{Reason: "unavailable: CONFIG is disabled"}},
+				{Node: "10.0.0.2:6379", Limit: limit},
+			},
+			want: "numsub=map[] numpat=0 channels=[] clients=[] info=map[] bynode=map[] limit=true unavailable=[10.0.0.1:6379 CLIENT LIST: permission denied]",
+		},
+		{
+			name:  "non-numeric INFO values are kept as given",
+			nodes: []nodeView{{Node: "n", Info: map[string]string{"pubsub_clients": "many"}}},
+			want:  "numsub=map[] numpat=0 channels=[] clients=[] info=map[pubsub_clients:many] bynode=map[] limit=false unavailable=[]",
+		},
+		{
+			name:  "every node down is an error",
+			sub:   Subscription{Channels: []string{"a"}},
+			nodes: []nodeView{{Node: "127.0.0.1:6379", Err: refused}},
+			err:   "127.0.0.1:6379: dial tcp 10.0.0.3:6379: connect: connection refused",
+		},
+		{
+			name: "no node at all is an error",
+			err:  "no node",
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			in, err := mergeIntrospection(tt.sub, tt.cluster, tt.nodes)
+			if tt.err != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.err) {
+					t.Fatalf("got error %v, want one containing %q", err, tt.err)
+				}
+				if !errors.Is(err, syscall.ECONNREFUSED) && tt.nodes != nil {
+					t.Errorf("got %v, want it to wrap the node's error", err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("got error %v, want none", err)
+			}
+			var clients []string
+			for _, c := range in.Clients {
+				clients = append(clients, c.Node+"/"+c.Addr)
+			}
+			got := fmt.Sprintf("numsub=%v numpat=%d channels=%v clients=%v info=%v bynode=%v limit=%v unavailable=%v",
+				in.NumSub, in.NumPat, in.Channels, clients, in.Info, in.ByNode, in.Limit.Available, in.Unavailable)
+			if got != tt.want {
+				t.Errorf("got  %s\nwant %s", got, tt.want)
 			}
 		})
 	}

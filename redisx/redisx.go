@@ -8,9 +8,11 @@ package redisx
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -78,11 +80,47 @@ type Client struct {
 	cluster  *redis.ClusterClient // modeCluster
 	sentinel *sentinelState       // modeSentinel
 
+	mu       sync.Mutex
+	closed   bool
 	loopback bool
 
-	mu     sync.Mutex
-	closed bool
-	subs   []*Subscriber
+	unnamed atomic.Bool // the server refused CLIENT SETNAME (an ACL without +client|setname)
+}
+
+// nameConn names a new command connection. go-redis's own ClientName
+// would fail the connection when the ACL forbids CLIENT SETNAME; a name
+// only helps people read CLIENT LIST, so a refusal is remembered and
+// shown as a warning instead.
+func (c *Client) nameConn(ctx context.Context, cn *redis.Conn) error {
+	if c.o.ClientName == "" {
+		return nil
+	}
+	err := cn.ClientSetName(ctx, c.o.ClientName).Err()
+	var rerr redis.Error
+	if errors.As(err, &rerr) {
+		c.unnamed.Store(true)
+		return nil
+	}
+	return err
+}
+
+// Warnings are things about the connection a user should know that do not
+// stop it from working.
+func (c *Client) Warnings() []string {
+	if c.unnamed.Load() {
+		return []string{"the server refused CLIENT SETNAME, so fanscope's connections are unnamed in CLIENT LIST " +
+			"(the ACL user needs +client|setname)"}
+	}
+	return nil
+}
+
+// failovers is the Sentinel's failover announcer; nil (never fires) for
+// other deployments.
+func (c *Client) failovers() *announcer {
+	if c.sentinel == nil {
+		return nil
+	}
+	return c.sentinel.failovers
 }
 
 var quietDriver sync.Once
@@ -91,10 +129,26 @@ type discardLogger struct{}
 
 func (discardLogger) Printf(context.Context, string, ...interface{}) {}
 
-// Open parses the options, connects and checks the connection with PING.
-// Errors name the target with the password masked and wrap ErrUsage,
-// ErrUnreachable, ErrAuth or ErrNoPerm.
+// Open parses the options, connects and checks the connection (New, then
+// Check). Errors name the target with the password masked and wrap
+// ErrUsage, ErrUnreachable, ErrAuth or ErrNoPerm.
 func Open(ctx context.Context, o Options) (*Client, error) {
+	c, err := New(o)
+	if err != nil {
+		return nil, err
+	}
+	if err := c.Check(ctx); err != nil {
+		_ = c.Close()
+		return nil, err
+	}
+	return c, nil
+}
+
+// New parses the options and prepares the connections without touching
+// the network, so it works while Redis is down: commands connect when
+// they run, and a Subscriber from NewSubscriber keeps trying until Redis
+// is there. Its only errors wrap ErrUsage. Call Check to fail fast.
+func New(o Options) (*Client, error) {
 	// go-redis logs to stderr, which would tear up the TUI; every failure
 	// it logs also reaches us as an error.
 	quietDriver.Do(func() { redis.SetLogger(discardLogger{}) })
@@ -133,11 +187,11 @@ func Open(ctx context.Context, o Options) (*Client, error) {
 	var err error
 	switch c.mode {
 	case modeSingle:
-		err = c.openSingle(ctx)
+		c.newSingle()
 	case modeCluster:
-		err = c.openCluster(ctx)
+		err = c.newCluster()
 	case modeSentinel:
-		err = c.openSentinel(ctx)
+		c.newSentinel()
 	}
 	if err != nil {
 		_ = c.Close()
@@ -146,21 +200,38 @@ func Open(ctx context.Context, o Options) (*Client, error) {
 	return c, nil
 }
 
-func (c *Client) openSingle(ctx context.Context) error {
+// Check connects and checks that the deployment answers (PING; the slot
+// map of a Cluster; the primary named by the Sentinels). Its errors wrap
+// ErrUnreachable, ErrAuth, ErrNoPerm, or ErrUsage (not a Cluster, a
+// master the Sentinels do not know).
+func (c *Client) Check(ctx context.Context) error {
+	switch c.mode {
+	case modeCluster:
+		return c.checkCluster(ctx)
+	case modeSentinel:
+		return c.checkSentinel(ctx)
+	}
+	return c.checkSingle(ctx)
+}
+
+func (c *Client) newSingle() {
 	c.target = c.base.String()
 	c.loopback = c.base.loopback()
 	c.single = redis.NewClient(c.nodeOptions(c.base, false))
 	c.cmd = c.single
+}
+
+func (c *Client) checkSingle(ctx context.Context) error {
 	pctx, cancel := context.WithTimeout(ctx, c.o.DialTimeout+2*time.Second)
 	defer cancel()
 	if err := c.single.Ping(pctx).Err(); err != nil {
-		return wrapErr(c.mask, "connect "+c.target, err)
+		return wrapErr(c.mask, "connect "+c.target, c.base.explain(ctx, err))
 	}
 	return nil
 }
 
 // options are the go-redis settings every client fanscope makes shares:
-// RESP2, its client name, ep's dialer (TLS, unix sockets) and credentials,
+// RESP2, its client name (set by nameConn), ep's dialer (TLS, unix sockets) and credentials,
 // the dial timeout for every step, and no maintenance notifications.
 // Cluster(), Failover() and Simple() turn them into each kind's options.
 func (c *Client) options(ep endpoint, addrs ...string) *redis.UniversalOptions {
@@ -170,7 +241,7 @@ func (c *Client) options(ep endpoint, addrs ...string) *redis.UniversalOptions {
 		Password:              ep.pass,
 		DB:                    ep.db,
 		Protocol:              2,
-		ClientName:            c.o.ClientName,
+		OnConnect:             c.nameConn,
 		DisableIdentity:       true,
 		Dialer:                ep.dialer(c.o.DialTimeout),
 		DialTimeout:           c.o.DialTimeout,
@@ -205,8 +276,20 @@ func (c *Client) nodeOptions(ep endpoint, sub bool) *redis.Options {
 func (c *Client) Target() string { return c.target }
 
 // Loopback reports whether every address is a loopback address or a unix
-// socket (publishing elsewhere asks for confirmation).
-func (c *Client) Loopback() bool { return c.loopback }
+// socket (publishing elsewhere asks for confirmation). Before a Cluster or
+// a Sentinel deployment was reached (Check, or a subscription), it judges
+// by the addresses given.
+func (c *Client) Loopback() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.loopback
+}
+
+func (c *Client) setLoopback(v bool) {
+	c.mu.Lock()
+	c.loopback = v
+	c.mu.Unlock()
+}
 
 // Close closes the command connections. Running Subscribers end with
 // their context; Close does not wait for them.
@@ -293,7 +376,11 @@ func (c *Client) forEachNode(ctx context.Context, fn func(ctx context.Context, n
 			return fn(ctx, rc.Options().Addr, rc)
 		})
 	case modeSentinel:
-		return fn(ctx, c.sentinel.masterAddr(), c.single)
+		addr := c.sentinel.masterAddr()
+		if addr == "" { // not found yet: the failover client finds it itself
+			addr = "primary of " + c.sentinel.name
+		}
+		return fn(ctx, addr, c.single)
 	}
 	return fn(ctx, c.base.addr, c.single)
 }

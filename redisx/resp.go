@@ -95,14 +95,27 @@ type stampedReader struct {
 	at      time.Time    // last read with bytes; reader goroutine only
 	last    atomic.Int64 // the same instant in monoNow units, for the watchdog
 	waiting atomic.Bool
+	// backlog counts the bytes read since a read last had to wait for
+	// data: bytes that were queued in the kernel because the reader was
+	// behind. Reader goroutine only.
+	backlog int64
 }
 
+// waitedRead is how long a read must take to count as having waited for
+// data (a read of queued bytes takes microseconds).
+const waitedRead = time.Millisecond
+
 func (s *stampedReader) Read(p []byte) (int, error) {
+	start := time.Now()
 	s.waiting.Store(true)
 	n, err := s.rd.Read(p)
 	s.waiting.Store(false)
+	s.at = time.Now()
+	if s.at.Sub(start) >= waitedRead {
+		s.backlog = 0
+	}
+	s.backlog += int64(n)
 	if n > 0 {
-		s.at = time.Now()
 		s.last.Store(int64(s.at.Sub(epoch)))
 	}
 	return n, err

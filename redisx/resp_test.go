@@ -413,18 +413,18 @@ func TestShardSubscribeFollowsMoved(t *testing.T) {
 		wrong = cl.Nodes[1]
 	}
 	s := &Subscriber{c: c, sink: newCollector(), done: make(chan struct{})}
-	l := &link{s: s, sub: Subscription{ShardChannels: []string{ch}}, shard: true, kick: make(chan string, 1),
+	l := &link{s: s, sub: Subscription{ShardChannels: []string{ch}}, shard: true,
 		resolve: func(context.Context) (endpoint, error) { return c.base.withAddr(wrong.Addr()), nil }}
 	s.links = []*link{l}
 	ctx := context.Background()
-	_, err := l.connect(ctx, 0)
+	_, err := l.connect(ctx)
 	if addr, ok := movedTo(err); !ok || addr != owner.Addr() || !errors.Is(err, ErrUnreachable) {
 		t.Fatalf("got %v, want a MOVED to %s", err, owner.Addr())
 	}
 	if !strings.Contains(err.Error(), "MOVED") || !strings.Contains(err.Error(), wrong.Addr()) {
 		t.Errorf("got %q, want it to name the node and say MOVED", err)
 	}
-	sc, err := l.connect(ctx, 1)
+	sc, err := l.connect(ctx)
 	if err != nil {
 		t.Fatalf("second attempt: %v", err)
 	}

@@ -15,8 +15,9 @@ import (
 // sentinelState finds the primary through the Sentinels and follows
 // failovers: it listens for +switch-master on every Sentinel (and asks
 // them every couple of seconds in case an announcement is missed) and
-// makes every subscription rebuild on the new primary, because Redis
-// never moves an existing pub/sub connection.
+// announces every change of primary; each subscription connection
+// listens for the announcement and rebuilds on the new primary, because
+// Redis never moves an existing pub/sub connection.
 type sentinelState struct {
 	c         *Client
 	name      string
@@ -24,6 +25,8 @@ type sentinelState struct {
 
 	mu   sync.Mutex
 	addr string // the primary as last announced
+
+	failovers *announcer
 
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
@@ -33,21 +36,14 @@ type sentinelState struct {
 // safety net under +switch-master.
 const sentinelPoll = 2 * time.Second
 
-func (c *Client) openSentinel(ctx context.Context) error {
+func (c *Client) newSentinel() {
 	var shown []string
 	for _, ep := range c.eps {
 		shown = append(shown, ep.addr)
 	}
 	c.target = fmt.Sprintf("sentinel master %s via %s", c.o.SentinelMaster, c.base.scheme+"://"+strings.Join(shown, ","))
-	st := &sentinelState{c: c, name: c.o.SentinelMaster, sentinels: c.eps}
+	st := &sentinelState{c: c, name: c.o.SentinelMaster, sentinels: c.eps, failovers: newAnnouncer()}
 	c.sentinel = st
-	pctx, cancel := context.WithTimeout(ctx, 2*c.o.DialTimeout+2*time.Second)
-	defer cancel()
-	addr, err := st.ask(pctx)
-	if err != nil {
-		return err
-	}
-	st.addr = addr
 	// The URL's credentials and db are for the data nodes; Sentinels are
 	// reached without them.
 	var sentinelAddrs []string
@@ -58,10 +54,7 @@ func (c *Client) openSentinel(ctx context.Context) error {
 	o.MasterName = st.name
 	c.single = redis.NewFailoverClient(o.Failover())
 	c.cmd = c.single
-	if err := c.single.Ping(pctx).Err(); err != nil {
-		return wrapErr(c.mask, fmt.Sprintf("connect %s (primary %s)", c.target, addr), err)
-	}
-	c.loopback = c.base.withAddr(addr).loopback()
+	c.loopback = true
 	for _, ep := range c.eps {
 		c.loopback = c.loopback && ep.loopback()
 	}
@@ -79,7 +72,33 @@ func (c *Client) openSentinel(ctx context.Context) error {
 		defer st.wg.Done()
 		st.poll(wctx)
 	}()
+}
+
+func (c *Client) checkSentinel(ctx context.Context) error {
+	st := c.sentinel
+	pctx, cancel := context.WithTimeout(ctx, 2*c.o.DialTimeout+2*time.Second)
+	defer cancel()
+	addr, err := st.ask(pctx)
+	if err != nil {
+		return err
+	}
+	st.switched(st.masterAddr(), addr, "the sentinels now name "+addr)
+	if err := c.single.Ping(pctx).Err(); err != nil {
+		err = c.base.withAddr(addr).explain(ctx, err)
+		return wrapErr(c.mask, fmt.Sprintf("connect %s (primary %s)", c.target, addr), err)
+	}
+	st.sawPrimary(addr)
 	return nil
+}
+
+// sawPrimary folds a primary's address into Loopback.
+func (s *sentinelState) sawPrimary(addr string) {
+	c := s.c
+	loopback := c.base.withAddr(addr).loopback()
+	for _, ep := range c.eps {
+		loopback = loopback && ep.loopback()
+	}
+	c.setLoopback(c.Loopback() && loopback)
 }
 
 func (s *sentinelState) close() {
@@ -135,9 +154,8 @@ func (s *sentinelState) resolve(ctx context.Context) (endpoint, error) {
 	if err != nil {
 		return endpoint{}, err
 	}
-	s.mu.Lock()
-	s.addr = addr
-	s.mu.Unlock()
+	s.switched(s.masterAddr(), addr, "the sentinels now name "+addr)
+	s.sawPrimary(addr)
 	return s.c.base.withAddr(addr), nil
 }
 
@@ -190,33 +208,59 @@ func (s *sentinelState) poll(ctx context.Context) {
 	}
 }
 
-// switched records a new primary and asks every subscription that is not
-// on it to rebuild there.
+// switched records a new primary and, when it changed, announces the
+// failover. Subscriptions are not touched from here: each holds the
+// announcement channel of the moment it resolved the primary and decides
+// itself whether it has to move.
 func (s *sentinelState) switched(from, to, why string) {
 	s.mu.Lock()
 	changed := s.addr != to
 	s.addr = to
 	s.mu.Unlock()
-	c := s.c
-	c.mu.Lock()
-	subs := append([]*Subscriber(nil), c.subs...)
-	c.mu.Unlock()
-	reason := fmt.Sprintf("failover of %s: primary moved from %s to %s (%s); resubscribing on the new primary", s.name, from, to, why)
-	for _, sub := range subs {
-		for _, l := range sub.links {
-			l.mu.Lock()
-			on := l.target
-			l.mu.Unlock()
-			if on == c.base.withAddr(to).String() {
-				continue
-			}
-			if !changed && on == "" {
-				continue
-			}
-			select {
-			case l.kick <- reason:
-			default:
-			}
-		}
+	if changed {
+		s.failovers.announce(failover{master: s.name, from: from, to: to, why: why})
 	}
+}
+
+// failover is one change of primary.
+type failover struct {
+	master, from, to, why string
+}
+
+func (f failover) reason() string {
+	if f.from == "" {
+		return fmt.Sprintf("the sentinels name %s as the primary of %s; resubscribing there", f.to, f.master)
+	}
+	return fmt.Sprintf("failover of %s: primary moved from %s to %s (%s); resubscribing on the new primary", f.master, f.from, f.to, f.why)
+}
+
+// announcer broadcasts failovers. A listener takes the current channel
+// (next) and selects on it; announce closes that channel and puts a fresh
+// one in its place, so every listener wakes once, reads the latest
+// failover and takes the new channel. A nil *announcer never fires.
+type announcer struct {
+	mu   sync.Mutex
+	ch   chan struct{}
+	last failover
+}
+
+func newAnnouncer() *announcer { return &announcer{ch: make(chan struct{})} }
+
+// next is the latest failover and the channel that closes at the one
+// after it.
+func (a *announcer) next() (failover, <-chan struct{}) {
+	if a == nil {
+		return failover{}, nil
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.last, a.ch
+}
+
+func (a *announcer) announce(f failover) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.last = f
+	close(a.ch)
+	a.ch = make(chan struct{})
 }

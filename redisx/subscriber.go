@@ -1,11 +1,11 @@
 package redisx
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"runtime"
-	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -74,22 +74,32 @@ type SubscriberStats struct {
 	LastPing    time.Time     // when the last PING reply arrived
 }
 
-// Subscriber holds subscriptions open until its context ends, healing
-// them after failures and reporting every change as a state record.
+// Subscriber holds subscriptions open, healing them after failures and
+// reporting every change as a state record. It is a session.Source: Run
+// keeps trying while Redis is down or unreachable and subscribes as soon
+// as it can; only what retrying cannot fix (a wrong password, an ACL
+// without the permission, protected mode) ends it.
 type Subscriber struct {
-	c     *Client
-	sink  feed.Sink
-	links []*link
-	done  chan struct{}
+	c        *Client
+	sub      Subscription
+	links    []*link
+	failFast bool // Subscribe: the first failure of the first connection ends Run
+	started  atomic.Bool
+	sink     feed.Sink // set by Run before any link starts
 
-	messages   atomic.Uint64
-	bytes      atomic.Uint64
-	reconnects atomic.Int64
-	gaps       atomic.Int64
-	gapNanos   atomic.Int64
-	rtt        atomic.Int64
-	lastMsg    atomic.Int64 // unix nanoseconds
-	lastPong   atomic.Int64 // unix nanoseconds
+	done      chan struct{}
+	connected chan struct{}
+	up        atomic.Int64 // links that subscribed at least once
+
+	connectedAt atomic.Int64 // unix nanoseconds of Connected
+	messages    atomic.Uint64
+	bytes       atomic.Uint64
+	reconnects  atomic.Int64
+	gaps        atomic.Int64
+	gapNanos    atomic.Int64
+	rtt         atomic.Int64
+	lastMsg     atomic.Int64 // unix nanoseconds
+	lastPong    atomic.Int64 // unix nanoseconds
 }
 
 // link is one subscription connection and what it carries: the classic
@@ -100,11 +110,18 @@ type link struct {
 	sub     Subscription
 	shard   bool
 	resolve func(ctx context.Context) (endpoint, error)
-	kick    chan string // asks the connection to rebuild, with the reason
+	retry   backoff
+	// discBase is INFO's client_output_buffer_limit_disconnections on
+	// the node when the link last subscribed (-1: unknown).
+	discBase atomic.Int64
 
 	mu      sync.Mutex
 	state   string
 	target  string
+	why     string       // the Error of the last state record
+	attempt int          // the Attempt of the last state record
+	err     error        // the last attempt's error, nil once subscribed
+	everUp  bool         // subscribed at least once
 	hint    string       // a node named by a MOVED reply, tried next
 	downAt  time.Time    // start of the open gap, zero when subscribed
 	pinging atomic.Int64 // when the outstanding PING was sent (monoNow), 0 if none
@@ -116,80 +133,117 @@ type link struct {
 type subConn struct {
 	*respConn
 	ep endpoint
+	// failover closes at the first failover announced after the primary
+	// was resolved for this connection (nil: not a Sentinel deployment).
+	failover <-chan struct{}
+	since    time.Time // when it was subscribed
+	// loss says which messages a loss of this connection cost, when it is
+	// not the usual gapWarning (set by serve).
+	loss string
 }
 
 const pingPayload = "fanscope-watchdog"
 
-// Subscribe subscribes and returns once every subscription is confirmed,
-// so a NOPERM or an authentication failure is returned here. A goroutine
-// then delivers records to sink until ctx ends: messages stamped right
-// after the socket read that brought them returned, and state records (connecting, subscribed,
-// disconnected, reconnecting) for every change.
-func (c *Client) Subscribe(ctx context.Context, sub Subscription, sink feed.Sink) (*Subscriber, error) {
+// NewSubscriber prepares a Subscriber for sub without connecting; Run
+// starts it. Its only error is ErrUsage (nothing to subscribe to).
+func (c *Client) NewSubscriber(sub Subscription) (*Subscriber, error) {
 	sub = sub.normalized()
 	if sub.empty() {
 		return nil, usageError(c.mask, "nothing to subscribe to: give a channel, a pattern or a shard channel")
 	}
-	s := &Subscriber{c: c, sink: sink, done: make(chan struct{})}
-	links, err := c.plan(ctx, sub)
+	s := &Subscriber{c: c, sub: sub, done: make(chan struct{}), connected: make(chan struct{})}
+	s.links = c.plan(sub)
+	for _, l := range s.links {
+		l.s = s
+		l.target = c.target
+		l.state = feed.StateConnecting
+		l.retry = backoff{floor: retryFloor, max: c.o.MaxBackoff}
+	}
+	return s, nil
+}
+
+// Subscribe subscribes and returns once every subscription is confirmed,
+// so an unreachable server, a NOPERM or an authentication failure is
+// returned here (for commands that must fail fast; NewSubscriber and Run
+// keep trying instead). A goroutine then delivers records to sink until
+// ctx ends: messages stamped right after the socket read that brought
+// them returned, and state records (connecting, subscribed, disconnected,
+// reconnecting) for every change.
+func (c *Client) Subscribe(ctx context.Context, sub Subscription, sink feed.Sink) (*Subscriber, error) {
+	s, err := c.NewSubscriber(sub)
 	if err != nil {
 		return nil, err
 	}
-	for _, l := range links {
-		l.s = s
-		l.kick = make(chan string, 1)
-	}
-	s.links = links
-
-	conns := make([]*subConn, len(links))
-	for i, l := range links {
-		sc, err := l.connect(ctx, 0)
-		for tries := 0; err != nil && tries < 3; tries++ {
-			if _, moved := movedTo(err); !moved {
-				break
-			}
-			sc, err = l.connect(ctx, 0)
+	s.FailFast()
+	errc := make(chan error, 1)
+	go func() { errc <- s.Run(ctx, sink) }()
+	select {
+	case <-s.connected:
+		return s, nil
+	case err := <-errc:
+		select {
+		case <-s.connected:
+			return s, nil
+		default:
 		}
-		if err != nil {
-			for _, done := range conns[:i] {
-				_ = done.close()
-			}
-			l.setState(feed.StateFailed, "", err.Error(), 0)
-			return nil, err
+		if err == nil {
+			err = wrapErr(c.mask, fmt.Sprintf("subscribe to %s on %s", sub.describe(), c.target), ctx.Err())
 		}
-		conns[i] = sc
+		return nil, err
 	}
-	for i, l := range links {
-		l.setState(feed.StateSubscribed, conns[i].ep.String(), "", 0)
-	}
-	c.mu.Lock()
-	c.subs = append(c.subs, s)
-	c.mu.Unlock()
+}
 
-	var wg sync.WaitGroup
-	for i, l := range links {
+// FailFast makes Run end with the first failure of the first connection,
+// an unreachable server included, instead of retrying: for commands that
+// must exit when Redis is not there at start (tail, probe). Losses after
+// the first subscription are still retried. Call it before Run.
+func (s *Subscriber) FailFast() *Subscriber {
+	s.failFast = true
+	return s
+}
+
+// Run subscribes, and resubscribes after every loss, delivering records to
+// sink until ctx ends; then it returns nil. While Redis cannot be reached
+// it keeps trying with a capped, jittered backoff, reporting each attempt
+// as a state record (connecting or reconnecting, with the attempt number
+// and the error). It returns an error only for what retrying cannot fix:
+// ErrAuth (wrong password, protected mode), ErrNoPerm or ErrUsage. Run may
+// be called once.
+func (s *Subscriber) Run(ctx context.Context, sink feed.Sink) error {
+	if !s.started.CompareAndSwap(false, true) {
+		return usageError(s.c.mask, "redis subscriber: Run called twice")
+	}
+	s.sink = sink
+	rctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var (
+		wg    sync.WaitGroup
+		once  sync.Once
+		fatal error
+	)
+	for _, l := range s.links {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			l.run(ctx, conns[i])
+			if err := l.run(rctx); err != nil {
+				once.Do(func() {
+					fatal = err
+					cancel() // the other connections end with it
+				})
+			}
 		}()
 	}
-	go func() {
-		wg.Wait()
-		c.mu.Lock()
-		c.subs = slices.DeleteFunc(c.subs, func(x *Subscriber) bool { return x == s })
-		c.mu.Unlock()
-		close(s.done)
-	}()
-	return s, nil
+	wg.Wait()
+	close(s.done)
+	return fatal
 }
 
 // plan splits a subscription into connections. A single server or a
 // Sentinel primary gets one connection for channels and patterns and one
 // for shard channels (messages on it are marked Shard).
-func (c *Client) plan(ctx context.Context, sub Subscription) ([]*link, error) {
+func (c *Client) plan(sub Subscription) []*link {
 	if c.mode == modeCluster {
-		return c.planCluster(ctx, sub)
+		return c.planCluster(sub)
 	}
 	resolve := func(ctx context.Context) (endpoint, error) { return c.base, nil }
 	if c.mode == modeSentinel {
@@ -202,21 +256,89 @@ func (c *Client) plan(ctx context.Context, sub Subscription) ([]*link, error) {
 	if len(sub.ShardChannels) > 0 {
 		links = append(links, &link{sub: Subscription{ShardChannels: sub.ShardChannels}, shard: true, resolve: resolve})
 	}
-	return links, nil
+	return links
 }
 
-// Done is closed when every subscription goroutine has ended (after ctx).
+// Path is the delivery path's name, feed.PathRedis.
+func (s *Subscriber) Path() string { return feed.PathRedis }
+
+// Connected is closed once every subscription connection has been
+// subscribed (confirmed by the server) for the first time.
+func (s *Subscriber) Connected() <-chan struct{} { return s.connected }
+
+// Done is closed when Run has returned.
 func (s *Subscriber) Done() <-chan struct{} { return s.done }
+
+// Err is the last connection attempt's error (an *Error wrapping
+// ErrUnreachable, ErrAuth, ErrNoPerm or ErrUsage) while a subscription
+// connection is not subscribed, nil once every one is.
+func (s *Subscriber) Err() error {
+	for _, l := range s.links {
+		l.mu.Lock()
+		err := l.err
+		l.mu.Unlock()
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// stateRank orders states from healthy to worst, so that the
+// Subscriber's state is its worst connection's.
+var stateRank = map[string]int{feed.StateSubscribed: 0, feed.StateConnecting: 1, feed.StateReconnecting: 2,
+	feed.StateDisconnected: 3, feed.StateFailed: 4}
+
+// linkView is a copy of one link's state.
+type linkView struct {
+	state, target, why string
+	attempt            int
+	gap                time.Duration // the open gap so far
+}
+
+func (l *link) view() linkView {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	v := linkView{state: l.state, target: l.target, why: l.why, attempt: l.attempt}
+	if !l.downAt.IsZero() {
+		v.gap = time.Since(l.downAt)
+	}
+	return v
+}
+
+// worst is the view of the connection in the worst state, and the open
+// gaps of all of them.
+func (s *Subscriber) worst() (linkView, time.Duration) {
+	var w linkView
+	var gaps time.Duration
+	for i, l := range s.links {
+		v := l.view()
+		gaps += v.gap
+		if i == 0 || stateRank[v.state] > stateRank[w.state] {
+			w = v
+		}
+	}
+	select {
+	case <-s.done:
+		if w.state != feed.StateFailed {
+			w.state = feed.StateDisconnected
+		}
+	default:
+	}
+	return w, gaps
+}
 
 // Stats returns a copy of the counters.
 func (s *Subscriber) Stats() SubscriberStats {
+	w, gaps := s.worst()
 	st := SubscriberStats{
+		State:      w.state,
 		Conns:      len(s.links),
 		Messages:   s.messages.Load(),
 		Bytes:      s.bytes.Load(),
 		Reconnects: int(s.reconnects.Load()),
 		Gaps:       int(s.gaps.Load()),
-		GapTime:    time.Duration(s.gapNanos.Load()),
+		GapTime:    time.Duration(s.gapNanos.Load()) + gaps,
 		PingRTT:    time.Duration(s.rtt.Load()),
 	}
 	if n := s.lastMsg.Load(); n != 0 {
@@ -225,26 +347,46 @@ func (s *Subscriber) Stats() SubscriberStats {
 	if n := s.lastPong.Load(); n != 0 {
 		st.LastPing = time.Unix(0, n)
 	}
-	rank := map[string]int{feed.StateSubscribed: 0, feed.StateConnecting: 1, feed.StateReconnecting: 2,
-		feed.StateDisconnected: 3, feed.StateFailed: 4}
-	st.State = feed.StateSubscribed
-	for _, l := range s.links {
-		l.mu.Lock()
-		state := l.state
-		if !l.downAt.IsZero() {
-			st.GapTime += time.Since(l.downAt)
-		}
-		l.mu.Unlock()
-		if rank[state] > rank[st.State] {
-			st.State = state
-		}
-	}
-	select {
-	case <-s.done:
-		st.State = feed.StateDisconnected
-	default:
-	}
 	return st
+}
+
+// Status copies the subscription's health for the sources pane and
+// metrics: the worst connection's state, target, reason and attempt, and
+// the counters.
+func (s *Subscriber) Status() feed.Status {
+	w, _ := s.worst()
+	st := s.Stats()
+	out := feed.Status{
+		Source:        feed.SourceRedis,
+		URL:           w.target,
+		State:         w.state,
+		Attempt:       w.attempt,
+		Reconnects:    st.Reconnects,
+		Events:        st.Messages,
+		LastEvent:     st.LastMessage,
+		LastKeepAlive: st.LastPing,
+		LastByte:      st.LastMessage,
+	}
+	if st.LastPing.After(out.LastByte) {
+		out.LastByte = st.LastPing
+	}
+	if w.state != feed.StateSubscribed {
+		out.Error = w.why
+	}
+	if n := s.connectedAt.Load(); n != 0 {
+		out.ConnectedAt = time.Unix(0, n)
+	}
+	if st.Conns > 1 {
+		out.Details = append(out.Details, fmt.Sprintf("%d subscription connections", st.Conns))
+	}
+	if st.PingRTT > 0 {
+		out.Details = append(out.Details, "ping "+st.PingRTT.Round(time.Microsecond).String())
+	}
+	if st.Gaps > 0 {
+		out.Details = append(out.Details, fmt.Sprintf("%d gaps, %s without a subscription", st.Gaps, st.GapTime.Round(time.Millisecond)))
+	}
+	out.Warnings = s.c.Warnings()
+	return out
 }
 
 // setState records and emits a state change.
@@ -255,6 +397,7 @@ func (l *link) setState(state, target, msg string, attempt int) {
 		l.target = target
 	}
 	target = l.target
+	l.why, l.attempt = msg, attempt
 	l.mu.Unlock()
 	l.s.sink.Emit(feed.Record{
 		TS:      time.Now(),
@@ -267,14 +410,49 @@ func (l *link) setState(state, target, msg string, attempt int) {
 	})
 }
 
-// connect resolves the node, subscribes and reads every confirmation.
-// attempt is 0 for the first connection and counts reconnect attempts.
-func (l *link) connect(ctx context.Context, attempt int) (*subConn, error) {
-	c := l.s.c
-	select {
-	case <-l.kick: // a failover announced before this resolve is handled by it
-	default:
+func (l *link) setErr(err error) {
+	l.mu.Lock()
+	l.err = err
+	l.mu.Unlock()
+}
+
+// subscribed marks the link subscribed on sc; the first time for every
+// link closes Connected.
+func (l *link) subscribed(sc *subConn, msg string) {
+	sc.since = time.Now()
+	l.mu.Lock()
+	first := !l.everUp
+	l.everUp = true
+	l.err = nil
+	l.mu.Unlock()
+	l.setState(feed.StateSubscribed, sc.ep.String(), msg, 0)
+	l.discBase.Store(-1)
+	go func() {
+		// A baseline, so that a later disconnect can tell whether Redis
+		// counted it as an output buffer kill.
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		if n, ok := l.s.c.bufferDisconnections(ctx, sc.ep); ok {
+			l.discBase.Store(n)
+		}
+	}()
+	if first && l.s.up.Add(1) == int64(len(l.s.links)) {
+		l.s.connectedAt.Store(time.Now().UnixNano())
+		close(l.s.connected)
 	}
+}
+
+// permanent reports whether retrying cannot fix err.
+func permanent(err error) bool {
+	return errors.Is(err, ErrAuth) || errors.Is(err, ErrNoPerm) || errors.Is(err, ErrUsage)
+}
+
+// connect resolves the node, subscribes and reads every confirmation.
+func (l *link) connect(ctx context.Context) (*subConn, error) {
+	c := l.s.c
+	// Taken before resolving: a failover announced from here on is
+	// checked against the node this connection lands on.
+	_, failover := c.failovers().next()
 	l.mu.Lock()
 	hint := l.hint
 	l.hint = ""
@@ -286,16 +464,13 @@ func (l *link) connect(ctx context.Context, attempt int) (*subConn, error) {
 	} else if ep, err = l.resolve(ctx); err != nil {
 		return nil, err
 	}
-	if attempt == 0 {
-		l.setState(feed.StateConnecting, ep.String(), "", 0)
-	} else {
-		l.mu.Lock()
-		l.target = ep.String()
-		l.mu.Unlock()
-	}
+	l.mu.Lock()
+	l.target = ep.String()
+	l.mu.Unlock()
 	what := fmt.Sprintf("subscribe to %s on %s", l.sub.describe(), ep.String())
 	sc, err := l.dial(ctx, ep)
 	if err != nil {
+		err = ep.explain(ctx, err)
 		if ctx.Err() != nil {
 			// Still an *Error (wrapping ErrUnreachable), and errors.Is
 			// finds context.Canceled or DeadlineExceeded in it.
@@ -309,6 +484,7 @@ func (l *link) connect(ctx context.Context, attempt int) (*subConn, error) {
 		}
 		return nil, wrapErr(c.mask, what, err)
 	}
+	sc.failover = failover
 	return sc, nil
 }
 
@@ -389,7 +565,12 @@ func (l *link) handshake(sc *subConn) error {
 		return err
 	}
 	if c.o.ClientName != "" {
-		if err := sc.expectOK(&p); err != nil {
+		err := sc.expectOK(&p)
+		var refused serverError
+		if errors.As(err, &refused) {
+			// An ACL without +client|setname: subscribe unnamed.
+			c.unnamed.Store(true)
+		} else if err != nil {
 			return err
 		}
 	}
@@ -454,70 +635,95 @@ func (l *link) flush(sink feed.BatchSink, batch *[]feed.Record) {
 
 const gapWarning = "messages published during the gap may be lost"
 
-// run serves the connection and rebuilds it after every failure until ctx
-// ends.
-func (l *link) run(ctx context.Context, sc *subConn) {
-	for {
+// run subscribes, serves the connection and rebuilds it after every
+// failure until ctx ends (then it returns nil) or a failure retrying
+// cannot fix.
+func (l *link) run(ctx context.Context) error {
+	sc, err := l.establish(ctx, "")
+	if sc != nil {
+		l.subscribed(sc, "")
+	}
+	for sc != nil {
 		reason := l.serve(ctx, sc)
 		_ = sc.close()
 		prev := sc.ep
 		if ctx.Err() != nil {
-			l.setState(feed.StateDisconnected, "", "", 0)
-			return
+			break
+		}
+		if time.Since(sc.since) >= stableAfter {
+			l.retry.reset()
 		}
 		down := time.Now()
 		l.mu.Lock()
 		l.downAt = down
 		l.mu.Unlock()
 		l.s.gaps.Add(1)
-		l.setState(feed.StateDisconnected, "", reason+"; "+gapWarning, 0)
-		sc = l.reconnect(ctx, reason)
+		loss := cmp.Or(sc.loss, gapWarning)
+		l.setState(feed.StateDisconnected, "", reason+"; "+loss, 0)
+		sc, err = l.establish(ctx, reason)
 		gap := time.Since(down)
 		l.mu.Lock()
 		l.downAt = time.Time{}
 		l.mu.Unlock()
 		l.s.gapNanos.Add(int64(gap))
 		if sc == nil {
-			l.setState(feed.StateDisconnected, "", "", 0)
-			return
+			break
 		}
 		l.s.reconnects.Add(1)
 		where := ""
 		if sc.ep.addr != prev.addr {
 			where = " on " + sc.ep.addr + " (was " + prev.addr + ")"
 		}
-		l.setState(feed.StateSubscribed, sc.ep.String(),
-			fmt.Sprintf("resubscribed%s after a %s gap; %s", where, gap.Round(time.Millisecond), gapWarning), 0)
+		l.subscribed(sc, fmt.Sprintf("resubscribed%s after a %s gap; %s", where, gap.Round(time.Millisecond), loss))
 	}
+	if err == nil {
+		l.setState(feed.StateDisconnected, "", "", 0)
+	}
+	return err
 }
 
-// reconnect tries until it succeeds or ctx ends, with a capped backoff.
-func (l *link) reconnect(ctx context.Context, reason string) *subConn {
-	c := l.s.c
-	last := reason
-	backoff := 100 * time.Millisecond
+// establish connects until the link is subscribed. lost is "" for the
+// first connection (states "connecting"), else why the last one ended
+// (states "reconnecting"). Every attempt is a state record with its number
+// and the previous attempt's error. It returns (nil, nil) when ctx ends,
+// and the error when retrying cannot fix it (or, for a fail-fast
+// Subscriber, on the first connection's first failure).
+func (l *link) establish(ctx context.Context, lost string) (*subConn, error) {
+	state, last := feed.StateReconnecting, lost
+	if lost == "" {
+		state = feed.StateConnecting
+	}
+	moves := 0
 	for attempt := 1; ; attempt++ {
-		l.setState(feed.StateReconnecting, "", last, attempt)
-		sc, err := l.connect(ctx, attempt)
+		// Always a pause before a reconnect, however quickly the last
+		// connection failed, so a server that confirms and then breaks
+		// the subscription cannot drive a reconnect storm.
+		if attempt > 1 || lost != "" {
+			wait := l.retry.next()
+			l.setState(state, "", fmt.Sprintf("%s; next attempt in %s", last, wait.Round(time.Millisecond)), attempt)
+			if !sleepCtx(ctx, wait) {
+				return nil, nil
+			}
+		} else {
+			l.setState(state, "", last, attempt)
+		}
+		sc, err := l.connect(ctx)
 		if err == nil {
-			return sc
+			return sc, nil
 		}
 		if ctx.Err() != nil {
-			return nil
+			return nil, nil
+		}
+		l.setErr(err)
+		if _, moved := movedTo(err); moved && moves < 3 {
+			// Our view of the cluster was stale; the hint says where to go.
+			moves++
+			l.retry.undo()
+		} else if permanent(err) || (l.s.failFast && lost == "") {
+			l.setState(feed.StateFailed, "", err.Error(), attempt)
+			return nil, err
 		}
 		last = err.Error()
-		if attempt == 1 {
-			// The first retry is immediate: a restarted server is often back already.
-			continue
-		}
-		t := time.NewTimer(backoff)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return nil
-		case <-t.C:
-		}
-		backoff = min(backoff*2, c.o.MaxBackoff)
 	}
 }
 
@@ -577,6 +783,9 @@ func (l *link) serve(ctx context.Context, sc *subConn) string {
 				return reason
 			default:
 			}
+			if closedByServer(err) {
+				return l.closedByServer(ctx, sc)
+			}
 			return "connection lost: " + s.c.mask.mask(shortErr(err))
 		}
 		switch p.kind {
@@ -629,9 +838,14 @@ func (l *link) watchdog(ctx context.Context, sc *subConn, dead chan<- string) {
 		case <-ctx.Done():
 			_ = sc.close()
 			return
-		case reason := <-l.kick:
-			give(reason)
-			return
+		case <-sc.failover:
+			f, next := l.s.c.failovers().next()
+			if f.to != sc.ep.addr {
+				give(f.reason())
+				return
+			}
+			sc.failover = next // announced by a resolve that chose this very node
+			continue
 		case <-t.C:
 		}
 		now := time.Now()

@@ -1,6 +1,7 @@
 package redisx
 
 import (
+	"bufio"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -216,3 +217,40 @@ type handshakeError struct{ err error }
 
 func (e *handshakeError) Error() string { return "TLS handshake: " + e.err.Error() }
 func (e *handshakeError) Unwrap() error { return e.err }
+
+// greetingWait is how long greeting waits for a server to speak first.
+const greetingWait = 500 * time.Millisecond
+
+// greeting connects once more and reads what the server says before it is
+// asked anything. Redis refuses a client it will not serve (protected
+// mode's DENIED, maxclients) by writing an error reply and closing, and a
+// client that has already written its first command then often sees only
+// a reset or a broken pipe. It returns that error reply, or nil when the
+// server says nothing (a healthy Redis never speaks first).
+func (e endpoint) greeting(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, greetingWait)
+	defer cancel()
+	conn, err := e.dialer(greetingWait)(ctx, e.network, e.addr)
+	if err != nil {
+		return nil
+	}
+	defer conn.Close()
+	_ = conn.SetReadDeadline(time.Now().Add(greetingWait))
+	line, _ := bufio.NewReaderSize(conn, 4096).ReadString('\n')
+	if strings.HasPrefix(line, "-") && strings.HasSuffix(line, "\n") {
+		return serverError(strings.TrimRight(line[1:], "\r\n"))
+	}
+	return nil
+}
+
+// explain replaces "the server closed the connection" with the reason the
+// server gave, when it gave one.
+func (e endpoint) explain(ctx context.Context, err error) error {
+	if err == nil || !closedByServer(err) {
+		return err
+	}
+	if why := e.greeting(ctx); why != nil {
+		return why
+	}
+	return err
+}

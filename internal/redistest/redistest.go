@@ -30,11 +30,18 @@ type Server struct {
 // answers, and stops it when the test ends.
 func Start(t testing.TB, config ...string) *Server {
 	t.Helper()
+	return StartPort(t, FreePort(t), config...)
+}
+
+// StartPort is Start on a given port, e.g. one a client under test is
+// already trying to reach.
+func StartPort(t testing.TB, port int, config ...string) *Server {
+	t.Helper()
 	bin, err := exec.LookPath("redis-server")
 	if err != nil {
 		t.Fatalf("redis-server not found on PATH: run scripts/test, which installs it (apt-get install redis-server)")
 	}
-	s := &Server{t: t, Port: FreePort(t), Dir: t.TempDir()}
+	s := &Server{t: t, Port: port, Dir: t.TempDir()}
 	conf := []string{
 		"bind 127.0.0.1",
 		"port " + strconv.Itoa(s.Port),
