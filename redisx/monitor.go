@@ -655,7 +655,7 @@ func (m *Monitor) Status() feed.Status {
 		if n.listErr != "" {
 			st.Warnings = append(st.Warnings, n.ep.addr+": "+n.listErr)
 		}
-		if r := stateRank(n.state); r > worst {
+		if r := stateRank[n.state]; r > worst {
 			worst = r
 			st.State, st.Error, st.Attempt = n.state, n.err, n.attempt
 			st.ConnectedAt = n.connectedAt
@@ -666,32 +666,6 @@ func (m *Monitor) Status() feed.Status {
 		st.ConnectedAt = time.Time{}
 	}
 	return st
-}
-
-// stateRank orders states from healthy to worst.
-func stateRank(s string) int {
-	switch s {
-	case feed.StateConnected:
-		return 0
-	case feed.StateConnecting:
-		return 1
-	case feed.StateDisconnected, feed.StateReconnecting:
-		return 2
-	case feed.StateFailed:
-		return 3
-	}
-	return 1
-}
-
-func sleepCtx(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-		return true
-	}
 }
 
 // MonitorEntry is one MONITOR line: the server time, the database, the

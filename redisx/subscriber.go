@@ -286,8 +286,8 @@ func (s *Subscriber) Err() error {
 
 // stateRank orders states from healthy to worst, so that the
 // Subscriber's state is its worst connection's.
-var stateRank = map[string]int{feed.StateSubscribed: 0, feed.StateConnecting: 1, feed.StateReconnecting: 2,
-	feed.StateDisconnected: 3, feed.StateFailed: 4}
+var stateRank = map[string]int{feed.StateSubscribed: 0, feed.StateConnected: 0, feed.StateConnecting: 1,
+	feed.StateReconnecting: 2, feed.StateDisconnected: 3, feed.StateFailed: 4}
 
 // linkView is a copy of one link's state.
 type linkView struct {
