@@ -247,9 +247,11 @@ func (t *Tracker) pruneSeen(now time.Time, hard bool) {
 	}
 }
 
+// appendCapped appends v, first dropping the oldest quarter when s is
+// full (dropping one at a time would copy the whole window each time).
 func appendCapped[T any](s []T, v T) []T {
 	if len(s) >= windowCap {
-		s = append(s[:0], s[len(s)-windowCap+1:]...)
+		s = append(s[:0], s[len(s)-windowCap*3/4:]...)
 	}
 	return append(s, v)
 }
