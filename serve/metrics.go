@@ -166,15 +166,19 @@ func NewMetrics(reg prometheus.Registerer, constLabels map[string]string, target
 		lastSuccess: gauge("fanscope_last_probe_success",
 			"1 when the probes completed within the current --window met every budget (delivery and latency) on every path, 0 otherwise; absent until a probe completed.", base),
 	}
-	for _, c := range []prometheus.Collector{
-		m.probesSent, m.publishErrors, m.deliveries, m.lost, m.duplicates, m.probeLatency, m.hopLatency,
-		m.messages, m.pathUp, m.pathStalled, m.reconnects, m.subscribers, m.bufferRatio, m.lastSuccess,
-	} {
+	for _, c := range m.collectors() {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("register metrics: %w", err)
 		}
 	}
 	return m, nil
+}
+
+func (m *Metrics) collectors() []prometheus.Collector {
+	return []prometheus.Collector{
+		m.probesSent, m.publishErrors, m.deliveries, m.lost, m.duplicates, m.probeLatency, m.hopLatency,
+		m.messages, m.pathUp, m.pathStalled, m.reconnects, m.subscribers, m.bufferRatio, m.lastSuccess,
+	}
 }
 
 // targetValues are the label values of "target" and the per-target labels
