@@ -11,10 +11,12 @@ import (
 	"github.com/alicebob/miniredis/v2"
 	"github.com/spf13/cobra"
 
+	"github.com/fanscope/fanscope/feed"
 	"github.com/fanscope/fanscope/internal/trafficgen"
 	"github.com/fanscope/fanscope/probes"
 	"github.com/fanscope/fanscope/redisx"
 	"github.com/fanscope/fanscope/relay"
+	"github.com/fanscope/fanscope/session"
 	"github.com/fanscope/fanscope/tui"
 )
 
@@ -111,15 +113,15 @@ func runDemo(ctx context.Context, e *env, f *demoFlags) error {
 	}
 
 	tuiMode := !f.Headless && e.isTerminal(e.stdout)
-	s, err := OpenSession(infra, SessionConfig{
-		Sources: SourceFlags{
-			Redis:    []string{redisURL},
-			Patterns: []string{"story:*"},
-			SSE:      []string{demoEndpoint + "=" + rr.URL},
-		},
-		Probe:    probes.Config{Timeout: demoProbeTimeout},
-		RingSize: max(tui.DefaultBuffer, 1024),
-		Getenv:   e.getenv,
+	s, err := session.Open(infra, session.Config{
+		Redis:         &redisx.Options{URLs: []string{redisURL}},
+		Subscription:  redisx.Subscription{Patterns: []string{"story:*"}},
+		Endpoints:     []session.Endpoint{{Kind: feed.SourceSSE, Name: demoEndpoint, URL: rr.URL}},
+		Probe:         probes.Config{Timeout: demoProbeTimeout},
+		ProbeChannel:  trafficgen.ChannelPublished,
+		ProbeInterval: demoProbeInterval,
+		RingSize:      max(tui.DefaultBuffer, 1024),
+		Introspect:    introspectEvery,
 	})
 	if err != nil {
 		return fmt.Errorf("demo: %w", err)
@@ -178,7 +180,7 @@ func runDemo(ctx context.Context, e *env, f *demoFlags) error {
 
 // demoTUI runs the TUI on the demo session while traffic and probes run
 // underneath; it ends when the user quits or run ends.
-func demoTUI(run context.Context, e *env, s *Session, f *demoFlags) error {
+func demoTUI(run context.Context, e *env, s *session.Session, f *demoFlags) error {
 	run, cancel := context.WithCancel(run)
 	defer cancel()
 	done := make(chan error, 1)
@@ -203,9 +205,9 @@ func demoTUI(run context.Context, e *env, s *Session, f *demoFlags) error {
 
 // runTraffic publishes demo story traffic through the session's Redis
 // until run ends.
-func runTraffic(run context.Context, s *Session) error {
+func runTraffic(run context.Context, s *session.Session) error {
 	return trafficgen.Run(run, trafficgen.New(trafficgen.Config{}), func(ctx context.Context, ch, p string) error {
-		_, err := s.Redis.Publish(ctx, ch, p)
+		_, err := s.Publish(ctx, ch, p)
 		return err
 	})
 }
@@ -213,7 +215,7 @@ func runTraffic(run context.Context, s *Session) error {
 // demoTraffic publishes story traffic and sends a probe every
 // demoProbeInterval until run ends; it returns what the report needs from
 // outside the engine. A context ending is not an error.
-func demoTraffic(run context.Context, s *Session) (probes.ReportInput, error) {
+func demoTraffic(run context.Context, s *session.Session) (probes.ReportInput, error) {
 	trafficDone := make(chan error, 1)
 	go func() {
 		trafficDone <- runTraffic(run, s)
@@ -221,27 +223,24 @@ func demoTraffic(run context.Context, s *Session) (probes.ReportInput, error) {
 
 	in := probes.ReportInput{Channel: trafficgen.ChannelPublished}
 	probeErr := func() error {
-		if err := waitSSE(run, s, 10*time.Second); err != nil {
+		if err := s.WaitConnected(run, 10*time.Second); err != nil {
 			return err
 		}
 		// The SSE response can arrive a moment before the relay registered
 		// the connection for fan-out.
-		if err := sleepCtx(run, probeSettle); err != nil {
+		if err := sleepCtx(run, session.ProbeSettle); err != nil {
 			return err
 		}
 		var err error
-		if in.Subscribers, _, err = probeSubscribers(run, s.Redis, in.Channel, false); err != nil {
+		if in.Subscribers, _, err = s.ProbeSubscribers(run); err != nil {
 			return err
 		}
-		eng := s.Engine
 		tick := time.NewTicker(demoProbeInterval)
 		defer tick.Stop()
 		for first := true; ; first = false {
-			p := eng.Next(time.Now())
-			eng.MarkSent(p.Seq, time.Now())
-			n, err := s.Redis.Publish(run, in.Channel, p.Payload)
+			n, err := s.SendProbe(run)
 			if err != nil {
-				return fmt.Errorf("send probe %d: %w", p.Seq, err)
+				return err
 			}
 			in.Receivers.Observe(n, first)
 			select {
@@ -250,7 +249,7 @@ func demoTraffic(run context.Context, s *Session) (probes.ReportInput, error) {
 			case err := <-s.Err():
 				return err
 			case <-tick.C:
-				eng.Expire(time.Now())
+				s.Engine().Expire(time.Now())
 			}
 		}
 	}()
@@ -263,19 +262,19 @@ func demoTraffic(run context.Context, s *Session) (probes.ReportInput, error) {
 
 // demoReport waits (on infra, which outlives the run) for the last probes
 // to arrive or time out and builds the report.
-func demoReport(infra context.Context, s *Session, in probes.ReportInput, started time.Time) (probes.Report, error) {
+func demoReport(infra context.Context, s *session.Session, in probes.ReportInput, started time.Time) (probes.Report, error) {
 	deadline := time.Now().Add(demoProbeTimeout + time.Millisecond)
-	for time.Now().Before(deadline) && s.Engine.Pending(time.Now()) > 0 {
+	for time.Now().Before(deadline) && s.Engine().Pending(time.Now()) > 0 {
 		if err := sleepCtx(infra, 10*time.Millisecond); err != nil {
 			return probes.Report{}, err
 		}
 	}
 	var err error
-	if in.SubscribersAfter, _, err = probeSubscribers(infra, s.Redis, in.Channel, false); err != nil {
+	if in.SubscribersAfter, _, err = s.ProbeSubscribers(infra); err != nil {
 		return probes.Report{}, err
 	}
 	in.Duration = time.Since(started)
-	return s.Engine.Report(time.Now(), in, probes.DefaultBudgets()), nil
+	return s.Engine().Report(time.Now(), in, probes.DefaultBudgets()), nil
 }
 
 // isCtxEnd reports whether err is nil or just says a context ended.

@@ -5,6 +5,7 @@ import (
 
 	"github.com/fanscope/fanscope/probes"
 	"github.com/fanscope/fanscope/redisx"
+	"github.com/fanscope/fanscope/session"
 	"github.com/fanscope/fanscope/ssex"
 )
 
@@ -41,6 +42,7 @@ func (e *quietError) Error() string { return "exit status" }
 func exitCode(err error) int {
 	var ee *exitError
 	var qe *quietError
+	var ce *session.ConnectError
 	switch {
 	case err == nil:
 		return exitOK
@@ -48,10 +50,11 @@ func exitCode(err error) int {
 		return qe.code
 	case errors.As(err, &ee):
 		return ee.code
-	case errors.Is(err, redisx.ErrUsage), errors.Is(err, ssex.ErrUsage), errors.Is(err, probes.ErrUsage):
+	case errors.Is(err, redisx.ErrUsage), errors.Is(err, ssex.ErrUsage), errors.Is(err, probes.ErrUsage),
+		errors.Is(err, session.ErrUsage), errors.Is(err, session.ErrNoProbeTarget):
 		return exitUsage
 	case errors.Is(err, redisx.ErrUnreachable), errors.Is(err, redisx.ErrAuth),
-		errors.Is(err, redisx.ErrNoPerm), errors.Is(err, ssex.ErrFatal):
+		errors.Is(err, redisx.ErrNoPerm), errors.Is(err, ssex.ErrFatal), errors.As(err, &ce):
 		return exitUnreachable
 	}
 	return exitCheckFailed

@@ -6,6 +6,12 @@ import (
 	"strings"
 
 	"github.com/spf13/pflag"
+
+	"github.com/fanscope/fanscope/feed"
+	"github.com/fanscope/fanscope/probes"
+	"github.com/fanscope/fanscope/redisx"
+	"github.com/fanscope/fanscope/session"
+	"github.com/fanscope/fanscope/ssex"
 )
 
 // SourceFlags are the flags shared by watch, tail and probe: where to look.
@@ -95,4 +101,41 @@ func MaskHeader(key, value string) string {
 		return key + ": ***"
 	}
 	return key + ": " + value
+}
+
+// sessionConfig turns the source flags into what a session watches.
+// withRedis opens Redis even when nothing is subscribed (probe publishes).
+func (f *SourceFlags) sessionConfig(getenv func(string) string, withRedis bool) (session.Config, error) {
+	header, err := f.sseHeader(getenv)
+	if err != nil {
+		return session.Config{}, err
+	}
+	cfg := session.Config{
+		Subscription: redisx.Subscription{Channels: f.Channels, Patterns: f.Patterns, ShardChannels: f.ShardChannels},
+		Header:       header,
+		TLSCA:        f.TLSCA,
+		TLSInsecure:  f.TLSInsecure,
+		Probe:        probes.Config{MatchKey: f.MatchKey},
+	}
+	if f.TLSCA != "" {
+		// Read the CA now: a missing file is a usage error, found before
+		// anything connects.
+		if _, err := ssex.NewTransport(f.TLSCA, f.TLSInsecure); err != nil {
+			return session.Config{}, usageError(err)
+		}
+	}
+	for _, flag := range f.SSE {
+		name, url, err := ssex.ParseEndpoint(flag)
+		if err != nil {
+			return session.Config{}, err
+		}
+		cfg.Endpoints = append(cfg.Endpoints, session.Endpoint{Kind: feed.SourceSSE, Name: name, URL: url})
+	}
+	if withRedis || f.wantsRedis() {
+		cfg.Redis = &redisx.Options{
+			URLs: f.redisURLs(getenv), Cluster: f.Cluster, SentinelMaster: f.SentinelMaster,
+			TLSCA: f.TLSCA, TLSInsecure: f.TLSInsecure,
+		}
+	}
+	return cfg, nil
 }

@@ -5,19 +5,14 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"os"
-	"path"
 	"path/filepath"
-	"slices"
 	"time"
 
 	"github.com/spf13/cobra"
 
-	"github.com/fanscope/fanscope/feed"
 	"github.com/fanscope/fanscope/probes"
-	"github.com/fanscope/fanscope/redisx"
-	"github.com/fanscope/fanscope/ssex"
+	"github.com/fanscope/fanscope/session"
 )
 
 // probeOptions are the probe flags.
@@ -42,18 +37,8 @@ type probeOptions struct {
 // stuck connection may not. A variable so that a test can shorten it.
 var probeConnectWait = 10 * time.Second
 
-// Timing knobs of a probe run that are not flags.
-const (
-	// probeSettle is the pause between "every connection is up" and the
-	// first probe: an SSE response can reach fanscope a moment before the
-	// relay has registered the connection for fan-out.
-	probeSettle = 250 * time.Millisecond
-	// probeLinger is how long the run keeps listening after the last
-	// delivery, so that a duplicate right behind it is still counted.
-	probeLinger = 100 * time.Millisecond
-	// maxSSEClients caps --sse-clients.
-	maxSSEClients = 10000
-)
+// maxSSEClients caps --sse-clients (connections per endpoint).
+const maxSSEClients = 100000
 
 func (o *probeOptions) register(cmd *cobra.Command) {
 	fs := cmd.Flags()
@@ -117,20 +102,6 @@ event), and is 3 only if it never connects during the run.`,
 	return cmd
 }
 
-// probeChannel picks the channel probes are published to, and whether it
-// takes SPUBLISH.
-func probeChannel(src SourceFlags, opts probeOptions) (channel string, shard bool, err error) {
-	switch {
-	case opts.Channel != "":
-		return opts.Channel, slices.Contains(src.ShardChannels, opts.Channel), nil
-	case len(src.Channels) > 0:
-		return src.Channels[0], false, nil
-	case len(src.ShardChannels) > 0:
-		return src.ShardChannels[0], true, nil
-	}
-	return "", false, usageError(errors.New("probe needs a channel to publish to: give -c CHANNEL, -s SHARD-CHANNEL or --probe-channel NAME"))
-}
-
 func (o *probeOptions) validate() error {
 	switch {
 	case o.Count < 1:
@@ -152,17 +123,20 @@ func (o *probeOptions) validate() error {
 }
 
 // runProbe is `fanscope probe`: open the sources, send the probes, report.
+// The report is written whatever happens after the flags were accepted:
+// a source that cannot be reached is a report with pass false, error and
+// exit 3, so CI's report step still has it.
 func runProbe(ctx context.Context, e *env, src SourceFlags, opts probeOptions) error {
 	if err := opts.validate(); err != nil {
 		return err
 	}
-	channel, shard, err := probeChannel(src, opts)
+	cfg, err := src.sessionConfig(e.getenv, true)
 	if err != nil {
 		return err
 	}
-	var extra []string
-	if !shard && !slices.Contains(src.Channels, channel) && !matchedByPattern(src.Patterns, channel) {
-		extra = []string{channel} // the "redis" path needs the probe channel subscribed exactly once
+	cfg.ProbeChannel, cfg.ProbeShard = session.ProbeTarget(opts.Channel, cfg.Subscription)
+	if cfg.ProbeChannel == "" {
+		return usageError(errors.New("probe needs a channel to publish to: give -c CHANNEL, -s SHARD-CHANNEL or --probe-channel NAME"))
 	}
 	if opts.JUnit != "" {
 		// Find a --junit in a missing directory before sending anything.
@@ -170,247 +144,66 @@ func runProbe(ctx context.Context, e *env, src SourceFlags, opts probeOptions) e
 			return usageError(fmt.Errorf("--junit %s: its directory does not exist", opts.JUnit))
 		}
 	}
+	cfg.Conns = opts.SSEClients
+	cfg.Probe.Template, cfg.Probe.Timeout = opts.Template, opts.Timeout
+	cfg.Probe.RunID = probes.NewRunID() // the report names it even when nothing connects
 
-	s, err := OpenSession(ctx, SessionConfig{
-		Sources:       src,
-		SSEClients:    opts.SSEClients,
-		Probe:         probes.Config{Template: opts.Template, Timeout: opts.Timeout, MatchKey: src.MatchKey},
-		ExtraChannels: extra,
-		NeedRedis:     true,
-		Getenv:        e.getenv,
-	})
+	s, err := session.Open(ctx, cfg)
 	if err != nil {
-		return err
+		return failedProbeReport(e, opts, probes.BuildReport(probes.Snapshot{RunID: cfg.Probe.RunID}, probes.ReportInput{Channel: cfg.ProbeChannel}, opts.budgets()), err)
 	}
 	if err := s.Start(ctx); err != nil {
 		s.Close()
-		return err
+		return failedProbeReport(e, opts, s.Engine().Report(time.Now(), probes.ReportInput{Channel: cfg.ProbeChannel}, opts.budgets()), err)
 	}
-	var progress io.Writer
-	if !opts.JSON && e.isTerminal(e.stderr) {
-		progress = e.stderr
+	run := session.ProbeRun{
+		Count: opts.Count, Interval: opts.Interval, Timeout: opts.Timeout,
+		ConnectWait: max(opts.Timeout, probeConnectWait), Budgets: opts.budgets(),
+		OnSilent: func(c session.Source) {
+			st := c.Status()
+			fmt.Fprintf(e.stderr, "fanscope: %s connection %d sent no response headers within %v; probing anyway (some servers send them with the first event)\n",
+				st.Path(), st.Conn, max(opts.Timeout, probeConnectWait))
+		},
 	}
-	rep, err := probeSession(ctx, s, probeRun{Channel: channel, Shard: shard, Opts: opts, Progress: progress, Warn: e.stderr})
+	progress := !opts.JSON && e.isTerminal(e.stderr)
+	run.OnSent = func(i int, n int64, err error) {
+		switch {
+		case err != nil:
+			fmt.Fprintf(e.stderr, "\rfanscope: %v\n", err)
+		case progress:
+			fmt.Fprintf(e.stderr, "\rfanscope: probe %d/%d sent (%d receivers)", i+1, opts.Count, n)
+		}
+	}
+	rep, err := s.RunProbes(ctx, run)
 	s.Close()
+	if progress {
+		fmt.Fprint(e.stderr, "\r\x1b[K")
+	}
 	if err != nil {
 		if ctx.Err() != nil && errors.Is(err, ctx.Err()) {
-			return fmt.Errorf("probe interrupted before its report: %w", err)
+			err = fmt.Errorf("probe interrupted before its last delivery: %w", err)
 		}
-		if rep.RunID == "" {
-			return err
-		}
-		// The run finished but a source never came up: report what was
-		// seen, then exit with the source's status.
-		if werr := writeProbeReport(e, &rep, opts); werr != nil && exitCode(werr) != exitCheckFailed {
-			return werr
-		}
-		return err
+		return failedProbeReport(e, opts, rep, err)
 	}
 	return writeProbeReport(e, &rep, opts)
 }
 
-// matchedByPattern reports whether a PSUBSCRIBE glob already delivers
-// channel (subscribing it again would make every probe a duplicate). Redis
-// globs and path.Match agree on *, ? and [..] for channel names without '/'.
-func matchedByPattern(patterns []string, channel string) bool {
-	for _, p := range patterns {
-		if ok, err := path.Match(p, channel); err == nil && ok {
-			return true
-		}
-	}
-	return false
-}
-
-// probeRun says what one probe run on an open session does.
-type probeRun struct {
-	Channel  string
-	Shard    bool // SPUBLISH instead of PUBLISH
-	Opts     probeOptions
-	Progress io.Writer // nil: quiet
-	Warn     io.Writer // warnings (stderr)
-}
-
-// probeSession runs the probes on a started session and returns the report:
-// wait for every SSE connection, NUMSUB before, send the probes, wait for
-// their deliveries (or the timeout), NUMSUB after. The demo calls it too.
-func probeSession(ctx context.Context, s *Session, run probeRun) (probes.Report, error) {
-	opts := run.Opts
-	started := time.Now()
-	wait := max(opts.Timeout, probeConnectWait)
-	silent, err := awaitSSE(ctx, s, wait)
-	if err != nil {
-		return probes.Report{}, err
-	}
-	warn := run.Warn
-	if warn == nil {
-		warn = io.Discard
-	}
-	for _, c := range silent {
-		fmt.Fprintf(warn, "fanscope: sse endpoint %s connection %d sent no response headers within %v; probing anyway (some servers send them with the first event)\n",
-			c.Name(), c.Diagnostics().Conn, wait)
-	}
-	if len(s.Endpoints) > 0 {
-		if err := sleepCtx(ctx, probeSettle); err != nil {
-			return probes.Report{}, err
-		}
-	}
-	in := probes.ReportInput{Channel: run.Channel}
-	in.Subscribers, in.SubscribersByNode, err = probeSubscribers(ctx, s.Redis, run.Channel, run.Shard)
-	if err != nil {
-		return probes.Report{}, err
-	}
-
-	publish := s.Redis.Publish
-	if run.Shard {
-		publish = s.Redis.SPublish
-	}
-	eng := s.Engine
-	next := time.Now()
-	for i := 0; i < opts.Count; i++ {
-		if i > 0 {
-			next = next.Add(opts.Interval)
-			if err := sleepUntil(ctx, s, next); err != nil {
-				return probes.Report{}, err
-			}
-		}
-		p := eng.Next(time.Now())
-		eng.MarkSent(p.Seq, time.Now()) // after rendering, just before PUBLISH
-		n, err := publish(ctx, run.Channel, p.Payload)
-		if err != nil {
-			return probes.Report{}, fmt.Errorf("send probe %d: %w", p.Seq, err)
-		}
-		in.Receivers.Observe(n, i == 0)
-		if run.Progress != nil {
-			fmt.Fprintf(run.Progress, "\rfanscope: probe %d/%d sent (%d receivers)", i+1, opts.Count, n)
-		}
-	}
-
-	// Wait until every path has every probe, or the last one timed out.
-	deadline := time.Now().Add(opts.Timeout + time.Millisecond)
-	tick := time.NewTicker(10 * time.Millisecond)
-	defer tick.Stop()
-	for time.Now().Before(deadline) && eng.Pending(time.Now()) > 0 {
-		select {
-		case <-ctx.Done():
-			return probes.Report{}, ctx.Err()
-		case err := <-s.Err():
-			return probes.Report{}, err
-		case <-tick.C:
-		}
-	}
-	if err := sleepCtx(ctx, min(probeLinger, time.Until(deadline))); err != nil {
-		return probes.Report{}, err
-	}
-	if run.Progress != nil {
-		fmt.Fprint(run.Progress, "\r\x1b[K")
-	}
-	in.SubscribersAfter, _, err = probeSubscribers(ctx, s.Redis, run.Channel, run.Shard)
-	if err != nil {
-		return probes.Report{}, err
-	}
-	in.Duration = time.Since(started)
-	rep := eng.Report(time.Now(), in, opts.budgets())
-	for _, c := range silent {
-		if !connected(c) {
-			return rep, notConnectedError(c, "never connected during the probe")
-		}
-	}
-	return rep, nil
-}
-
-// waitSSE waits until every SSE connection connected once. A connection
-// that does not within wait is exit 3, naming the endpoint; a refusal (401,
-// 404, wrong Content-Type) is the source's own error.
-func waitSSE(ctx context.Context, s *Session, wait time.Duration) error {
-	silent, err := awaitSSE(ctx, s, wait)
-	if err != nil {
+// failedProbeReport writes rep marked with err (pass false, error, exit)
+// and returns err, so that the process ends with err's status.
+func failedProbeReport(e *env, opts probeOptions, rep probes.Report, err error) error {
+	code := exitCode(err)
+	if code == exitUsage {
 		return err
 	}
-	if len(silent) > 0 {
-		return notConnectedError(silent[0], fmt.Sprintf("did not connect within %v", wait))
+	if code == exitCheckFailed {
+		code = exitUnreachable // a run that could not complete is not a verdict on the pipeline
+		err = exitWith(code, err)
 	}
-	return nil
-}
-
-// awaitSSE waits like waitSSE, except that connections whose first request
-// is still waiting for the response headers when wait ends are returned
-// rather than failed: some servers send the headers only with the first
-// event, which only a probe will cause. The wait restarts whenever a
-// connection connects, so it ends only when none has for wait.
-func awaitSSE(ctx context.Context, s *Session, wait time.Duration) (silent []*ssex.Client, err error) {
-	pending := slices.Clone(s.Endpoints)
-	timer := time.NewTimer(wait)
-	defer timer.Stop()
-	tick := time.NewTicker(20 * time.Millisecond)
-	defer tick.Stop()
-	for {
-		before := len(pending)
-		if pending = slices.DeleteFunc(pending, connected); len(pending) == 0 {
-			return nil, nil
-		}
-		if len(pending) < before {
-			timer.Reset(wait)
-		}
-		select {
-		case <-pending[0].Connected():
-		case <-tick.C:
-		case err := <-s.Err():
-			return nil, err
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		case <-timer.C:
-			for _, c := range pending {
-				if connected(c) {
-					continue
-				}
-				if d := c.Diagnostics(); d.State != feed.StateConnecting || d.Attempt > 1 {
-					return nil, notConnectedError(c, fmt.Sprintf("did not connect within %v", wait))
-				}
-				silent = append(silent, c)
-			}
-			return silent, nil
-		}
+	rep.Failed(err, code, probes.CheckConnect)
+	if werr := writeProbeReport(e, &rep, opts); werr != nil && exitCode(werr) != exitCheckFailed {
+		return werr
 	}
-}
-
-func connected(c *ssex.Client) bool {
-	select {
-	case <-c.Connected():
-		return true
-	default:
-		return false
-	}
-}
-
-// notConnectedError is exit 3 naming the endpoint, its connection and why.
-func notConnectedError(c *ssex.Client, what string) error {
-	d := c.Diagnostics()
-	why := d.State
-	if d.LastError != "" {
-		why += ": " + d.LastError
-	}
-	return exitWith(exitUnreachable, fmt.Errorf("sse endpoint %s (%s) connection %d %s (%s)", d.Name, d.URL, d.Conn, what, why))
-}
-
-// probeSubscribers is PUBSUB NUMSUB (or SHARDNUMSUB) of the probe channel,
-// with the per-node counts in a Cluster.
-func probeSubscribers(ctx context.Context, c *redisx.Client, channel string, shard bool) (map[string]int64, map[string]map[string]int64, error) {
-	if !shard {
-		in, err := c.Introspect(ctx, redisx.Subscription{Channels: []string{channel}})
-		if err != nil {
-			return nil, nil, fmt.Errorf("count subscribers of %s: %w", channel, err)
-		}
-		var byNode map[string]map[string]int64
-		if len(in.ByNode) > 1 {
-			byNode = in.ByNode
-		}
-		return map[string]int64{channel: in.NumSub[channel]}, byNode, nil
-	}
-	in, err := c.Introspect(ctx, redisx.Subscription{ShardChannels: []string{channel}})
-	if err != nil {
-		return nil, nil, fmt.Errorf("count shard subscribers of %s: %w", channel, err)
-	}
-	return map[string]int64{channel: in.ShardNumSub[channel]}, nil, nil
+	return err
 }
 
 // writeProbeReport prints the report (table or JSON), writes --junit, and
@@ -422,7 +215,9 @@ func writeProbeReport(e *env, rep *probes.Report, opts probeOptions) error {
 			return fmt.Errorf("write report: %w", err)
 		}
 		for _, f := range rep.Failures {
-			fmt.Fprintf(e.stderr, "fanscope: FAIL %s\n", f)
+			if rep.Error == "" || f.Message != rep.Error { // the error itself is printed on exit
+				fmt.Fprintf(e.stderr, "fanscope: FAIL %s\n", f.Message)
+			}
 		}
 	} else if err := rep.WriteText(e.stdout); err != nil {
 		return fmt.Errorf("write report: %w", err)
@@ -446,16 +241,7 @@ func writeProbeReport(e *env, rep *probes.Report, opts probeOptions) error {
 	return nil
 }
 
-func sleepCtx(ctx context.Context, d time.Duration) error { return sleepOr(ctx, d, nil) }
-
-// sleepUntil waits until at, returning early with a source's fatal error.
-func sleepUntil(ctx context.Context, s *Session, at time.Time) error {
-	return sleepOr(ctx, time.Until(at), s.Err())
-}
-
-// sleepOr waits d, returning early when ctx ends or an error arrives on
-// errs (nil: none can).
-func sleepOr(ctx context.Context, d time.Duration, errs <-chan error) error {
+func sleepCtx(ctx context.Context, d time.Duration) error {
 	if d <= 0 {
 		return ctx.Err()
 	}
@@ -464,8 +250,6 @@ func sleepOr(ctx context.Context, d time.Duration, errs <-chan error) error {
 	select {
 	case <-ctx.Done():
 		return ctx.Err()
-	case err := <-errs:
-		return err
 	case <-t.C:
 		return nil
 	}

@@ -12,6 +12,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/fanscope/fanscope/feed"
+	"github.com/fanscope/fanscope/session"
 )
 
 // tailOptions are the tail flags.
@@ -82,7 +83,11 @@ func runTail(ctx context.Context, e *env, src SourceFlags, opts tailOptions) err
 		ctx, cancel = context.WithTimeout(ctx, opts.Duration)
 		defer cancel()
 	}
-	s, err := OpenSession(ctx, SessionConfig{Sources: src, Getenv: e.getenv})
+	cfg, err := src.sessionConfig(e.getenv, false)
+	if err != nil {
+		return err
+	}
+	s, err := session.Open(ctx, cfg)
 	if err != nil {
 		return err
 	}

@@ -19,6 +19,7 @@ import (
 
 	"github.com/fanscope/fanscope/feed"
 	"github.com/fanscope/fanscope/internal/redistest"
+	"github.com/fanscope/fanscope/session"
 	"github.com/fanscope/fanscope/tui"
 )
 
@@ -35,9 +36,16 @@ func eventually(t *testing.T, what string, cond func() bool) {
 }
 
 // openWatchSession opens and starts the session watch would for args.
-func openWatchSession(t *testing.T, ctx context.Context, src SourceFlags, opts WatchOptions) *Session {
+func openWatchSession(t *testing.T, ctx context.Context, src SourceFlags, opts WatchOptions) *session.Session {
 	t.Helper()
-	s, err := OpenSession(ctx, watchSessionConfig(src, opts, func(string) string { return "" }))
+	if opts.ProbeInterval == 0 {
+		opts.ProbeInterval = defaultProbeInterval
+	}
+	cfg, err := watchSessionConfig(src, opts, func(string) string { return "" })
+	if err != nil {
+		t.Fatalf("session config: %v", err)
+	}
+	s, err := session.Open(ctx, cfg)
 	if err != nil {
 		t.Fatalf("open session: %v", err)
 	}
@@ -91,8 +99,8 @@ func TestWatchBackend(t *testing.T) {
 	src := SourceFlags{Redis: []string{url}, Channels: []string{"story:published"}, Patterns: []string{"other:*"}}
 	opts := WatchOptions{Buffer: 100, ProbeInterval: 30 * time.Millisecond}
 	s := openWatchSession(t, ctx, src, opts)
-	b := newWatchBackend(ctx, s, opts)
-	go b.introspectLoop(ctx)
+	b := &watchBackend{ctx: ctx, s: s}
+	eventually(t, "subscribed", func() bool { return s.Subscriber() != nil })
 
 	snap := b.Snapshot(0)
 	if len(snap.Header.Targets) != 1 || strings.Contains(snap.Header.Targets[0], "s3cret") || !strings.Contains(snap.Header.Targets[0], "***") {
@@ -158,7 +166,7 @@ func TestWatchBackend(t *testing.T) {
 	}
 
 	t.Chdir(t.TempDir())
-	recs := s.Ring.Last(0)
+	recs := s.Records(0)
 	path, err := b.SaveNDJSON(recs)
 	if err != nil {
 		t.Fatalf("SaveNDJSON: %v", err)
@@ -188,7 +196,8 @@ func TestWatchBackendWithoutProbeChannel(t *testing.T) {
 	defer cancel()
 	src := SourceFlags{Redis: []string{srv.URL()}, Patterns: []string{"story:*"}}
 	s := openWatchSession(t, ctx, src, WatchOptions{Buffer: 10})
-	b := newWatchBackend(ctx, s, WatchOptions{Buffer: 10})
+	b := &watchBackend{ctx: ctx, s: s}
+	eventually(t, "subscribed", func() bool { return s.Subscriber() != nil })
 	if err := b.ProbeNow(); err == nil || !strings.Contains(err.Error(), "--probe-channel") {
 		t.Errorf("ProbeNow got %v, want an error naming --probe-channel", err)
 	}
@@ -197,25 +206,6 @@ func TestWatchBackendWithoutProbeChannel(t *testing.T) {
 	}
 	if l := b.Snapshot(0).Latency; l.Error == "" || l.Continuous {
 		t.Errorf("got latency %+v, want the error shown and no continuous probing", l)
-	}
-}
-
-func TestWatchProbeChannelSubscribed(t *testing.T) {
-	tests := []struct {
-		src   SourceFlags
-		opts  WatchOptions
-		extra []string
-	}{
-		{SourceFlags{Channels: []string{"a"}}, WatchOptions{}, nil},
-		{SourceFlags{Channels: []string{"a"}}, WatchOptions{ProbeChannel: "p"}, []string{"p"}},
-		{SourceFlags{Patterns: []string{"p*"}}, WatchOptions{ProbeChannel: "p1"}, nil},
-		{SourceFlags{ShardChannels: []string{"s"}}, WatchOptions{ProbeChannel: "s"}, nil},
-	}
-	for _, tt := range tests {
-		cfg := watchSessionConfig(tt.src, tt.opts, nil)
-		if fmt.Sprint(cfg.ExtraChannels) != fmt.Sprint(tt.extra) {
-			t.Errorf("%+v %+v: got extra channels %v, want %v", tt.src, tt.opts, cfg.ExtraChannels, tt.extra)
-		}
 	}
 }
 
@@ -280,7 +270,8 @@ func TestWatchBackendRedisRestart(t *testing.T) {
 	src := SourceFlags{Redis: []string{srv.URL()}, Channels: []string{"story:published"}}
 	opts := WatchOptions{Buffer: 100}
 	s := openWatchSession(t, ctx, src, opts)
-	b := newWatchBackend(ctx, s, opts)
+	b := &watchBackend{ctx: ctx, s: s}
+	eventually(t, "subscribed", func() bool { return s.Subscriber() != nil })
 	var seq uint64
 	snap := func() *tui.Redis {
 		sn := b.Snapshot(seq)
@@ -322,7 +313,7 @@ func TestWatchSSEFatal(t *testing.T) {
 	// Only changed cells are redrawn, so look for the parts that are new.
 	eventually(t, "the endpoint shows failed with its status", func() bool {
 		d := ansi.Strip(out.String())
-		return s.Endpoints[0].Diagnostics().State == feed.StateFailed && strings.Contains(d, "401")
+		return s.Sources()[0].Status().State == feed.StateFailed && strings.Contains(d, "401")
 	})
 	io.WriteString(keysW, "q")
 	select {
@@ -333,6 +324,37 @@ func TestWatchSSEFatal(t *testing.T) {
 	case <-time.After(30 * time.Second):
 		t.Fatal("q did not end the TUI")
 	}
+}
+
+// TestWatchStartsWithRedisDown: watch opens while nothing listens on the
+// Redis port, shows Redis retrying with the reason in the header, and
+// subscribes once redis-server starts there.
+func TestWatchStartsWithRedisDown(t *testing.T) {
+	srv := redistest.Start(t)
+	srv.Kill()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	src := SourceFlags{Redis: []string{srv.URL()}, Channels: []string{"story:published"}}
+	s := openWatchSession(t, ctx, src, WatchOptions{Buffer: 100})
+	b := &watchBackend{ctx: ctx, s: s}
+	eventually(t, "the header names why Redis is down", func() bool {
+		sn := b.Snapshot(0)
+		return sn.Redis != nil && sn.Redis.State == feed.StateReconnecting && strings.Contains(sn.Redis.Error, "refused")
+	})
+	if _, err := b.Publish("story:published", "x"); err == nil || !strings.Contains(err.Error(), "not connected") {
+		t.Errorf("Publish while down: got %v, want an error saying Redis is not connected", err)
+	}
+	srv.Restart()
+	waitNumSub(t, srv, "story:published", 1)
+	srv.CLI("PUBLISH", "story:published", "after the restart")
+	eventually(t, "the message arrives and Redis shows subscribed", func() bool {
+		sn := b.Snapshot(0)
+		got := false
+		for _, r := range sn.NewRecords {
+			got = got || (r.Kind == feed.KindMessage && r.Data == "after the restart")
+		}
+		return got && sn.Redis.State == feed.StateSubscribed && sn.Redis.Error == ""
+	})
 }
 
 func TestByNode(t *testing.T) {

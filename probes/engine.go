@@ -106,6 +106,7 @@ type Engine struct {
 	paths  []*pathState
 	byName map[string]*pathState
 	hop    *hopMatcher
+	failed []int // probes whose PUBLISH failed, in send order
 }
 
 type pathState struct {
@@ -238,11 +239,41 @@ func (e *Engine) MarkSent(seq int, at time.Time) {
 	}
 }
 
-// Sent returns how many probes were sent.
+// PublishFailed takes probe seq out of the accounting: its PUBLISH failed,
+// so no path could have delivered it. It counts as a publish error, never
+// as lost on a path.
+func (e *Engine) PublishFailed(seq int) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if _, ok := e.live[seq]; !ok {
+		return
+	}
+	delete(e.live, seq)
+	for i, st := range e.order {
+		if st.seq == seq {
+			e.order = append(e.order[:i], e.order[i+1:]...)
+			break
+		}
+	}
+	e.failed = append(e.failed, seq)
+}
+
+// Sent returns how many probes were published (publish errors excluded).
 func (e *Engine) Sent() int {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	return e.seq
+	return e.seq - len(e.failed)
+}
+
+// failedFrom counts the failed publishes with seq >= from.
+func (e *Engine) failedFrom(from int) int64 {
+	n := int64(0)
+	for _, seq := range e.failed {
+		if seq >= from {
+			n++
+		}
+	}
+	return n
 }
 
 // Observe accounts for r: a Redis message or SSE event that carries a probe
@@ -428,12 +459,13 @@ func (e *Engine) Pending(now time.Time) int {
 
 // Snapshot is a copy of the engine's state at one time.
 type Snapshot struct {
-	At         time.Time
-	RunID      string
-	Sent       int
-	Timeout    time.Duration
-	Paths      []PathStats // "redis" first, then in the order added
-	HopEntries int         // organic Redis messages remembered for hop matching
+	At            time.Time
+	RunID         string
+	Sent          int // probes published (publish errors excluded)
+	PublishErrors int // probes whose PUBLISH failed
+	Timeout       time.Duration
+	Paths         []PathStats // "redis" first, then in the order added
+	HopEntries    int         // organic Redis messages remembered for hop matching
 }
 
 // PathStats is one path's counts and latencies.
@@ -475,11 +507,12 @@ func (e *Engine) Snapshot(now time.Time) Snapshot {
 	defer e.mu.Unlock()
 	e.expire(now)
 	s := Snapshot{
-		At:         now,
-		RunID:      e.cfg.RunID,
-		Sent:       e.seq,
-		Timeout:    e.cfg.Timeout,
-		HopEntries: e.hop.len(),
+		At:            now,
+		RunID:         e.cfg.RunID,
+		Sent:          e.seq - len(e.failed),
+		PublishErrors: len(e.failed),
+		Timeout:       e.cfg.Timeout,
+		HopEntries:    e.hop.len(),
 	}
 	for _, p := range e.orderedPaths() {
 		ps := PathStats{
@@ -499,7 +532,7 @@ func (e *Engine) Snapshot(now time.Time) Snapshot {
 			ConnStats:     make([]ConnStats, len(p.conns)),
 		}
 		if e.seq >= p.firstSeq {
-			ps.Sent = int64(e.seq - p.firstSeq + 1)
+			ps.Sent = int64(e.seq-p.firstSeq+1) - e.failedFrom(p.firstSeq)
 		}
 		for i, c := range p.conns {
 			ps.ConnStats[i] = ConnStats{Conn: i, Received: c.got, Missed: c.missed}

@@ -209,7 +209,7 @@ func TestReportCountsPendingAsLost(t *testing.T) {
 		t.Errorf("got pass %v path %+v, want fail with 1 lost", rep.Pass, rep.Paths[0])
 	}
 	want := "redis: delivered 0 of 1 (0%), below --min-delivery 100%"
-	if len(rep.Failures) != 1 || rep.Failures[0] != want {
+	if len(rep.Failures) != 1 || rep.Failures[0].Message != want {
 		t.Errorf("failures: got %q, want [%q]", rep.Failures, want)
 	}
 }
@@ -277,7 +277,7 @@ func TestFanoutK(t *testing.T) {
 		t.Errorf("fanout report: got %+v", rep.Fanout)
 	}
 	want := "sse:app-1: delivered 2 of 3 to all 3 connections (66.7%), below --min-delivery 100%; 1 connection missed probes (#2 missed 1)"
-	if len(rep.Failures) != 1 || rep.Failures[0] != want {
+	if len(rep.Failures) != 1 || rep.Failures[0].Message != want {
 		t.Errorf("failures: got %q, want [%q]", rep.Failures, want)
 	}
 }

@@ -77,7 +77,14 @@ type Report struct {
 	Receivers         Receivers                   `json:"receivers"`
 	Paths             []PathReport                `json:"paths"`
 	Fanout            []FanoutReport              `json:"fanout,omitempty"`
-	Failures          []string                    `json:"failures"`
+	Failures          []Failure                   `json:"failures"`
+	// PublishErrors counts probes whose PUBLISH failed: not lost on any
+	// path, since none could have delivered them.
+	PublishErrors int `json:"publish_errors"`
+	// Error says why the run could not complete (a source unreachable);
+	// Exit is then the process exit status (3). Both are empty otherwise.
+	Error string `json:"error,omitempty"`
+	Exit  int    `json:"exit,omitempty"`
 
 	Channel  string        `json:"-"`
 	Duration time.Duration `json:"-"`
@@ -86,22 +93,43 @@ type Report struct {
 	SubscriberFailure string `json:"-"`
 }
 
-// PathReport is one path of a Report.
-type PathReport struct {
-	Path       string  `json:"path"`
-	Delivered  int64   `json:"delivered"`
-	Lost       int64   `json:"lost"`
-	Duplicates int64   `json:"duplicates"`
-	Reordered  int64   `json:"reordered"`
-	P50MS      float64 `json:"p50_ms"`
-	P90MS      float64 `json:"p90_ms"`
-	P99MS      float64 `json:"p99_ms"`
-	MaxMS      float64 `json:"max_ms"`
+// Failure is one failed check. Check is one of the Check* names.
+type Failure struct {
+	Path    string `json:"path,omitempty"`
+	Check   string `json:"check"`
+	Message string `json:"message"`
+}
 
-	Sent     int64    `json:"-"`
-	Conns    int      `json:"-"`
-	Pass     bool     `json:"-"`
-	Failures []string `json:"-"`
+func (f Failure) String() string { return f.Message }
+
+// The checks a Failure names.
+const (
+	CheckDelivery    = "delivery"
+	CheckP50         = "p50"
+	CheckP99         = "p99"
+	CheckSubscribers = "subscribers"
+	CheckConnect     = "connect"
+	CheckPublish     = "publish"
+	CheckDuplicates  = "duplicates"
+)
+
+// PathReport is one path of a Report. Latency fields are nil (JSON null)
+// when the path delivered nothing: there is no latency to report.
+type PathReport struct {
+	Path       string   `json:"path"`
+	Pass       bool     `json:"pass"`
+	Delivered  int64    `json:"delivered"`
+	Lost       int64    `json:"lost"`
+	Duplicates int64    `json:"duplicates"`
+	Reordered  int64    `json:"reordered"`
+	P50MS      *float64 `json:"p50_ms"`
+	P90MS      *float64 `json:"p90_ms"`
+	P99MS      *float64 `json:"p99_ms"`
+	MaxMS      *float64 `json:"max_ms"`
+
+	Sent     int64     `json:"-"`
+	Conns    int       `json:"-"`
+	Failures []Failure `json:"-"`
 }
 
 // FanoutReport is, for an endpoint probed over several connections, the
@@ -141,7 +169,8 @@ func BuildReport(s Snapshot, in ReportInput, b Budgets) Report {
 		SubscribersByNode: in.SubscribersByNode,
 		Receivers:         in.Receivers,
 		Paths:             []PathReport{},
-		Failures:          []string{},
+		Failures:          []Failure{},
+		PublishErrors:     s.PublishErrors,
 		Channel:           in.Channel,
 		Duration:          in.Duration,
 		Budgets:           b,
@@ -153,7 +182,7 @@ func BuildReport(s Snapshot, in ReportInput, b Budgets) Report {
 		n := r.Subscribers[in.Channel]
 		if n < b.MinSubscribers {
 			r.SubscriberFailure = fmt.Sprintf("%s: %d subscribers (PUBSUB NUMSUB), below --min-subscribers %d", in.Channel, n, b.MinSubscribers)
-			r.Failures = append(r.Failures, r.SubscriberFailure)
+			r.Failures = append(r.Failures, Failure{Check: CheckSubscribers, Message: r.SubscriberFailure})
 		}
 	}
 	for _, p := range s.Paths {
@@ -163,13 +192,13 @@ func BuildReport(s Snapshot, in ReportInput, b Budgets) Report {
 			Lost:       p.Lost + p.Pending,
 			Duplicates: p.Duplicates,
 			Reordered:  p.Reordered,
-			P50MS:      ms(p.Latency.P50),
-			P90MS:      ms(p.Latency.P90),
-			P99MS:      ms(p.Latency.P99),
-			MaxMS:      ms(p.Latency.Max),
 			Sent:       p.Sent,
 			Conns:      p.Conns,
 			Pass:       true,
+		}
+		if p.Latency.Count > 0 {
+			pr.P50MS, pr.P90MS = msPtr(p.Latency.P50), msPtr(p.Latency.P90)
+			pr.P99MS, pr.MaxMS = msPtr(p.Latency.P99), msPtr(p.Latency.Max)
 		}
 		var missed []ConnMiss
 		for _, c := range p.ConnStats {
@@ -196,13 +225,31 @@ func BuildReport(s Snapshot, in ReportInput, b Budgets) Report {
 			})
 		}
 	}
+	if s.PublishErrors > 0 {
+		r.Failures = append(r.Failures, Failure{Check: CheckPublish,
+			Message: fmt.Sprintf("%d of %d probes could not be published", s.PublishErrors, s.PublishErrors+s.Sent)})
+	}
 	r.Pass = len(r.Failures) == 0
 	return r
 }
 
-// evaluate returns the failed checks of one path, in words.
-func evaluate(p PathStats, missed []ConnMiss, b Budgets) []string {
-	var out []string
+// Failed marks the report as a run that could not complete: pass false,
+// err's text in Error, exit in Exit, and a failure naming check (connect
+// or publish) so that every reader of the report sees why.
+func (r *Report) Failed(err error, exit int, check string) {
+	r.Pass = false
+	r.Error = err.Error()
+	r.Exit = exit
+	if r.Paths == nil {
+		r.Paths = []PathReport{}
+	}
+	r.Failures = append(r.Failures, Failure{Check: check, Message: r.Error})
+}
+
+// evaluate returns the failed checks of one path.
+func evaluate(p PathStats, missed []ConnMiss, b Budgets) []Failure {
+	var out []Failure
+	fail := func(check, msg string) { out = append(out, Failure{Path: p.Path, Check: check, Message: msg}) }
 	if p.Sent > 0 {
 		frac := float64(p.Delivered) / float64(p.Sent)
 		if frac < b.MinDelivery-1e-9 {
@@ -212,25 +259,25 @@ func evaluate(p PathStats, missed []ConnMiss, b Budgets) []string {
 				msg = fmt.Sprintf("%s: delivered %d of %d to all %d connections (%s), below --min-delivery %s; %s",
 					p.Path, p.Delivered, p.Sent, p.Conns, pct(frac), pct(b.MinDelivery), missedWords(missed))
 			}
-			out = append(out, msg)
+			fail(CheckDelivery, msg)
 		}
 	}
 	if p.Latency.Count > 0 {
 		if b.MaxP50 > 0 && p.Latency.P50 > b.MaxP50 {
-			out = append(out, fmt.Sprintf("%s: p50 %s above --max-p50 %s", p.Path, dur(p.Latency.P50), dur(b.MaxP50)))
+			fail(CheckP50, fmt.Sprintf("%s: p50 %s above --max-p50 %s", p.Path, dur(p.Latency.P50), dur(b.MaxP50)))
 		}
 		if b.MaxP99 > 0 && p.Latency.P99 > b.MaxP99 {
-			out = append(out, fmt.Sprintf("%s: p99 %s above --max-p99 %s", p.Path, dur(p.Latency.P99), dur(b.MaxP99)))
+			fail(CheckP99, fmt.Sprintf("%s: p99 %s above --max-p99 %s", p.Path, dur(p.Latency.P99), dur(b.MaxP99)))
 		}
 	}
 	// Over several connections the budgets hold for every one of them:
 	// the time until the last connection got each probe is checked too.
 	if p.Conns > 1 && p.Fanout.Count > 0 {
 		if b.MaxP50 > 0 && p.Fanout.P50 > b.MaxP50 {
-			out = append(out, fmt.Sprintf("%s: fan-out p50 (last of %d connections) %s above --max-p50 %s", p.Path, p.Conns, dur(p.Fanout.P50), dur(b.MaxP50)))
+			fail(CheckP50, fmt.Sprintf("%s: fan-out p50 (last of %d connections) %s above --max-p50 %s", p.Path, p.Conns, dur(p.Fanout.P50), dur(b.MaxP50)))
 		}
 		if b.MaxP99 > 0 && p.Fanout.P99 > b.MaxP99 {
-			out = append(out, fmt.Sprintf("%s: fan-out p99 (last of %d connections) %s above --max-p99 %s", p.Path, p.Conns, dur(p.Fanout.P99), dur(b.MaxP99)))
+			fail(CheckP99, fmt.Sprintf("%s: fan-out p99 (last of %d connections) %s above --max-p99 %s", p.Path, p.Conns, dur(p.Fanout.P99), dur(b.MaxP99)))
 		}
 	}
 	return out
@@ -255,6 +302,12 @@ func missedWords(missed []ConnMiss) string {
 		noun = "connection"
 	}
 	return fmt.Sprintf("%d %s missed probes (%s)", len(s), noun, strings.Join(parts, ", "))
+}
+
+// msPtr is ms(d) as a pointer, for latency fields that may be null.
+func msPtr(d time.Duration) *float64 {
+	v := ms(d)
+	return &v
 }
 
 // ms converts to milliseconds at microsecond resolution.
@@ -301,11 +354,11 @@ func (r *Report) WriteText(w io.Writer) error {
 		if !p.Pass {
 			res = "FAIL"
 		}
-		lat := func(v float64) string {
-			if p.Delivered == 0 && v == 0 {
+		lat := func(v *float64) string {
+			if v == nil {
 				return "-"
 			}
-			return strconv.FormatFloat(v, 'f', -1, 64) + "ms"
+			return strconv.FormatFloat(*v, 'f', -1, 64) + "ms"
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%d/%d\t%d\t%d\t%d\t%s\t%s\t%s\t%s\n", p.Path, res, p.Delivered, p.Sent,
 			p.Lost, p.Duplicates, p.Reordered, lat(p.P50MS), lat(p.P90MS), lat(p.P99MS), lat(p.MaxMS))
@@ -322,8 +375,11 @@ func (r *Report) WriteText(w io.Writer) error {
 		b.WriteString("\n")
 	}
 	b.WriteString("\n")
+	if r.PublishErrors > 0 {
+		fmt.Fprintf(&b, "publish errors: %d probes could not be published (not counted as lost)\n", r.PublishErrors)
+	}
 	for _, f := range r.Failures {
-		b.WriteString("FAIL " + f + "\n")
+		b.WriteString("FAIL " + f.Message + "\n")
 	}
 	if r.Pass {
 		b.WriteString("PASS: every check met\n")
@@ -336,11 +392,19 @@ func (r *Report) WriteText(w io.Writer) error {
 
 func fmtMS(v float64) string { return strconv.FormatFloat(v, 'f', -1, 64) }
 
+func fmtMSPtr(v *float64) string {
+	if v == nil {
+		return "-"
+	}
+	return fmtMS(*v) + "ms"
+}
+
 type junitSuites struct {
 	XMLName  xml.Name     `xml:"testsuites"`
 	Name     string       `xml:"name,attr"`
 	Tests    int          `xml:"tests,attr"`
 	Failures int          `xml:"failures,attr"`
+	Errors   int          `xml:"errors,attr"`
 	Time     string       `xml:"time,attr,omitempty"`
 	Suites   []junitSuite `xml:"testsuite"`
 }
@@ -364,6 +428,7 @@ type junitCase struct {
 	Name      string        `xml:"name,attr"`
 	Classname string        `xml:"classname,attr"`
 	Failure   *junitFailure `xml:"failure,omitempty"`
+	Error     *junitFailure `xml:"error,omitempty"`
 	SystemOut string        `xml:"system-out,omitempty"`
 }
 
@@ -400,22 +465,37 @@ func (r *Report) WriteJUnit(w io.Writer) error {
 		c := junitCase{
 			Name:      p.Path,
 			Classname: "fanscope.probe",
-			SystemOut: fmt.Sprintf("delivered %d/%d lost %d duplicates %d reordered %d p50 %sms p90 %sms p99 %sms max %sms",
-				p.Delivered, p.Sent, p.Lost, p.Duplicates, p.Reordered, fmtMS(p.P50MS), fmtMS(p.P90MS), fmtMS(p.P99MS), fmtMS(p.MaxMS)),
+			SystemOut: fmt.Sprintf("delivered %d/%d lost %d duplicates %d reordered %d p50 %s p90 %s p99 %s max %s",
+				p.Delivered, p.Sent, p.Lost, p.Duplicates, p.Reordered, fmtMSPtr(p.P50MS), fmtMSPtr(p.P90MS), fmtMSPtr(p.P99MS), fmtMSPtr(p.MaxMS)),
 		}
 		if !p.Pass {
-			msg := strings.Join(p.Failures, "; ")
-			c.Failure = &junitFailure{Message: msg, Type: "budget", Text: strings.Join(p.Failures, "\n")}
+			msgs := make([]string, len(p.Failures))
+			for i, f := range p.Failures {
+				msgs[i] = f.Message
+			}
+			c.Failure = &junitFailure{Message: strings.Join(msgs, "; "), Type: "budget", Text: strings.Join(msgs, "\n")}
 		}
 		s.Cases = append(s.Cases, c)
+	}
+	if r.PublishErrors > 0 {
+		msg := fmt.Sprintf("%d probes could not be published", r.PublishErrors)
+		s.Cases = append(s.Cases, junitCase{Name: "publish", Classname: "fanscope.probe",
+			Failure: &junitFailure{Message: msg, Type: "publish", Text: msg}})
+	}
+	if r.Error != "" {
+		s.Cases = append(s.Cases, junitCase{Name: "run", Classname: "fanscope.probe",
+			Error: &junitFailure{Message: r.Error, Type: "exit " + strconv.Itoa(r.Exit), Text: r.Error}})
 	}
 	for _, c := range s.Cases {
 		s.Tests++
 		if c.Failure != nil {
 			s.Failures++
 		}
+		if c.Error != nil {
+			s.Errors++
+		}
 	}
-	doc := junitSuites{Name: "fanscope", Tests: s.Tests, Failures: s.Failures, Time: s.Time, Suites: []junitSuite{s}}
+	doc := junitSuites{Name: "fanscope", Tests: s.Tests, Failures: s.Failures, Errors: s.Errors, Time: s.Time, Suites: []junitSuite{s}}
 	if _, err := io.WriteString(w, xml.Header); err != nil {
 		return err
 	}

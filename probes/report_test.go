@@ -1,6 +1,8 @@
 package probes
 
 import (
+	"github.com/fanscope/fanscope/feed"
+
 	"bytes"
 	"encoding/json"
 	"encoding/xml"
@@ -114,8 +116,19 @@ func TestReportJSONShape(t *testing.T) {
 	for k := range path {
 		keys = append(keys, k)
 	}
-	if len(keys) != 9 {
-		t.Errorf("path keys: got %v, want exactly SPEC's 9", keys)
+	if len(keys) != 10 || path["pass"] == nil {
+		t.Errorf("path keys: got %v, want exactly SPEC's 10 (with pass)", keys)
+	}
+	for _, k := range []string{"publish_errors"} {
+		if _, ok := m[k]; !ok {
+			t.Errorf("report JSON lacks %q: %s", k, js)
+		}
+	}
+	if f := m["failures"].([]any); len(f) == 0 || f[0].(map[string]any)["check"] == nil || f[0].(map[string]any)["message"] == nil {
+		t.Errorf("failures: got %v, want objects with check and message", m["failures"])
+	}
+	if _, ok := m["error"]; ok {
+		t.Errorf("a completed run has no error field: %s", js)
 	}
 	if m["pass"] != false || m["sent"] != 10.0 || m["run_id"] != runID {
 		t.Errorf("got pass %v sent %v run_id %v, want false 10 %s", m["pass"], m["sent"], m["run_id"], runID)
@@ -124,6 +137,73 @@ func TestReportJSONShape(t *testing.T) {
 	empty, _ := json.Marshal(NewEngine(Config{RunID: runID}).Report(t0, ReportInput{}, DefaultBudgets()))
 	if !strings.Contains(string(empty), `"paths":[]`) || !strings.Contains(string(empty), `"failures":[]`) || !strings.Contains(string(empty), `"subscribers":{}`) {
 		t.Errorf("empty report: got %s, want [] and {} rather than null", empty)
+	}
+}
+
+// TestReportNullLatencyAndPublishErrors checks that a path that delivered
+// nothing reports null latencies (not 0 ms), and that probes whose
+// PUBLISH failed count as publish errors, not as lost on any path.
+func TestReportNullLatencyAndPublishErrors(t *testing.T) {
+	e := NewEngine(Config{RunID: runID, Timeout: time.Second})
+	e.AddPath(PathRedis, 1)
+	e.AddPath(SSEPath("dead"), 1)
+	for i := 0; i < 4; i++ {
+		p := e.Next(t0.Add(time.Duration(i) * time.Millisecond))
+		if i == 3 {
+			e.PublishFailed(p.Seq)
+			continue
+		}
+		r := feed.Record{TS: t0.Add(time.Duration(i)*time.Millisecond + 200*time.Microsecond), Source: feed.SourceRedis,
+			Kind: feed.KindMessage, Data: p.Payload}
+		e.Observe(&r)
+	}
+	rep := e.Report(t0.Add(5*time.Second), ReportInput{}, DefaultBudgets())
+	js, _ := json.Marshal(rep)
+	var m struct {
+		Sent          int `json:"sent"`
+		PublishErrors int `json:"publish_errors"`
+		Paths         []map[string]any
+		Failures      []Failure
+	}
+	if err := json.Unmarshal(js, &m); err != nil {
+		t.Fatal(err)
+	}
+	if m.Sent != 3 || m.PublishErrors != 1 {
+		t.Errorf("got sent %d publish_errors %d, want 3 1", m.Sent, m.PublishErrors)
+	}
+	redis, dead := m.Paths[0], m.Paths[1]
+	if redis["lost"] != 0.0 || redis["delivered"] != 3.0 || redis["pass"] != true || redis["p50_ms"] == nil {
+		t.Errorf("redis path: got %v, want 3 delivered, 0 lost, pass, a p50", redis)
+	}
+	if dead["lost"] != 3.0 || dead["pass"] != false || dead["p50_ms"] != nil || dead["max_ms"] != nil {
+		t.Errorf("dead path: got %v, want 3 lost (not 4), pass false, null latencies", dead)
+	}
+	var checks []string
+	for _, f := range m.Failures {
+		checks = append(checks, f.Path+"/"+f.Check)
+	}
+	if got := strings.Join(checks, ","); got != "sse:dead/delivery,/publish" {
+		t.Errorf("failures: got %s, want sse:dead/delivery,/publish", got)
+	}
+}
+
+// TestReportFailedRun checks the report of a run that could not complete:
+// pass false, error and exit set, a connect failure, and a JUnit <error>.
+func TestReportFailedRun(t *testing.T) {
+	rep := NewEngine(Config{RunID: runID}).Report(t0, ReportInput{}, DefaultBudgets())
+	rep.Failed(errors.New("sse endpoint app-2 did not connect"), 3, CheckConnect)
+	js, _ := json.Marshal(rep)
+	for _, want := range []string{`"pass":false`, `"error":"sse endpoint app-2 did not connect"`, `"exit":3`, `"check":"connect"`} {
+		if !strings.Contains(string(js), want) {
+			t.Errorf("report JSON %s lacks %s", js, want)
+		}
+	}
+	var junit bytes.Buffer
+	if err := rep.WriteJUnit(&junit); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(junit.String(), `<error message="sse endpoint app-2 did not connect" type="exit 3">`) || !strings.Contains(junit.String(), `errors="1"`) {
+		t.Errorf("junit: got\n%s\nwant an <error> case and errors=\"1\"", junit.String())
 	}
 }
 
@@ -163,7 +243,7 @@ func TestBudgetEdges(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			rep := BuildReport(snap, ReportInput{Channel: "story:published", Subscribers: map[string]int64{"story:published": 3}}, tc.b)
-			got := strings.Join(rep.Failures, " | ")
+			got := strings.Join(messages(rep.Failures), " | ")
 			if got != tc.want || rep.Pass != (tc.want == "") {
 				t.Errorf("got pass %v failures %q, want %q", rep.Pass, got, tc.want)
 			}
@@ -276,8 +356,16 @@ func TestFanoutBudgets(t *testing.T) {
 	}
 	for _, tc := range tests {
 		rep := BuildReport(snap, ReportInput{}, tc.b)
-		if got := strings.Join(rep.Failures, " | "); got != tc.want {
+		if got := strings.Join(messages(rep.Failures), " | "); got != tc.want {
 			t.Errorf("%+v: got %q, want %q", tc.b, got, tc.want)
 		}
 	}
+}
+
+func messages(fs []Failure) []string {
+	out := make([]string, len(fs))
+	for i, f := range fs {
+		out[i] = f.Message
+	}
+	return out
 }

@@ -1,12 +1,16 @@
-package cli
+package session
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/fanscope/fanscope/feed"
+	"github.com/fanscope/fanscope/redisx"
 )
 
 // TestSessionCapsConnectsInFlight opens more SSE connections than may
@@ -15,11 +19,11 @@ import (
 // be waiting on it at the same time, with it no more than
 // sseConnectsInFlight are, and every connection connects.
 func TestSessionCapsConnectsInFlight(t *testing.T) {
-	old := sseConnectHold
-	sseConnectHold = time.Minute // slots are released by connecting only
-	t.Cleanup(func() { sseConnectHold = old })
+	old := connectHold
+	connectHold = time.Minute // slots are released by connecting only
+	t.Cleanup(func() { connectHold = old })
 
-	const k = 3*sseConnectsInFlight + 17
+	const k = 3*connectsInFlight + 17
 	var mu sync.Mutex
 	waiting, most, served := 0, 0, 0
 	var last time.Time // when the last request arrived
@@ -52,10 +56,7 @@ func TestSessionCapsConnectsInFlight(t *testing.T) {
 
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	s, err := OpenSession(ctx, SessionConfig{
-		Sources:    SourceFlags{SSE: []string{"app=" + srv.URL}},
-		SSEClients: k,
-	})
+	s, err := Open(ctx, Config{Endpoints: []Endpoint{{Kind: feed.SourceSSE, Name: "app", URL: srv.URL}}, Conns: k})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -63,13 +64,13 @@ func TestSessionCapsConnectsInFlight(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer s.Close()
-	if err := waitSSE(ctx, s, 30*time.Second); err != nil {
+	if err := s.WaitConnected(ctx, 30*time.Second); err != nil {
 		t.Fatal(err)
 	}
 	mu.Lock()
 	defer mu.Unlock()
-	if most > sseConnectsInFlight || served != k {
-		t.Errorf("at most %d requests waiting and %d served, want %d and %d", most, served, sseConnectsInFlight, k)
+	if most > connectsInFlight || served != k {
+		t.Errorf("at most %d requests waiting and %d served, want %d and %d", most, served, connectsInFlight, k)
 	}
 }
 
@@ -108,14 +109,14 @@ func TestWaitSSERestartsOnProgress(t *testing.T) {
 		start = time.Now()
 		mu.Unlock()
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-		s, err := OpenSession(ctx, SessionConfig{Sources: SourceFlags{SSE: []string{"app=" + srv.URL}}, SSEClients: clients})
+		s, err := Open(ctx, Config{Endpoints: []Endpoint{{Kind: feed.SourceSSE, Name: "app", URL: srv.URL}}, Conns: clients})
 		if err != nil {
 			t.Fatal(err)
 		}
 		if err := s.Start(ctx); err != nil {
 			t.Fatal(err)
 		}
-		err = waitSSE(ctx, s, time.Second)
+		err = s.WaitConnected(ctx, time.Second)
 		took := time.Since(start)
 		s.Close()
 		cancel()
@@ -124,6 +125,27 @@ func TestWaitSSERestartsOnProgress(t *testing.T) {
 		}
 		if clients == 7 && (err == nil || took < 2800*time.Millisecond) {
 			t.Errorf("7th connection never answered: got %v after %v, want an error after at least 1.8 s + 1 s", err, took)
+		}
+	}
+}
+
+func TestWithProbeChannel(t *testing.T) {
+	tests := []struct {
+		sub     redisx.Subscription
+		channel string
+		shard   bool
+		want    []string
+	}{
+		{redisx.Subscription{Channels: []string{"a"}}, "a", false, []string{"a"}},
+		{redisx.Subscription{Channels: []string{"a"}}, "p", false, []string{"a", "p"}},
+		{redisx.Subscription{Patterns: []string{"p*"}}, "p1", false, nil},
+		{redisx.Subscription{ShardChannels: []string{"s"}}, "s", true, nil},
+		{redisx.Subscription{Channels: []string{"a"}}, "", false, []string{"a"}},
+	}
+	for _, tt := range tests {
+		got := withProbeChannel(tt.sub, tt.channel, tt.shard)
+		if fmt.Sprint(got.Channels) != fmt.Sprint(tt.want) {
+			t.Errorf("%+v + %q: got channels %v, want %v", tt.sub, tt.channel, got.Channels, tt.want)
 		}
 	}
 }

@@ -1,0 +1,119 @@
+package session
+
+import (
+	"context"
+	"time"
+
+	"github.com/fanscope/fanscope/feed"
+	"github.com/fanscope/fanscope/probes"
+	"github.com/fanscope/fanscope/redisx"
+)
+
+// Snapshot is everything watch and serve show, copied at one instant.
+// Times are absolute; readers subtract them from Now.
+type Snapshot struct {
+	Now        time.Time
+	Targets    []string // the Redis target and each endpoint's URL, secrets masked
+	Production bool     // the Redis target is not on loopback
+
+	// Statuses are every source connection's health, Redis first.
+	Statuses []feed.Status
+	// Redis is fanscope's own subscription; nil when there is none.
+	Redis *RedisView
+
+	Probes        probes.Snapshot
+	ProbeChannel  string
+	ProbeShard    bool
+	Probing       bool // continuous probing is on
+	ProbeInterval time.Duration
+	ProbeError    string // why the last probe could not be sent
+
+	Introspection   redisx.Introspection
+	IntrospectError error
+	Introspected    bool // at least one introspection finished
+
+	// Problems names the reason of every non-healthy state; empty when
+	// healthy. Losses count for a minute, then are forgotten.
+	Problems []string
+	// Dropped counts records the fan-in could not take in time.
+	Dropped uint64
+}
+
+// RedisView is fanscope's own subscription.
+type RedisView struct {
+	Target       string
+	Subscription redisx.Subscription
+	Stats        redisx.SubscriberStats // zero until subscribed
+}
+
+type introState struct {
+	in   redisx.Introspection
+	err  error
+	done bool
+}
+
+// Snapshot copies the session's state at now.
+func (s *Session) Snapshot(now time.Time) Snapshot {
+	snap := Snapshot{
+		Now:           now,
+		Statuses:      s.Statuses(),
+		Probes:        s.engine.Snapshot(now),
+		ProbeChannel:  s.cfg.ProbeChannel,
+		ProbeShard:    s.cfg.ProbeShard,
+		Probing:       s.Probing(),
+		ProbeInterval: s.cfg.ProbeInterval,
+		Production:    s.Production(),
+		Dropped:       s.queue.Dropped(),
+	}
+	s.mu.Lock()
+	snap.ProbeError = s.probeErr
+	snap.Introspection, snap.IntrospectError, snap.Introspected = s.intro.in, s.intro.err, s.intro.done
+	s.mu.Unlock()
+	if s.redis != nil {
+		snap.Targets = append(snap.Targets, s.redis.target())
+		if !subEmpty(s.cfg.Subscription) {
+			v := &RedisView{Target: s.redis.target(), Subscription: s.cfg.Subscription}
+			if sub := s.Subscriber(); sub != nil {
+				v.Stats = sub.Stats()
+			}
+			snap.Redis = v
+		}
+	}
+	for _, st := range snap.Statuses {
+		if st.Source != feed.SourceRedis && st.Conn == 0 {
+			snap.Targets = append(snap.Targets, st.Path()+"="+st.URL)
+		}
+	}
+	s.health.noteProbes(now, snap.Probes)
+	snap.Problems = s.health.problems(now, snap.Statuses, snap.ProbeError)
+	return snap
+}
+
+// ResetHealth forgets the probe losses seen so far: the header turns
+// healthy again unless something is still wrong.
+func (s *Session) ResetHealth() { s.health.reset(time.Now()) }
+
+// introspectLoop asks Redis for subscriber counts and the client list
+// every Introspect interval until ctx ends.
+func (s *Session) introspectLoop(ctx context.Context) {
+	t := time.NewTicker(s.cfg.Introspect)
+	defer t.Stop()
+	for {
+		if c := s.Redis(); c != nil {
+			ictx, cancel := context.WithTimeout(ctx, commandTimeout)
+			in, err := c.Introspect(ictx, s.cfg.Subscription)
+			cancel()
+			s.mu.Lock()
+			if err == nil {
+				s.intro.in = in
+			}
+			s.intro.err, s.intro.done = err, true
+			s.mu.Unlock()
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
