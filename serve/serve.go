@@ -21,22 +21,22 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/fanscope/fanscope/feed"
-	"github.com/fanscope/fanscope/probes"
-	"github.com/fanscope/fanscope/redisx"
+	"github.com/fanscope/fanscope/session"
 )
 
-// Session is what serve reads of one target's open session;
-// *session.Session satisfies it.
+// Session is what serve uses of one target's open session;
+// *session.Session satisfies it. serve reads the same Snapshot as watch's
+// panes: there is one accounting, the session's.
 type Session interface {
-	// Statuses copies every source connection's health, Redis first.
-	Statuses() []feed.Status
-	// ProbeSnapshot is the probe engine's counters since the session
-	// started (probes that timed out at now count as lost).
-	ProbeSnapshot(now time.Time) probes.Snapshot
-	// SendProbe publishes one probe; its error is a failed PUBLISH.
-	SendProbe(ctx context.Context) error
-	// Introspect is Redis's view of Pub/Sub for the session's channels.
-	Introspect(ctx context.Context) (redisx.Introspection, error)
+	// Snapshot copies the session's state: statuses, the probe engine's
+	// counters, Redis's introspection (session.Config.Introspect sets how
+	// often it is fetched).
+	Snapshot(now time.Time) session.Snapshot
+	// SendProbe publishes one probe; a failed PUBLISH is counted by the
+	// engine as a publish error, not as lost.
+	SendProbe(ctx context.Context) (receivers int64, err error)
+	// Err delivers a source's error that retrying cannot fix (a 401).
+	Err() <-chan error
 	Close()
 }
 
@@ -60,11 +60,10 @@ type Options struct {
 	Logger *slog.Logger      // nil: discard
 
 	// Timing; zero takes the default. Tests shorten them.
-	SyncEvery       time.Duration // engine snapshot and statuses into metrics; 1s
-	IntrospectEvery time.Duration // PUBSUB NUMSUB and CLIENT LIST; 10s
-	RetryMin        time.Duration // first wait before reopening a target; 1s
-	RetryMax        time.Duration // longest wait; 30s
-	DrainTimeout    time.Duration // how long SIGTERM waits for open requests; 5s
+	SyncEvery    time.Duration // session snapshot into the metrics; 1s
+	RetryMin     time.Duration // first wait before reopening a target; 1s
+	RetryMax     time.Duration // longest wait; 30s
+	DrainTimeout time.Duration // how long SIGTERM waits for open requests; 5s
 }
 
 // MinProbeEvery is the shortest time between two probes of one target:
@@ -93,7 +92,6 @@ func New(opts Options, targets []Target) (*Server, error) {
 		}
 	}
 	def(&opts.SyncEvery, time.Second)
-	def(&opts.IntrospectEvery, 10*time.Second)
 	def(&opts.RetryMin, time.Second)
 	def(&opts.RetryMax, 30*time.Second)
 	def(&opts.DrainTimeout, 5*time.Second)
@@ -281,79 +279,73 @@ func (s *Server) runTarget(ctx context.Context, t Target, tr *Tracker) {
 	}
 }
 
-// watch feeds one open session into its tracker until ctx ends: a sync
-// every SyncEvery, an introspection every IntrospectEvery, a probe every
-// ProbeEvery, each on its own goroutine so that a slow Redis holds up
-// none of the others.
+// watch feeds one open session into its tracker until ctx ends: its
+// snapshot every SyncEvery, and a probe every ProbeEvery on a goroutine
+// of its own, so that a slow PUBLISH holds up no scrape.
 func (s *Server) watch(ctx context.Context, t Target, tr *Tracker, sess Session, log *slog.Logger) {
 	var wg sync.WaitGroup
-	every := func(d time.Duration, f func()) {
+	if t.ProbeEvery > 0 {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			tick := time.NewTicker(d)
-			defer tick.Stop()
-			for {
-				f()
-				select {
-				case <-ctx.Done():
-					return
-				case <-tick.C:
-				}
-			}
+			s.probeLoop(ctx, t.ProbeEvery, sess, log)
 		}()
 	}
-	var wasUp atomic.Int32 // 0 unknown, 1 up, 2 down
-	every(s.opts.SyncEvery, func() {
-		now := time.Now()
-		tr.Sync(now, sess.ProbeSnapshot(now), sess.Statuses())
+	tick := time.NewTicker(s.opts.SyncEvery)
+	defer tick.Stop()
+	wasUp := 0 // 0 unknown, 1 up, 2 down
+	for {
+		tr.Sync(sess.Snapshot(time.Now()))
 		up, why := tr.Health()
-		state := int32(2)
+		state := 2
 		if up {
 			state = 1
 		}
-		if old := wasUp.Swap(state); old != state {
+		if state != wasUp {
 			if up {
 				log.Info("target up")
 			} else {
 				log.Warn("target not healthy", "why", why)
 			}
+			wasUp = state
 		}
-	})
-	every(s.opts.IntrospectEvery, func() {
-		ictx, cancel := context.WithTimeout(ctx, max(s.opts.IntrospectEvery, 5*time.Second))
-		in, err := sess.Introspect(ictx)
-		cancel()
+		select {
+		case <-ctx.Done():
+			wg.Wait()
+			return
+		case err := <-sess.Err():
+			// One source gave up for good (a 401): the others go on, and
+			// its status says why it is down.
+			log.Error("a source stopped for good", "error", err.Error())
+		case <-tick.C:
+		}
+	}
+}
+
+// probeLoop sends a probe every every until ctx ends. A ticker never
+// bursts: probe traffic stays at one per interval whatever the delays.
+func (s *Server) probeLoop(ctx context.Context, every time.Duration, sess Session, log *slog.Logger) {
+	tick := time.NewTicker(every)
+	defer tick.Stop()
+	failing := false
+	for {
+		_, err := sess.SendProbe(ctx)
 		if ctx.Err() != nil {
 			return
 		}
-		if err != nil {
-			log.Debug("introspection failed", "error", err.Error())
+		// Log transitions only: a Redis that is down fails every probe.
+		if err != nil && !failing {
+			log.Warn("probe publish failed", "error", err.Error())
+		} else if err == nil && failing {
+			log.Info("probe publish works again")
 		}
-		tr.ObserveIntrospection(in, err)
-	})
-	if t.ProbeEvery > 0 {
-		var failing atomic.Bool
-		every(t.ProbeEvery, func() {
-			pctx, cancel := context.WithTimeout(ctx, min(t.ProbeEvery, 5*time.Second))
-			err := sess.SendProbe(pctx)
-			cancel()
-			if ctx.Err() != nil {
-				return
-			}
-			tr.ObservePublish(err)
-			// Log transitions only: a Redis that is down fails every probe.
-			if err != nil && !failing.Swap(true) {
-				log.Warn("probe publish failed", "error", err.Error())
-			} else if err == nil && failing.Swap(false) {
-				log.Info("probe publish works again")
-			}
-		})
+		failing = err != nil
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
 	}
-	wg.Wait()
-	// The last state into the metrics, so a scrape during the drain sees it.
-	now := time.Now()
-	tr.Sync(now, sess.ProbeSnapshot(now), sess.Statuses())
 }
 
 func sleep(ctx context.Context, d time.Duration) bool {

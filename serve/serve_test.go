@@ -18,6 +18,7 @@ import (
 	"github.com/fanscope/fanscope/feed"
 	"github.com/fanscope/fanscope/probes"
 	"github.com/fanscope/fanscope/redisx"
+	"github.com/fanscope/fanscope/session"
 )
 
 // scriptedSession is a Session whose state the test sets: it stands in
@@ -28,36 +29,37 @@ type scriptedSession struct {
 	mu       sync.Mutex
 	statuses []feed.Status
 	sent     int
+	failed   int
 	closed   bool
 	sendErr  error
+	errs     chan error
 }
 
-func (s *scriptedSession) Statuses() []feed.Status {
+func (s *scriptedSession) Snapshot(now time.Time) session.Snapshot {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return append([]feed.Status(nil), s.statuses...)
+	return session.Snapshot{
+		Now:      now,
+		Statuses: append([]feed.Status(nil), s.statuses...),
+		Probes: probes.Snapshot{At: now, RunID: "0123abcd", Sent: s.sent, PublishErrors: s.failed,
+			Paths: []probes.PathStats{{Path: "redis", Delivered: int64(s.sent)}}},
+		Introspection: redisx.Introspection{NumSub: map[string]int64{"story:published": 2}},
+		Introspected:  true,
+	}
 }
 
-func (s *scriptedSession) ProbeSnapshot(now time.Time) probes.Snapshot {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return probes.Snapshot{At: now, RunID: "0123abcd", Sent: s.sent,
-		Paths: []probes.PathStats{{Path: "redis", Delivered: int64(s.sent)}}}
-}
-
-func (s *scriptedSession) SendProbe(context.Context) error {
+func (s *scriptedSession) SendProbe(context.Context) (int64, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.sendErr != nil {
-		return s.sendErr
+		s.failed++
+		return 0, s.sendErr
 	}
 	s.sent++
-	return nil
+	return 2, nil
 }
 
-func (s *scriptedSession) Introspect(context.Context) (redisx.Introspection, error) {
-	return redisx.Introspection{NumSub: map[string]int64{"story:published": 2}}, nil
-}
+func (s *scriptedSession) Err() <-chan error { return s.errs }
 
 func (s *scriptedSession) Close() {
 	s.mu.Lock()
@@ -107,7 +109,7 @@ func TestRunRetriesProbesAndDrains(t *testing.T) {
 	neverOpens := func(context.Context, func([]feed.Record)) (Session, error) {
 		return nil, errors.New("sse endpoint app-2: connection refused")
 	}
-	srv, err := New(Options{SyncEvery: 10 * time.Millisecond, IntrospectEvery: 10 * time.Millisecond, RetryMin: 10 * time.Millisecond, RetryMax: 50 * time.Millisecond},
+	srv, err := New(Options{SyncEvery: 10 * time.Millisecond, RetryMin: 10 * time.Millisecond, RetryMax: 50 * time.Millisecond},
 		[]Target{
 			{Tracker: TrackerConfig{Name: "prod", Paths: []string{"redis"}, ProbeChannel: "story:published"}, ProbeEvery: time.Second, Open: open},
 			{Tracker: TrackerConfig{Name: "broken", Paths: []string{"redis", "sse:app-2"}}, ProbeEvery: time.Second, Open: neverOpens},

@@ -11,6 +11,7 @@ import (
 	"github.com/fanscope/fanscope/feed"
 	"github.com/fanscope/fanscope/probes"
 	"github.com/fanscope/fanscope/redisx"
+	"github.com/fanscope/fanscope/session"
 )
 
 // Bounds that keep a tracker's memory flat whatever the traffic.
@@ -50,6 +51,7 @@ type Tracker struct {
 	byKey   map[pathKey]*pathState // records' (source, endpoint) → path, without building the name
 	seen    map[seenKey]time.Time  // (path, probe, conn) first receipts, for deduplication
 	sentWin []countAt              // probes sent, for /report's "sent"
+	failWin []countAt              // failed publishes, for /report's "publish_errors"
 	prev    engineCounts           // the session's engine counters at the last Sync
 	prevRec map[connKey]int        // reconnects per connection at the last Sync
 	runID   string
@@ -82,8 +84,8 @@ type connKey struct {
 }
 
 type engineCounts struct {
-	sent  int
-	paths map[string]probes.PathStats
+	sent, failed int
+	paths        map[string]probes.PathStats
 }
 
 type countAt struct {
@@ -285,18 +287,18 @@ func (t *Tracker) SessionDown(err error) {
 	}
 }
 
-// ObservePublish counts a probe's PUBLISH that failed (err != nil).
-func (t *Tracker) ObservePublish(err error) {
-	if err != nil {
-		t.m.publishErrors.WithLabelValues(t.lv...).Inc()
+// Sync takes the session's snapshot (the one watch's panes read too):
+// counters advance by what the probe engine counted since the last Sync
+// (never backwards), gauges take the statuses and Redis's introspection,
+// the window moves on and the budgets are judged again.
+func (t *Tracker) Sync(snap session.Snapshot) {
+	t.syncProbes(snap.Now, snap.Probes, snap.Statuses)
+	if snap.Introspected {
+		t.ObserveIntrospection(snap.Introspection, snap.IntrospectError)
 	}
 }
 
-// Sync takes the session's engine snapshot and source statuses at now:
-// counters advance by what the engine counted since the last Sync (never
-// backwards), gauges take the statuses, the window moves on and the
-// budgets are judged again.
-func (t *Tracker) Sync(now time.Time, snap probes.Snapshot, statuses []feed.Status) {
+func (t *Tracker) syncProbes(now time.Time, snap probes.Snapshot, statuses []feed.Status) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	t.runID = snap.RunID
@@ -304,7 +306,12 @@ func (t *Tracker) Sync(now time.Time, snap probes.Snapshot, statuses []feed.Stat
 		t.m.probesSent.WithLabelValues(t.lv...).Add(float64(d))
 		t.sentWin = appendCapped(t.sentWin, countAt{now, int64(d)})
 	}
-	cur := engineCounts{sent: snap.Sent, paths: make(map[string]probes.PathStats, len(snap.Paths))}
+	if d := snap.PublishErrors - t.prev.failed; d > 0 {
+		t.m.publishErrors.WithLabelValues(t.lv...).Add(float64(d))
+		t.failWin = appendCapped(t.failWin, countAt{now, int64(d)})
+		t.dirty = true
+	}
+	cur := engineCounts{sent: snap.Sent, failed: snap.PublishErrors, paths: make(map[string]probes.PathStats, len(snap.Paths))}
 	for _, ps := range snap.Paths {
 		cur.paths[ps.Path] = ps
 		p := t.path(ps.Path)
@@ -442,6 +449,11 @@ func (t *Tracker) targetMatch() map[string]string {
 func (t *Tracker) evaluate(now time.Time) {
 	from := now.Add(-t.cfg.Window)
 	t.sentWin = dropBefore(t.sentWin, from, func(c countAt) time.Time { return c.at })
+	if n := len(t.failWin); n > 0 {
+		if t.failWin = dropBefore(t.failWin, from, func(c countAt) time.Time { return c.at }); len(t.failWin) != n {
+			t.dirty = true
+		}
+	}
 	for _, p := range t.paths {
 		n1, n2 := len(p.lat), len(p.done)
 		p.lat = dropBefore(p.lat, from, func(l latAt) time.Time { return l.at })
@@ -479,6 +491,9 @@ func (t *Tracker) windowReport(now time.Time) probes.Report {
 	snap := probes.Snapshot{At: now, RunID: t.runID, Timeout: t.cfg.Timeout}
 	for _, c := range t.sentWin {
 		snap.Sent += int(c.n)
+	}
+	for _, c := range t.failWin {
+		snap.PublishErrors += int(c.n)
 	}
 	names := make([]string, 0, len(t.paths))
 	for name, p := range t.paths {

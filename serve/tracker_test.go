@@ -15,6 +15,7 @@ import (
 	"github.com/fanscope/fanscope/feed"
 	"github.com/fanscope/fanscope/probes"
 	"github.com/fanscope/fanscope/redisx"
+	"github.com/fanscope/fanscope/session"
 )
 
 var t0 = time.Date(2026, 12, 1, 3, 0, 0, 0, time.UTC)
@@ -147,8 +148,8 @@ func snap(sent int, paths ...probes.PathStats) probes.Snapshot {
 func TestSyncCountersNeverGoDown(t *testing.T) {
 	f := newFixture(t, TrackerConfig{})
 	f.tr.SessionOpened()
-	f.tr.Sync(t0, snap(3, probes.PathStats{Path: "sse:app-1", Delivered: 2, Lost: 1, Duplicates: 1}), nil)
-	f.tr.Sync(t0.Add(time.Second), snap(5, probes.PathStats{Path: "sse:app-1", Delivered: 3, Lost: 2, Duplicates: 1}), nil)
+	f.tr.syncProbes(t0, snap(3, probes.PathStats{Path: "sse:app-1", Delivered: 2, Lost: 1, Duplicates: 1}), nil)
+	f.tr.syncProbes(t0.Add(time.Second), snap(5, probes.PathStats{Path: "sse:app-1", Delivered: 3, Lost: 2, Duplicates: 1}), nil)
 	check := func(when string, sent, del, lost, dups float64) {
 		t.Helper()
 		if got := f.value(t, f.m.probesSent); got != sent {
@@ -168,7 +169,7 @@ func TestSyncCountersNeverGoDown(t *testing.T) {
 	// A new session's engine counts from zero again.
 	f.tr.SessionDown(errors.New("redis: connection refused"))
 	f.tr.SessionOpened()
-	f.tr.Sync(t0.Add(2*time.Second), snap(1, probes.PathStats{Path: "sse:app-1", Delivered: 1}), nil)
+	f.tr.syncProbes(t0.Add(2*time.Second), snap(1, probes.PathStats{Path: "sse:app-1", Delivered: 1}), nil)
 	check("second session", 6, 4, 2, 1)
 }
 
@@ -182,7 +183,7 @@ func TestSyncStatuses(t *testing.T) {
 		t.Errorf("an expected path before any status: up %v, want 0", got)
 	}
 	f.tr.SessionOpened()
-	f.tr.Sync(t0, snap(0), []feed.Status{
+	f.tr.syncProbes(t0, snap(0), []feed.Status{
 		status(feed.SourceRedis, "", 0, feed.StateSubscribed, 0),
 		status(feed.SourceSSE, "app-1", 0, feed.StateConnected, 2),
 		status(feed.SourceSSE, "app-1", 1, feed.StateStalled, 1),
@@ -208,7 +209,7 @@ func TestSyncStatuses(t *testing.T) {
 	}
 	// Connection 1 started over (its count went down): the counter keeps
 	// going up by what it counts now.
-	f.tr.Sync(t0.Add(time.Second), snap(0), []feed.Status{
+	f.tr.syncProbes(t0.Add(time.Second), snap(0), []feed.Status{
 		status(feed.SourceRedis, "", 0, feed.StateReconnecting, 1),
 		status(feed.SourceSSE, "app-1", 0, feed.StateConnected, 4),
 		status(feed.SourceSSE, "app-1", 1, feed.StateConnected, 0),
@@ -250,7 +251,7 @@ func TestLastProbeSuccessWindow(t *testing.T) {
 		return out
 	}
 	f.tr.SessionOpened()
-	f.tr.Sync(t0, snap(0), nil)
+	f.tr.syncProbes(t0, snap(0), nil)
 	if got := series(); len(got) != 0 {
 		t.Fatalf("before any probe completed: got %v, want no series", got)
 	}
@@ -260,7 +261,7 @@ func TestLastProbeSuccessWindow(t *testing.T) {
 		probeRec(feed.SourceRedis, "", 0, "p1", at, 100), probeRec(feed.SourceSSE, "a", 0, "p1", at, 20_000),
 		probeRec(feed.SourceRedis, "", 0, "p2", at, 100), probeRec(feed.SourceSSE, "a", 0, "p2", at, 30_000),
 	})
-	f.tr.Sync(at, snap(2, probes.PathStats{Path: "redis", Delivered: 2}, probes.PathStats{Path: "sse:a", Delivered: 2}), nil)
+	f.tr.syncProbes(at, snap(2, probes.PathStats{Path: "redis", Delivered: 2}, probes.PathStats{Path: "sse:a", Delivered: 2}), nil)
 	if got := series(); !slices.Equal(got, []float64{1}) {
 		t.Fatalf("two probes within budget: got %v, want [1]", got)
 	}
@@ -268,24 +269,24 @@ func TestLastProbeSuccessWindow(t *testing.T) {
 	// second slow one moves the median over 100ms.
 	at = t0.Add(10 * time.Second)
 	f.tr.ObserveBatch([]feed.Record{probeRec(feed.SourceSSE, "a", 0, "p3", at, 400_000), probeRec(feed.SourceSSE, "a", 0, "p4", at, 400_000), probeRec(feed.SourceSSE, "a", 0, "p5", at, 400_000)})
-	f.tr.Sync(at, snap(5, probes.PathStats{Path: "redis", Delivered: 5}, probes.PathStats{Path: "sse:a", Delivered: 5}), nil)
+	f.tr.syncProbes(at, snap(5, probes.PathStats{Path: "redis", Delivered: 5}, probes.PathStats{Path: "sse:a", Delivered: 5}), nil)
 	if got := series(); !slices.Equal(got, []float64{0}) {
 		t.Errorf("median 400ms over a 100ms budget: got %v, want [0]", got)
 	}
 	rep, ok := f.tr.Report()
-	if !ok || rep.Pass || len(rep.Failures) != 1 || !strings.Contains(rep.Failures[0], "sse:a: p50 400ms above --max-p50 100ms") {
+	if !ok || rep.Pass || len(rep.Failures) != 1 || !strings.Contains(rep.Failures[0].Message, "sse:a: p50 400ms above --max-p50 100ms") {
 		t.Errorf("report: got ok %v pass %v failures %q", ok, rep.Pass, rep.Failures)
 	}
 	// Once the slow ones left the window, fast deliveries pass again.
 	at = t0.Add(75 * time.Second)
 	f.tr.ObserveBatch([]feed.Record{probeRec(feed.SourceSSE, "a", 0, "p6", at, 10_000)})
-	f.tr.Sync(at, snap(6, probes.PathStats{Path: "redis", Delivered: 6}, probes.PathStats{Path: "sse:a", Delivered: 6}), nil)
+	f.tr.syncProbes(at, snap(6, probes.PathStats{Path: "redis", Delivered: 6}, probes.PathStats{Path: "sse:a", Delivered: 6}), nil)
 	if got := series(); !slices.Equal(got, []float64{1}) {
 		t.Errorf("after the slow probes left the window: got %v, want [1]", got)
 	}
 	// A lost probe fails delivery.
 	at = t0.Add(80 * time.Second)
-	f.tr.Sync(at, snap(7, probes.PathStats{Path: "redis", Delivered: 7}, probes.PathStats{Path: "sse:a", Delivered: 6, Lost: 1}), nil)
+	f.tr.syncProbes(at, snap(7, probes.PathStats{Path: "redis", Delivered: 7}, probes.PathStats{Path: "sse:a", Delivered: 6, Lost: 1}), nil)
 	if got := series(); !slices.Equal(got, []float64{0}) {
 		t.Errorf("one lost of two in the window: got %v, want [0]", got)
 	}
@@ -294,7 +295,7 @@ func TestLastProbeSuccessWindow(t *testing.T) {
 		t.Errorf("report of the window: got sent %d paths %+v", rep.Sent, rep.Paths)
 	}
 	// Nothing completes any more: the window empties and success is 0.
-	f.tr.Sync(t0.Add(3*time.Minute), snap(7, probes.PathStats{Path: "redis", Delivered: 7}, probes.PathStats{Path: "sse:a", Delivered: 6, Lost: 1}), nil)
+	f.tr.syncProbes(t0.Add(3*time.Minute), snap(7, probes.PathStats{Path: "redis", Delivered: 7}, probes.PathStats{Path: "sse:a", Delivered: 6, Lost: 1}), nil)
 	if got := series(); !slices.Equal(got, []float64{0}) {
 		t.Errorf("with no probe completed in the window: got %v, want [0]", got)
 	}
@@ -308,7 +309,7 @@ func TestObserveIntrospection(t *testing.T) {
 		Clients:     []redisx.PubSubClient{{OMem: 1 << 20}, {OMem: 4 << 20}, {OMem: 0}},
 		Limit:       redisx.OutputBufferLimit{Available: true, Hard: 32 << 20, Soft: 8 << 20, SoftSeconds: 60},
 	}
-	f.tr.ObserveIntrospection(in, nil)
+	f.tr.Sync(session.Snapshot{Now: t0, Introspection: in, Introspected: true})
 	for ch, want := range map[string]float64{"story:published": 3, "other": 1, "s:x": 2} {
 		if got := f.value(t, f.m.subscribers, ch); got != want {
 			t.Errorf("subscribers{%s}: got %v, want %v", ch, got, want)
@@ -317,7 +318,7 @@ func TestObserveIntrospection(t *testing.T) {
 	if got := f.value(t, f.m.bufferRatio); got != 0.5 {
 		t.Errorf("buffer ratio: got %v, want 0.5 (4 MiB of an 8 MiB soft limit)", got)
 	}
-	f.tr.ObserveIntrospection(redisx.Introspection{}, errors.New("connection refused"))
+	f.tr.Sync(session.Snapshot{Now: t0.Add(time.Second), Introspection: in, IntrospectError: errors.New("connection refused"), Introspected: true})
 	if n := testutil.CollectAndCount(f.m.subscribers) + testutil.CollectAndCount(f.m.bufferRatio); n != 0 {
 		t.Errorf("after a failed introspection: %d series left, want none (not stale values)", n)
 	}
@@ -331,7 +332,7 @@ func TestLabels(t *testing.T) {
 	}
 	a := NewTracker(m, TrackerConfig{Name: "a", Labels: map[string]string{"team": "feeds"}, Paths: []string{"redis"}})
 	NewTracker(m, TrackerConfig{Name: "b", Paths: []string{"redis"}})
-	a.ObservePublish(errors.New("boom"))
+	a.syncProbes(t0, probes.Snapshot{PublishErrors: 1}, nil)
 	want := `
 # HELP fanscope_path_up 1 while every connection of the path is connected (Redis: subscribed), 0 otherwise.
 # TYPE fanscope_path_up gauge
