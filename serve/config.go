@@ -27,7 +27,7 @@ const (
 	DefaultProbeEvery = 10 * time.Second
 	DefaultWindow     = time.Minute
 	DefaultListen     = ":9464"
-	maxSSEClients     = 10000
+	maxSSEClients     = 100000
 )
 
 // Config is a --config file, checked, with defaults filled in.

@@ -329,6 +329,13 @@ func (s *Server) probeLoop(ctx context.Context, every time.Duration, sess Sessio
 	defer tick.Stop()
 	failing := false
 	for {
+		// The first probe waits one interval too: the sources connect
+		// meanwhile, and a restarted serve does not burst.
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
 		_, err := sess.SendProbe(ctx)
 		if ctx.Err() != nil {
 			return
@@ -340,11 +347,6 @@ func (s *Server) probeLoop(ctx context.Context, every time.Duration, sess Sessio
 			log.Info("probe publish works again")
 		}
 		failing = err != nil
-		select {
-		case <-ctx.Done():
-			return
-		case <-tick.C:
-		}
 	}
 }
 
