@@ -210,6 +210,14 @@ func planServe(cmd *cobra.Command, e *env, src SourceFlags, opts serveOptions) (
 		if err != nil {
 			return nil, usageError(fmt.Errorf("target %q: %w", t.Name, err))
 		}
+		// Build the session once without starting it: what it refuses (an
+		// endpoint kind not supported, a bad URL) is a mistake to fix, not
+		// an outage to retry.
+		s, err := session.Open(cmd.Context(), cfg)
+		if err != nil {
+			return nil, usageError(fmt.Errorf("target %q: %w", t.Name, err))
+		}
+		s.Close()
 		channel, _ := t.ProbeTo()
 		plan.targets = append(plan.targets, serve.Target{
 			Tracker: serve.TrackerConfig{
