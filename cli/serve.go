@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"github.com/fanscope/fanscope/feed"
 	"github.com/fanscope/fanscope/probes"
@@ -105,11 +106,15 @@ configuration mistake is exit 2, naming the file and line.`,
 	return cmd
 }
 
-// serveFlagsWithConfig are the flags --config replaces.
-var serveFlagsWithConfig = []string{
-	"redis", "cluster", "sentinel-master", "channel", "pattern", "shard-channel", "sse", "header", "bearer-env",
-	"tls-ca", "tls-insecure", "match-key", "name", "probe-channel", "timeout", "template", "sse-clients", "stall",
-	"max-p50", "max-p99", "min-delivery", "min-subscribers", "probe-every",
+// serveFlagsWithConfig are the flags --config replaces: every source
+// flag, and the per-target probe flags.
+func serveFlagsWithConfig() []string {
+	fs := pflag.NewFlagSet("", pflag.ContinueOnError)
+	(&SourceFlags{}).Register(fs)
+	names := []string{"name", "probe-channel", "probe-every", "timeout", "template", "sse-clients", "stall",
+		"max-p50", "max-p99", "min-delivery", "min-subscribers"}
+	fs.VisitAll(func(f *pflag.Flag) { names = append(names, f.Name) })
+	return names
 }
 
 // servePlan is what serve will run, checked.
@@ -151,14 +156,20 @@ func runServe(cmd *cobra.Command, e *env, src SourceFlags, opts serveOptions) er
 func planServe(cmd *cobra.Command, e *env, src SourceFlags, opts serveOptions) (*servePlan, error) {
 	fs := cmd.Flags()
 	plan := &servePlan{listen: opts.Listen, window: opts.Window, logFormat: opts.LogFormat, labels: map[string]string{}}
-	var targets []serve.TargetConfig
+	type planned struct {
+		t   serve.TargetConfig
+		cfg session.Config
+	}
+	var targets []planned
 	if opts.Config != "" {
 		var given []string
-		for _, f := range serveFlagsWithConfig {
+		for _, f := range serveFlagsWithConfig() {
 			if fs.Changed(f) {
 				given = append(given, "--"+f)
 			}
 		}
+		slices.Sort(given)
+		given = slices.Compact(given)
 		if len(given) > 0 {
 			return nil, usageError(fmt.Errorf("%s: with --config the targets come from the file; move these settings into it", strings.Join(given, ", ")))
 		}
@@ -176,13 +187,19 @@ func planServe(cmd *cobra.Command, e *env, src SourceFlags, opts serveOptions) (
 			plan.logFormat = cfg.LogFormat
 		}
 		maps.Copy(plan.labels, cfg.Labels)
-		targets = cfg.Targets
+		for _, t := range cfg.Targets {
+			scfg, err := targetSessionConfig(t, e.getenv)
+			if err != nil {
+				return nil, usageError(fmt.Errorf("target %q: %w", t.Name, err))
+			}
+			targets = append(targets, planned{t, scfg})
+		}
 	} else {
-		t, err := flagTarget(src, opts)
+		t, scfg, err := flagTarget(src, opts, e.getenv)
 		if err != nil {
 			return nil, err
 		}
-		targets = []serve.TargetConfig{t}
+		targets = []planned{{t, scfg}}
 	}
 	switch plan.logFormat {
 	case "text", "json":
@@ -205,11 +222,8 @@ func planServe(cmd *cobra.Command, e *env, src SourceFlags, opts serveOptions) (
 		}
 		plan.labels[k] = v // the command line wins over the file
 	}
-	for _, t := range targets {
-		cfg, err := targetSessionConfig(t, e.getenv)
-		if err != nil {
-			return nil, usageError(fmt.Errorf("target %q: %w", t.Name, err))
-		}
+	for _, pt := range targets {
+		t, cfg := pt.t, pt.cfg
 		// Build the session once without starting it: what it refuses (an
 		// endpoint kind not supported, a bad URL) is a mistake to fix, not
 		// an outage to retry.
@@ -231,62 +245,70 @@ func planServe(cmd *cobra.Command, e *env, src SourceFlags, opts serveOptions) (
 	return plan, nil
 }
 
-// flagTarget is the one target the source and probe flags describe.
-func flagTarget(src SourceFlags, opts serveOptions) (serve.TargetConfig, error) {
+// flagTarget is the one target the source and probe flags describe, and
+// its session: the source flags make it as they make watch's and probe's.
+func flagTarget(src SourceFlags, opts serveOptions, getenv func(string) string) (serve.TargetConfig, session.Config, error) {
 	t := serve.TargetConfig{
 		Name: opts.Name, Cluster: src.Cluster, SentinelMaster: src.SentinelMaster,
 		Channels: src.Channels, Patterns: src.Patterns, ShardChannels: src.ShardChannels,
-		BearerEnv: src.BearerEnv, TLSCA: src.TLSCA, TLSInsecure: src.TLSInsecure, MatchKey: src.MatchKey,
 		ProbeChannel: opts.ProbeChannel, ProbeEvery: opts.ProbeEvery, Timeout: opts.Timeout, Template: opts.Template,
 		SSEClients: opts.SSEClients, Stall: opts.Stall,
 		Budgets: probes.Budgets{MaxP50: opts.MaxP50, MaxP99: opts.MaxP99, MinDelivery: opts.MinDelivery, MinSubscribers: opts.MinSubscribers},
-		Headers: map[string]string{},
 	}
-	t.Redis = src.Redis // the environment's default is filled in by targetSessionConfig
+	fail := func(err error) (serve.TargetConfig, session.Config, error) {
+		return serve.TargetConfig{}, session.Config{}, usageError(err)
+	}
 	switch {
 	case t.Name == "":
-		return t, usageError(errors.New("--name is empty: it becomes the target label"))
+		return fail(errors.New("--name is empty: it becomes the target label"))
 	case opts.ProbeEvery < 0 || (opts.ProbeEvery > 0 && opts.ProbeEvery < serve.MinProbeEvery):
-		return t, usageError(fmt.Errorf("--probe-every %v: want 0 (passive) or at least %v, so that probe traffic stays small", opts.ProbeEvery, serve.MinProbeEvery))
+		return fail(fmt.Errorf("--probe-every %v: want 0 (passive) or at least %v, so that probe traffic stays small", opts.ProbeEvery, serve.MinProbeEvery))
 	case opts.Timeout <= 0:
-		return t, usageError(fmt.Errorf("--timeout %v: must be positive", opts.Timeout))
+		return fail(fmt.Errorf("--timeout %v: must be positive", opts.Timeout))
 	case opts.SSEClients < 1 || opts.SSEClients > maxSSEClients:
-		return t, usageError(fmt.Errorf("--sse-clients %d: want 1 to %d", opts.SSEClients, maxSSEClients))
+		return fail(fmt.Errorf("--sse-clients %d: want 1 to %d", opts.SSEClients, maxSSEClients))
 	case opts.Stall < 0:
-		return t, usageError(fmt.Errorf("--stall %v is negative", opts.Stall))
+		return fail(fmt.Errorf("--stall %v is negative", opts.Stall))
 	}
 	if err := probes.ValidateTemplate(opts.Template); err != nil {
-		return t, usageError(err)
+		return fail(err)
 	}
 	if err := t.Budgets.Validate(); err != nil {
-		return t, usageError(err)
-	}
-	for _, flag := range src.SSE {
-		name, url, err := ssex.ParseEndpoint(flag)
-		if err != nil {
-			return t, usageError(err)
-		}
-		t.Endpoints = append(t.Endpoints, serve.Endpoint{Kind: feed.SourceSSE, Name: name, URL: url})
-	}
-	for _, kv := range src.Headers {
-		k, v, ok := strings.Cut(kv, ":")
-		if !ok || strings.TrimSpace(k) == "" {
-			return t, usageError(fmt.Errorf("-H %q: want 'Key: Value'", kv))
-		}
-		t.Headers[strings.TrimSpace(k)] = strings.TrimSpace(v)
+		return fail(err)
 	}
 	if len(t.Channels)+len(t.Patterns)+len(t.ShardChannels) == 0 && t.ProbeChannel == "" {
-		return t, usageError(errors.New("serve needs something to watch: give -c CHANNEL, -p PATTERN, -s SHARD-CHANNEL or --probe-channel, with any endpoints (--sse), or --config FILE"))
+		return fail(errors.New("serve needs something to watch: give -c CHANNEL, -p PATTERN, -s SHARD-CHANNEL or --probe-channel, with any endpoints (--sse), or --config FILE"))
 	}
 	if ch, _ := t.ProbeTo(); ch == "" && t.ProbeEvery > 0 {
-		return t, usageError(errors.New("serve probes every --probe-every but has no channel to publish to: give -c, -s or --probe-channel (or --probe-every 0)"))
+		return fail(errors.New("serve probes every --probe-every but has no channel to publish to: give -c, -s or --probe-channel (or --probe-every 0)"))
 	}
-	return t, nil
+	cfg, err := src.sessionConfig(getenv, true)
+	if err != nil {
+		return serve.TargetConfig{}, session.Config{}, usageError(err)
+	}
+	for _, ep := range cfg.Endpoints {
+		t.Endpoints = append(t.Endpoints, serve.Endpoint{Kind: ep.Kind, Name: ep.Name, URL: ep.URL})
+	}
+	cfg.Conns = t.SSEClients
+	cfg.Stall = t.Stall
+	cfg.Probe.Template, cfg.Probe.Timeout = t.Template, t.Timeout
+	serveSession(&cfg, t)
+	return t, cfg, nil
 }
 
-// targetSessionConfig is the session a target watches: it keeps retrying
-// sources that are down (serve never gives up on a target) and fetches
-// Redis's introspection for the metrics.
+// serveSession sets what every serve session shares: sources that are
+// down are retried (serve never gives up on a target), Redis's
+// introspection is fetched for the metrics, and probes go to the target's
+// probe channel.
+func serveSession(cfg *session.Config, t serve.TargetConfig) {
+	cfg.Introspect = serveIntrospectEvery
+	cfg.KeepRetrying = true
+	if t.ProbeEvery > 0 {
+		cfg.ProbeChannel, cfg.ProbeShard = t.ProbeTo()
+	}
+}
+
+// targetSessionConfig is the session a --config target watches.
 func targetSessionConfig(t serve.TargetConfig, getenv func(string) string) (session.Config, error) {
 	header := http.Header{}
 	for _, k := range slices.Sorted(maps.Keys(t.Headers)) {
@@ -319,15 +341,11 @@ func targetSessionConfig(t serve.TargetConfig, getenv func(string) string) (sess
 		TLSInsecure:  t.TLSInsecure,
 		Stall:        t.Stall,
 		Probe:        probes.Config{Template: t.Template, Timeout: t.Timeout, MatchKey: t.MatchKey},
-		Introspect:   serveIntrospectEvery,
-		KeepRetrying: true,
 	}
 	for _, ep := range t.Endpoints {
 		cfg.Endpoints = append(cfg.Endpoints, session.Endpoint{Kind: ep.Kind, Name: ep.Name, URL: ep.URL})
 	}
-	if t.ProbeEvery > 0 {
-		cfg.ProbeChannel, cfg.ProbeShard = t.ProbeTo()
-	}
+	serveSession(&cfg, t)
 	return cfg, nil
 }
 

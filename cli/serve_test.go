@@ -52,7 +52,9 @@ func TestServeConfigErrors(t *testing.T) {
 		{"reserved label", []string{"--config", good, "--label", "path=x"}, `label name "path" is one fanscope or Prometheus sets itself`},
 		{"probe too often", []string{"-c", "x", "--probe-every", "10ms"}, "--probe-every 10ms: want 0 (passive) or at least 1s"},
 		{"nothing to watch", []string{"--sse", "http://127.0.0.1:1/"}, "serve needs something to watch"},
-		{"bearer env unset", []string{"-c", "x", "--bearer-env", "NO_SUCH_TOKEN"}, "bearer_env NO_SUCH_TOKEN: that environment variable is empty or unset"},
+		{"bearer env unset", []string{"-c", "x", "--bearer-env", "NO_SUCH_TOKEN"}, "--bearer-env NO_SUCH_TOKEN: that environment variable is empty or unset"},
+		{"bearer env unset in the file", []string{"--config", write("bearer.yaml", "targets:\n  - name: a\n    redis: redis://h:1\n    channels: [x]\n    bearer_env: NO_SUCH_TOKEN\n")},
+			`target "a": bearer_env NO_SUCH_TOKEN: that environment variable is empty or unset`},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
