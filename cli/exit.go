@@ -3,13 +3,16 @@ package cli
 import (
 	"errors"
 
+	"github.com/fanscope/fanscope/pollx"
 	"github.com/fanscope/fanscope/probes"
 	"github.com/fanscope/fanscope/redisx"
 	"github.com/fanscope/fanscope/session"
 	"github.com/fanscope/fanscope/ssex"
+	"github.com/fanscope/fanscope/wsx"
 )
 
-// Exit statuses (SPEC.md).
+// Exit statuses, a contract with scripts: 0 every check met, 1 a budget or
+// delivery check failed, 2 usage or configuration, 3 a source unreachable.
 const (
 	exitOK          = 0
 	exitCheckFailed = 1
@@ -51,10 +54,12 @@ func exitCode(err error) int {
 	case errors.As(err, &ee):
 		return ee.code
 	case errors.Is(err, redisx.ErrUsage), errors.Is(err, ssex.ErrUsage), errors.Is(err, probes.ErrUsage),
-		errors.Is(err, session.ErrUsage), errors.Is(err, session.ErrNoProbeTarget):
+		errors.Is(err, session.ErrUsage), errors.Is(err, session.ErrNoProbeTarget),
+		errors.Is(err, wsx.ErrUsage), errors.Is(err, pollx.ErrUsage):
 		return exitUsage
 	case errors.Is(err, redisx.ErrUnreachable), errors.Is(err, redisx.ErrAuth),
-		errors.Is(err, redisx.ErrNoPerm), errors.Is(err, ssex.ErrFatal), errors.As(err, &ce):
+		errors.Is(err, redisx.ErrNoPerm), errors.Is(err, ssex.ErrFatal), errors.As(err, &ce),
+		errors.Is(err, wsx.ErrFatal), errors.Is(err, pollx.ErrFatal):
 		return exitUnreachable
 	}
 	return exitCheckFailed

@@ -4,14 +4,17 @@ import (
 	"fmt"
 	"net/http"
 	"strings"
+	"time"
 
 	"github.com/spf13/pflag"
 
 	"github.com/fanscope/fanscope/feed"
+	"github.com/fanscope/fanscope/pollx"
 	"github.com/fanscope/fanscope/probes"
 	"github.com/fanscope/fanscope/redisx"
 	"github.com/fanscope/fanscope/session"
 	"github.com/fanscope/fanscope/ssex"
+	"github.com/fanscope/fanscope/wsx"
 )
 
 // SourceFlags are the flags shared by watch, tail and probe: where to look.
@@ -23,6 +26,12 @@ type SourceFlags struct {
 	Patterns       []string
 	ShardChannels  []string
 	SSE            []string
+	WS             []string
+	SocketIO       []string
+	SocketIOPath   string
+	Poll           []string
+	PollInterval   time.Duration
+	Stall          time.Duration
 	Headers        []string
 	BearerEnv      string
 	TLSCA          string
@@ -39,8 +48,14 @@ func (f *SourceFlags) Register(fs *pflag.FlagSet) {
 	fs.StringArrayVarP(&f.Patterns, "pattern", "p", nil, "PSUBSCRIBE to `GLOB` (repeatable)")
 	fs.StringArrayVarP(&f.ShardChannels, "shard-channel", "s", nil, "SSUBSCRIBE to shard channel `NAME` (Redis 7+; repeatable)")
 	fs.StringArrayVar(&f.SSE, "sse", nil, "SSE endpoint `[NAME=]URL` (repeatable); NAME defaults to host:port")
-	fs.StringArrayVarP(&f.Headers, "header", "H", nil, "header `'Key: Value'` sent to every SSE endpoint (repeatable)")
-	fs.StringVar(&f.BearerEnv, "bearer-env", "", "send 'Authorization: Bearer $VAR' to SSE endpoints (keeps the token out of argv)")
+	fs.StringArrayVar(&f.WS, "ws", nil, "WebSocket endpoint `[NAME=]URL` (ws:// or wss://; repeatable): every message is an event (path ws:NAME)")
+	fs.StringArrayVar(&f.SocketIO, "socketio", nil, "Socket.IO v4 endpoint `[NAME=]URL` (http(s)://host/namespace?query; repeatable): every event packet is an event (path socketio:NAME)")
+	fs.StringVar(&f.SocketIOPath, "socketio-path", "/socket.io/", "Engine.IO `PATH` of the Socket.IO endpoints")
+	fs.StringArrayVar(&f.Poll, "poll", nil, "polled endpoint `[NAME=]URL` (repeatable): a changed body is an event (path poll:NAME)")
+	fs.DurationVar(&f.PollInterval, "poll-interval", 5*time.Second, "time between polls of each --poll endpoint")
+	fs.DurationVar(&f.Stall, "stall", 0, "call a streaming endpoint stalled after `D` without any bytes (default: 3x the longest gap seen between its bytes once it sent two keep-alives, at least 5s; 45s before that)")
+	fs.StringArrayVarP(&f.Headers, "header", "H", nil, "header `'Key: Value'` sent to every endpoint (SSE, WebSocket and Socket.IO handshakes, polls; repeatable)")
+	fs.StringVar(&f.BearerEnv, "bearer-env", "", "send 'Authorization: Bearer $VAR' to every endpoint, and {\"token\": $VAR} as Socket.IO's auth (keeps the token out of argv)")
 	fs.StringVar(&f.TLSCA, "tls-ca", "", "PEM `FILE` of CA certificates trusted for rediss:// and https://")
 	fs.BoolVar(&f.TLSInsecure, "tls-insecure", false, "do not verify TLS certificates (testing only)")
 	fs.StringVar(&f.MatchKey, "match-key", "", "match organic Redis messages to SSE events by this JSON `KEY` instead of by equal data")
@@ -58,6 +73,9 @@ func (f *SourceFlags) redisURLs(getenv func(string) string) []string {
 	}
 	return []string{"redis://127.0.0.1:6379"}
 }
+
+// endpoints counts the delivery endpoints given.
+func (f *SourceFlags) endpoints() int { return len(f.SSE) + len(f.WS) + len(f.SocketIO) + len(f.Poll) }
 
 // wantsRedis reports whether any Redis subscription was asked for.
 func (f *SourceFlags) wantsRedis() bool {
@@ -124,12 +142,30 @@ func (f *SourceFlags) sessionConfig(getenv func(string) string, withRedis bool) 
 			return session.Config{}, usageError(err)
 		}
 	}
-	for _, flag := range f.SSE {
-		name, url, err := ssex.ParseEndpoint(flag)
-		if err != nil {
-			return session.Config{}, err
+	if f.Stall < 0 || f.PollInterval < 0 {
+		return session.Config{}, usageError(fmt.Errorf("--stall and --poll-interval must not be negative (got %v, %v)", f.Stall, f.PollInterval))
+	}
+	cfg.Stall, cfg.PollInterval, cfg.SocketIOPath = f.Stall, f.PollInterval, f.SocketIOPath
+	if f.BearerEnv != "" {
+		cfg.Token = getenv(f.BearerEnv)
+	}
+	for _, door := range []struct {
+		kind  feed.Source
+		flags []string
+		parse func(string) (string, string, error)
+	}{
+		{feed.SourceSSE, f.SSE, ssex.ParseEndpoint},
+		{feed.SourceWS, f.WS, wsx.ParseEndpoint},
+		{feed.SourceSocketIO, f.SocketIO, wsx.ParseSocketIOEndpoint},
+		{feed.SourcePoll, f.Poll, pollx.ParseEndpoint},
+	} {
+		for _, flag := range door.flags {
+			name, url, err := door.parse(flag)
+			if err != nil {
+				return session.Config{}, err
+			}
+			cfg.Endpoints = append(cfg.Endpoints, session.Endpoint{Kind: door.kind, Name: name, URL: url})
 		}
-		cfg.Endpoints = append(cfg.Endpoints, session.Endpoint{Kind: feed.SourceSSE, Name: name, URL: url})
 	}
 	if withRedis || f.wantsRedis() {
 		cfg.Redis = &redisx.Options{

@@ -70,13 +70,14 @@ func runTail(ctx context.Context, e *env, src SourceFlags, opts tailOptions) err
 		// GOGC=100 spends a large share of ingest CPU on collections.
 		defer debug.SetGCPercent(debug.SetGCPercent(400))
 	}
-	if e.getenv("GOMAXPROCS") == "" && len(src.SSE) == 0 {
+	if e.getenv("GOMAXPROCS") == "" && src.endpoints() == 0 {
 		// Redis alone is a pipeline of one reader, the fan-in and the
 		// printer, each waiting on the one before: on one P they hand
 		// over without waking another thread, and a flood leaves the
 		// other cores to Redis and the publisher.
 		defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1))
 	}
+	parent := ctx
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	if opts.Duration > 0 {
@@ -89,12 +90,18 @@ func runTail(ctx context.Context, e *env, src SourceFlags, opts tailOptions) err
 	}
 	s, err := session.Open(ctx, cfg)
 	if err != nil {
+		if opts.Duration > 0 && ctx.Err() != nil && parent.Err() == nil {
+			return nil // --duration ended while connecting: a clean end, nothing seen
+		}
 		return err
 	}
 	p := newTailPrinter(e.stdout, opts, cancel)
 	s.OnBatch(p.print)
 	if err := s.Start(ctx); err != nil {
 		s.Close()
+		if opts.Duration > 0 && ctx.Err() != nil && parent.Err() == nil {
+			return nil
+		}
 		return err
 	}
 	var fatal error

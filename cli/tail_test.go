@@ -2,37 +2,21 @@ package cli
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
+	"github.com/fanscope/fanscope/internal/feedtest"
 	"github.com/fanscope/fanscope/internal/redistest"
 )
 
 // lockedBuffer is a bytes.Buffer safe to read while a command writes it.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
+type lockedBuffer = feedtest.Buffer
 
 type cmdResult struct {
 	code           int
@@ -261,5 +245,17 @@ func TestTailSSE(t *testing.T) {
 	}
 	if recs[3]["type"] != "message" || recs[3]["id"] != "7" || recs[3]["data"] != "\x1b[2Jwiped" {
 		t.Errorf("second event = %v, want type message, id 7 kept, data raw in JSON", recs[3])
+	}
+}
+
+// TestTailShortDuration: a --duration that ends before the sources have
+// connected is a clean end (exit 0), not "no answer in time".
+func TestTailShortDuration(t *testing.T) {
+	srv := redistest.Start(t)
+	for _, d := range []string{"1ns", "1ms"} {
+		res := runCmd(t, "tail", "--redis", srv.URL(), "-c", "c", "--duration", d)
+		if res.code != 0 {
+			t.Errorf("--duration %s: got exit %d (stderr %q), want 0", d, res.code, res.stderr)
+		}
 	}
 }

@@ -42,10 +42,11 @@ func (b *watchBackend) Snapshot(sinceSeq uint64) tui.Snapshot {
 		Now:        ss.Now,
 		NewRecords: b.s.Records(sinceSeq),
 		Dropped:    ss.Dropped,
-		Header:     tui.Header{Targets: ss.Targets, Production: ss.Production},
+		// Probe losses are the TUI's own to show (c clears them there).
+		Header: tui.Header{Targets: ss.Targets, Production: ss.Production, Problems: ss.Problems},
 		Latency: tui.Latency{
-			RunID: ss.Probes.RunID, Channel: ss.ProbeChannel, Sent: uint64(max(ss.Probes.Sent, 0)),
-			Continuous: ss.Probing, Interval: ss.ProbeInterval, Error: ss.ProbeError,
+			Probes: ss.Probes, Channel: ss.ProbeChannel, Continuous: ss.Probing, Interval: ss.ProbeInterval,
+			Error: ss.ProbeError, PollIntervals: ss.PollIntervals,
 		},
 		Radar: radarView(ss),
 	}
@@ -53,36 +54,13 @@ func (b *watchBackend) Snapshot(sinceSeq uint64) tui.Snapshot {
 		if st.Source == feed.SourceRedis {
 			continue
 		}
-		ep := tui.Endpoint{
-			Name: st.Name, URL: st.URL, Conn: st.Conn, State: st.State, Status: st.HTTPStatus, Error: st.Error,
-			Reconnects: st.Reconnects, Events: st.Events, LastEvent: st.LastEvent, LastComment: st.LastKeepAlive,
-			TTFB: st.TTFB, Warnings: st.Warnings,
+		if st.State == feed.StateFailed && st.Error == "" {
+			st.Error = fatal // a fatal error ends one client's Run; say so on its row
 		}
-		if ep.State == feed.StateFailed && ep.Error == "" {
-			ep.Error = fatal // a fatal error ends one client's Run; say so on its row
-		}
-		snap.SSE = append(snap.SSE, ep)
+		snap.Sources = append(snap.Sources, st)
 	}
 	if ss.Redis != nil {
 		snap.Redis = redisView(ss)
-	}
-	for _, p := range ss.Probes.Paths {
-		path := tui.Path{
-			Name: p.Path, Delivered: uint64(max(p.Delivered, 0)), Lost: uint64(max(p.Lost, 0)),
-			Duplicates: uint64(max(p.Duplicates, 0)), Reorder: uint64(max(p.Reordered, 0)),
-			P50: p.Latency.P50, P95: p.Latency.P95, P99: p.Latency.P99, Max: p.Latency.Max,
-		}
-		for _, w := range p.LatencyWindow {
-			v := time.Duration(0)
-			if w.Count > 0 {
-				v = max(w.P50, time.Microsecond)
-			}
-			path.Spark = append(path.Spark, v)
-		}
-		if p.Hop.Count > 0 {
-			path.Hop = &tui.Hop{Count: uint64(p.Hop.Count), P50: p.Hop.P50, P95: p.Hop.P95, P99: p.Hop.P99}
-		}
-		snap.Latency.Paths = append(snap.Latency.Paths, path)
 	}
 	return snap
 }
@@ -137,6 +115,7 @@ func radarView(ss session.Snapshot) tui.Radar {
 	r := tui.Radar{
 		Available: ss.Introspected && ss.IntrospectError == nil,
 		Soft:      in.Limit.Soft, Hard: in.Limit.Hard, SoftSeconds: in.Limit.SoftSeconds,
+		OutputBufferDisconnections: -1,
 	}
 	switch {
 	case !ss.Introspected:

@@ -146,7 +146,7 @@ func TestWatchBackend(t *testing.T) {
 	}
 	eventually(t, "the probe is delivered on the redis path", func() bool {
 		l := b.Snapshot(last).Latency
-		return l.Sent == 1 && len(l.Paths) == 1 && l.Paths[0].Name == "redis" && l.Paths[0].Delivered == 1 && l.Paths[0].P50 > 0
+		return l.Probes.Sent == 1 && len(l.Probes.Paths) == 1 && l.Probes.Paths[0].Path == "redis" && l.Probes.Paths[0].Delivered == 1 && l.Probes.Paths[0].Latency.P50 > 0
 	})
 
 	if err := b.SetContinuous(true); err != nil {
@@ -154,15 +154,15 @@ func TestWatchBackend(t *testing.T) {
 	}
 	eventually(t, "continuous probes go out", func() bool {
 		l := b.Snapshot(last).Latency
-		return l.Continuous && l.Sent >= 4
+		return l.Continuous && l.Probes.Sent >= 4
 	})
 	if err := b.SetContinuous(false); err != nil {
 		t.Fatalf("SetContinuous(false): %v", err)
 	}
-	sent := b.Snapshot(last).Latency.Sent
+	sent := b.Snapshot(last).Latency.Probes.Sent
 	time.Sleep(150 * time.Millisecond)
-	if l := b.Snapshot(last).Latency; l.Continuous || l.Sent > sent+1 {
-		t.Errorf("after stopping got continuous %v and %d sent (was %d), want probing stopped", l.Continuous, l.Sent, sent)
+	if l := b.Snapshot(last).Latency; l.Continuous || l.Probes.Sent > sent+1 {
+		t.Errorf("after stopping got continuous %v and %d sent (was %d), want probing stopped", l.Continuous, l.Probes.Sent, sent)
 	}
 
 	t.Chdir(t.TempDir())

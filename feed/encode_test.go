@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/base64"
 	"encoding/json"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -61,7 +62,7 @@ func TestAppendJSONStringMatchesEncodingJSON(t *testing.T) {
 		e := json.NewEncoder(&enc)
 		e.SetEscapeHTML(false)
 		_ = e.Encode(in)
-		want := bytes.TrimSuffix(enc.Bytes(), []byte("\n"))
+		want := escapeTerminal(bytes.TrimSuffix(enc.Bytes(), []byte("\n")))
 		got := AppendJSONString(nil, in)
 		if !bytes.Equal(got, want) {
 			t.Errorf("AppendJSONString(%q) = %s, want %s", in, got, want)
@@ -75,7 +76,7 @@ func TestAppendJSONStringMatchesEncodingJSON(t *testing.T) {
 // against encoding/json (and appendData's choice of data or data_b64).
 func TestAppendJSONStringEveryOffset(t *testing.T) {
 	plain := "abcdefghijklmnopqrstuvwxyz0123"
-	specials := []string{"\x00", "\x1f", " ", "~", "\x7f", `"`, `\`, "\n", "\u2028", "é", "😀", "\xff", "\xc3", "\xe2\x80"}
+	specials := []string{"\x00", "\x1f", " ", "~", "\x7f", `"`, `\`, "\n", "\u2028", "é", "😀", "\xff", "\xc3", "\xe2\x80", "\u009b", "\u202e", "\u2066"}
 	for _, sp := range specials {
 		for i := 0; i <= len(plain); i++ {
 			in := plain[:i] + sp + plain[i:]
@@ -83,7 +84,7 @@ func TestAppendJSONStringEveryOffset(t *testing.T) {
 			e := json.NewEncoder(&enc)
 			e.SetEscapeHTML(false)
 			_ = e.Encode(in)
-			want := bytes.TrimSuffix(enc.Bytes(), []byte("\n"))
+			want := escapeTerminal(bytes.TrimSuffix(enc.Bytes(), []byte("\n")))
 			if got := AppendJSONString(nil, in); !bytes.Equal(got, want) {
 				t.Errorf("AppendJSONString(%q) = %s, want %s", in, got, want)
 			}
@@ -99,6 +100,20 @@ func TestAppendJSONStringEveryOffset(t *testing.T) {
 	}
 }
 
+// escapeTerminal is what AppendJSONString adds to encoding/json's output:
+// DEL, C1 controls and bidi overrides written as \uXXXX.
+func escapeTerminal(js []byte) []byte {
+	var out []byte
+	for _, r := range string(js) {
+		if r == 0x7f || (r >= 0x80 && r <= 0x9f) || isBidiControl(r) {
+			out = fmt.Appendf(out, "\\u%04x", r)
+			continue
+		}
+		out = utf8.AppendRune(out, r)
+	}
+	return out
+}
+
 func FuzzAppendJSON(f *testing.F) {
 	f.Add("story:published", `{"a":1}`)
 	f.Add("c", "\xff\x1b[2J")
@@ -110,6 +125,9 @@ func FuzzAppendJSON(f *testing.F) {
 		}
 		if s, ok := m["data"].(string); ok && s != data {
 			t.Fatalf("data round trip: got %q, want %q", s, data)
+		}
+		if line := AppendJSON(nil, &r); bytes.ContainsAny(line[:len(line)-1], "\x00\x1b\x7f\n\r\u009b\u202e") {
+			t.Fatalf("raw control character in the NDJSON line %q", line)
 		}
 		if s, ok := m["data_b64"].(string); ok {
 			b, _ := base64.StdEncoding.DecodeString(s)

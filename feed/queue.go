@@ -9,6 +9,10 @@ import (
 // DefaultQueueLimit is how many records a Queue holds before it drops.
 const DefaultQueueLimit = 1 << 19
 
+// DefaultQueueBytes is how many payload bytes a Queue holds before it
+// drops: a stdout nobody reads must not grow fanscope without bound.
+const DefaultQueueBytes = 256 << 20
+
 // maxSpare is the largest buffer Take keeps for reuse once the batches
 // are small again. A burst (a GC pause, a slow frame) grows the buffers;
 // keeping them would keep every burst's high-water mark in memory for the
@@ -19,12 +23,14 @@ const maxSpare = 1 << 12
 // consumer, so a socket reader is never held up by a slow terminal; past
 // the limit a record is dropped and counted, never silently lost.
 type Queue struct {
-	mu      sync.Mutex
-	pending []Record
-	limit   int
-	wake    chan struct{}
-	dropped atomic.Uint64
-	emitted atomic.Uint64
+	mu       sync.Mutex
+	pending  []Record
+	bytes    int // payload bytes pending
+	limit    int
+	maxBytes int
+	wake     chan struct{}
+	dropped  atomic.Uint64
+	emitted  atomic.Uint64
 }
 
 // NewQueue returns a queue holding up to limit records (DefaultQueueLimit
@@ -33,19 +39,23 @@ func NewQueue(limit int) *Queue {
 	if limit <= 0 {
 		limit = DefaultQueueLimit
 	}
-	return &Queue{limit: limit, wake: make(chan struct{}, 1)}
+	return &Queue{limit: limit, maxBytes: DefaultQueueBytes, wake: make(chan struct{}, 1)}
 }
+
+// SetMaxBytes sets the payload byte bound (before use).
+func (q *Queue) SetMaxBytes(n int) { q.maxBytes = n }
 
 // Emit adds r, or counts it as dropped when the queue is full.
 func (q *Queue) Emit(r Record) {
 	q.mu.Lock()
-	if len(q.pending) >= q.limit {
+	if len(q.pending) >= q.limit || (q.bytes+len(r.Data) > q.maxBytes && len(q.pending) > 0) {
 		q.mu.Unlock()
 		q.dropped.Add(1)
 		return
 	}
 	first := len(q.pending) == 0
 	q.pending = append(q.pending, r)
+	q.bytes += len(r.Data)
 	q.mu.Unlock()
 	q.emitted.Add(1)
 	if first {
@@ -72,6 +82,13 @@ func (q *Queue) EmitBatch(rs []Record) {
 	q.mu.Lock()
 	first := len(q.pending) == 0
 	n := min(len(rs), max(q.limit-len(q.pending), 0))
+	for i := 0; i < n; i++ {
+		if q.bytes+len(rs[i].Data) > q.maxBytes && len(q.pending)+i > 0 {
+			n = i
+			break
+		}
+		q.bytes += len(rs[i].Data)
+	}
 	q.pending = append(q.pending, rs[:n]...)
 	q.mu.Unlock()
 	q.emitted.Add(uint64(n))
@@ -97,6 +114,7 @@ func (q *Queue) Take(ctx context.Context, spare []Record) []Record {
 		if len(q.pending) > 0 {
 			got := q.pending
 			q.pending = spare[:0]
+			q.bytes = 0
 			q.mu.Unlock()
 			return got
 		}
@@ -106,7 +124,7 @@ func (q *Queue) Take(ctx context.Context, spare []Record) []Record {
 		case <-ctx.Done():
 			q.mu.Lock()
 			got := q.pending
-			q.pending = nil
+			q.pending, q.bytes = nil, 0
 			q.mu.Unlock()
 			if len(got) == 0 {
 				return nil
@@ -114,6 +132,13 @@ func (q *Queue) Take(ctx context.Context, spare []Record) []Record {
 			return got
 		}
 	}
+}
+
+// Bytes is the payload bytes pending.
+func (q *Queue) Bytes() int {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return q.bytes
 }
 
 // Dropped is how many records were dropped because the queue was full.

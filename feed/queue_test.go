@@ -2,6 +2,7 @@ package feed
 
 import (
 	"context"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -166,4 +167,32 @@ func BenchmarkQueue(b *testing.B) {
 	}
 	cancel()
 	<-done
+}
+
+// TestQueueBoundedInBytes: a consumer that does not take (a stdout nobody
+// reads) holds the queue at its byte bound; later records are dropped and
+// counted, and one record larger than the bound still passes when the
+// queue is empty.
+func TestQueueBoundedInBytes(t *testing.T) {
+	q := NewQueue(0)
+	q.SetMaxBytes(1 << 20)
+	payload := strings.Repeat("x", 100<<10)
+	for i := 0; i < 50; i++ {
+		q.Emit(Record{Data: payload})
+	}
+	q.EmitBatch([]Record{{Data: payload}, {Data: payload}})
+	if got := q.Bytes(); got > 1<<20 {
+		t.Errorf("pending bytes: got %d, want at most %d", got, 1<<20)
+	}
+	if got, want := q.Dropped(), uint64(52-10); got != want {
+		t.Errorf("dropped: got %d, want %d", got, want)
+	}
+	if got := q.Take(context.Background(), nil); len(got) != 10 {
+		t.Errorf("took %d records, want 10", len(got))
+	}
+	big := strings.Repeat("y", 2<<20)
+	q.Emit(Record{Data: big})
+	if got := q.Take(context.Background(), nil); len(got) != 1 || q.Bytes() != 0 {
+		t.Errorf("an oversized record into an empty queue: got %d records, want 1", len(got))
+	}
 }

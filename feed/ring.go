@@ -2,23 +2,38 @@ package feed
 
 import "sync"
 
+// DefaultRingBytes bounds the payload bytes a Ring holds: 2,500 payloads
+// of 1 MiB must not take a TUI to gigabytes.
+const DefaultRingBytes = 256 << 20
+
+// initialRing is the ring's first allocation; it grows as it fills, so a
+// large --buffer costs memory only once records fill it.
+const initialRing = 1024
+
 // Ring holds the most recent records for the TUI: the fan-in adds whole
 // batches, the TUI adapter copies out what it has not seen yet. It is
-// bounded, so a reader that falls behind loses the oldest records, never
-// memory.
+// bounded in records and in payload bytes, so a reader that falls behind
+// loses the oldest records, never memory.
 type Ring struct {
-	mu   sync.Mutex
-	buf  []Record
-	next int // index the next record goes to
-	n    int // records held, <= len(buf)
+	mu       sync.Mutex
+	buf      []Record
+	max      int // records held at most
+	next     int // index the next record goes to
+	n        int // records held, <= len(buf)
+	bytes    int // payload bytes held
+	maxBytes int
+	evicted  uint64 // records dropped early to stay within maxBytes
 }
 
-// NewRing returns a ring holding up to n records (at least 1).
-func NewRing(n int) *Ring {
-	if n < 1 {
-		n = 1
-	}
-	return &Ring{buf: make([]Record, n)}
+// NewRing returns a ring holding up to n records (at least 1) and
+// DefaultRingBytes of payload.
+func NewRing(n int) *Ring { return NewRingBytes(n, DefaultRingBytes) }
+
+// NewRingBytes returns a ring holding up to n records and maxBytes of
+// payload (at least the newest record is always held).
+func NewRingBytes(n, maxBytes int) *Ring {
+	n = max(n, 1)
+	return &Ring{buf: make([]Record, min(n, initialRing)), max: n, maxBytes: maxBytes}
 }
 
 // Add appends batch, overwriting the oldest records when full. Records are
@@ -29,16 +44,53 @@ func (r *Ring) Add(batch []Record) {
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	size := len(r.buf)
-	if len(batch) > size {
-		batch = batch[len(batch)-size:]
+	if len(batch) > r.max {
+		batch = batch[len(batch)-r.max:]
 	}
+	for r.n+len(batch) > len(r.buf) && len(r.buf) < r.max {
+		r.grow()
+	}
+	size := len(r.buf)
 	for len(batch) > 0 {
-		k := copy(r.buf[r.next:], batch)
+		if r.n == size { // full: the slot taken next is the oldest
+			r.bytes -= len(r.buf[r.next].Data)
+		}
+		k := copy(r.buf[r.next:], batch[:1])
+		r.bytes += len(batch[0].Data)
 		batch = batch[k:]
 		r.next = (r.next + k) % size
 		r.n = min(r.n+k, size)
 	}
+	for r.bytes > r.maxBytes && r.n > 1 {
+		old := r.at(0)
+		r.bytes -= len(old.Data)
+		*old = Record{}
+		r.n--
+		r.evicted++
+	}
+}
+
+// grow doubles the buffer (up to max), laying the records out oldest first.
+func (r *Ring) grow() {
+	held := r.copyRange(0, r.n)
+	buf := make([]Record, min(2*len(r.buf), r.max))
+	copy(buf, held)
+	r.buf, r.next = buf, r.n%len(buf)
+}
+
+// Evicted is how many records were dropped before their turn to stay
+// within the byte bound.
+func (r *Ring) Evicted() uint64 {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.evicted
+}
+
+// Bytes is the payload bytes the ring holds.
+func (r *Ring) Bytes() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.bytes
 }
 
 // Len is how many records the ring holds.

@@ -1,6 +1,7 @@
 package feed
 
 import (
+	"strings"
 	"sync"
 	"testing"
 )
@@ -121,5 +122,48 @@ func BenchmarkRingAddSince(b *testing.B) {
 		}
 		r.Add(in)
 		_ = r.Since(seq-800, 0)
+	}
+}
+
+// TestRingBoundedInBytes: a ring with room for many records but few bytes
+// keeps the newest records within the byte bound, and counts the rest.
+func TestRingBoundedInBytes(t *testing.T) {
+	r := NewRingBytes(100000000, 1<<20) // --buffer 100000000 must not allocate it up front
+	payload := strings.Repeat("p", 256<<10)
+	for i := 1; i <= 10; i++ {
+		r.Add([]Record{{Seq: uint64(i), Data: payload}})
+	}
+	if r.Bytes() > 1<<20 || r.Len() != 4 || r.Evicted() != 6 {
+		t.Errorf("got %d bytes, %d records, %d evicted; want at most 1 MiB, 4 records, 6 evicted", r.Bytes(), r.Len(), r.Evicted())
+	}
+	if got := r.Since(0, 0); len(got) != 4 || got[0].Seq != 7 || got[3].Seq != 10 {
+		t.Errorf("held records: got %d starting at %d, want seq 7..10", len(got), got[0].Seq)
+	}
+	if c := cap(r.buf); c > 2*initialRing {
+		t.Errorf("the ring allocated %d slots for 10 records, want it to grow as it fills", c)
+	}
+}
+
+// TestRingGrowsInOrder: records added across growth steps and wrap-around
+// come back oldest first.
+func TestRingGrowsInOrder(t *testing.T) {
+	r := NewRing(3000)
+	var seq uint64
+	for k := 0; k < 7; k++ {
+		var batch []Record
+		for i := 0; i < 700; i++ {
+			seq++
+			batch = append(batch, Record{Seq: seq})
+		}
+		r.Add(batch)
+	}
+	got := r.Since(0, 0)
+	if len(got) != 3000 || got[0].Seq != seq-2999 || got[2999].Seq != seq {
+		t.Fatalf("got %d records %d..%d, want 3000 ending at %d", len(got), got[0].Seq, got[len(got)-1].Seq, seq)
+	}
+	for i := 1; i < len(got); i++ {
+		if got[i].Seq != got[i-1].Seq+1 {
+			t.Fatalf("record %d: seq %d after %d", i, got[i].Seq, got[i-1].Seq)
+		}
 	}
 }

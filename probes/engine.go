@@ -287,14 +287,36 @@ func (e *Engine) Observe(r *feed.Record) {
 	default:
 		return
 	}
+	if r.Source == feed.SourcePoll {
+		// A poll body is a snapshot: it may hold several probes, and a
+		// probe stays in later bodies. Each token counts once, at the
+		// first body that holds it; later bodies are not duplicates.
+		found := false
+		for rest := r.Data; ; {
+			seq, n := nextToken(rest, e.prefix)
+			if n == 0 {
+				break
+			}
+			rest = rest[n:]
+			found = true
+			e.observeProbe(r, seq, true)
+		}
+		if !found {
+			e.observeOrganic(r)
+		}
+		return
+	}
 	if seq, ok := findToken(r.Data, e.prefix); ok {
-		e.observeProbe(r, seq)
+		e.observeProbe(r, seq, false)
 		return
 	}
 	e.observeOrganic(r)
 }
 
-func (e *Engine) observeProbe(r *feed.Record, seq int) {
+// observeProbe accounts for a delivery of probe seq on r's path. For a
+// snapshot (a poll body) a probe already seen on the path, or one that
+// expired, is simply still there: neither a duplicate nor late.
+func (e *Engine) observeProbe(r *feed.Record, seq int, snapshot bool) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	if seq > e.seq {
@@ -320,31 +342,44 @@ func (e *Engine) observeProbe(r *feed.Record, seq int) {
 	}
 	st := e.live[seq]
 	if st == nil {
+		if snapshot {
+			return
+		}
 		r.Probe = Token(e.cfg.RunID, seq)
 		p.late++ // delivered after its timeout
 		return
 	}
-	r.Probe = st.token
 	if seq < p.firstSeq {
+		if r.Probe == "" {
+			r.Probe = st.token
+		}
 		return // sent before the path was added
 	}
-	lat := r.TS.Sub(st.sentAt).Microseconds()
-	r.LatencyUS = lat
 	for len(st.paths) <= p.idx {
 		st.paths = append(st.paths, probePath{})
 	}
 	pp := &st.paths[p.idx]
 	c := &p.conns[conn]
 	if pp.has(conn) {
-		p.dups++
+		if !snapshot {
+			r.Probe = st.token
+			p.dups++
+		}
 		return
+	}
+	lat := r.TS.Sub(st.sentAt).Microseconds()
+	if r.Probe == "" || !snapshot {
+		r.Probe, r.LatencyUS = st.token, lat
 	}
 	pp.set(conn)
 	pp.n++
 	c.got++
-	if seq < c.highest {
+	switch {
+	case snapshot:
+		c.highest = max(c.highest, seq) // a body's order says nothing of arrival order
+	case seq < c.highest:
 		p.reordered++
-	} else {
+	default:
 		c.highest = seq
 	}
 	if !pp.seen {

@@ -66,7 +66,8 @@ type ReportInput struct {
 	Duration          time.Duration // how long the run took (JUnit time)
 }
 
-// Report is the result of a probe run; its JSON form is SPEC.md's.
+// Report is the result of a probe run. Its JSON form is a contract with
+// scripts and CI: field names and types change only with the README.
 type Report struct {
 	Pass              bool                        `json:"pass"`
 	Sent              int                         `json:"sent"`

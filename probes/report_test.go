@@ -369,3 +369,34 @@ func messages(fs []Failure) []string {
 	}
 	return out
 }
+
+func TestValidateTemplate(t *testing.T) {
+	tests := []struct {
+		tmpl string
+		ok   bool
+	}{
+		{DefaultTemplate, true},
+		{`{"storyId":"{{token}}","title":"probe"}`, true},
+		{"{{token}}-{{seq}}", true},
+		{"{{token}}", true},
+		{`{"a":1}`, false},
+		{"{{token}}{{seq}}", false},
+		{"{{token}}{{sent_at}}", false},
+		{"x{{token}}7", false},
+		{"{{token}} {{token}}1", false},
+	}
+	for _, tt := range tests {
+		err := ValidateTemplate(tt.tmpl)
+		if (err == nil) != tt.ok || (err != nil && !errors.Is(err, ErrUsage)) {
+			t.Errorf("ValidateTemplate(%q) = %v, want ok %v", tt.tmpl, err, tt.ok)
+		}
+		if tt.ok {
+			// Every accepted template renders a payload its own token is found in.
+			e := NewEngine(Config{RunID: runID, Template: tt.tmpl})
+			p := e.Next(t0)
+			if seq, found := findToken(p.Payload, e.prefix); !found || seq != p.Seq {
+				t.Errorf("%q: the token of probe %d is not found in %q", tt.tmpl, p.Seq, p.Payload)
+			}
+		}
+	}
+}

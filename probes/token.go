@@ -59,7 +59,19 @@ func ValidateTemplate(t string) error {
 	if !strings.Contains(t, PlaceToken) {
 		return fmt.Errorf("probe template %q has no {{token}}: deliveries could not be matched: %w", t, ErrUsage)
 	}
-	return nil
+	// The token ends with its sequence number: a digit right after it
+	// ({{seq}}, {{sent_at}} or a literal one) would run into it, and no
+	// delivery would match.
+	for rest := t; ; {
+		i := strings.Index(rest, PlaceToken)
+		if i < 0 {
+			return nil
+		}
+		rest = rest[i+len(PlaceToken):]
+		if strings.HasPrefix(rest, PlaceSeq) || strings.HasPrefix(rest, PlaceSentAt) || (rest != "" && rest[0] >= '0' && rest[0] <= '9') {
+			return fmt.Errorf("probe template %q: put a separator after {{token}} (it ends in digits, so what follows must not be a digit, {{seq}} or {{sent_at}}): %w", t, ErrUsage)
+		}
+	}
 }
 
 // Render fills template t for one probe. sent_at is RFC 3339 with
@@ -70,6 +82,27 @@ func Render(t, token string, seq int, sentAt time.Time) string {
 		PlaceSeq, strconv.Itoa(seq),
 		PlaceSentAt, sentAt.UTC().Format(time.RFC3339Nano),
 	).Replace(t)
+}
+
+// nextToken finds the first token with the given prefix in data and
+// returns its seq and how far into data it ends (0: none).
+func nextToken(data, prefix string) (seq, end int) {
+	off := 0
+	for {
+		i := strings.Index(data[off:], prefix)
+		if i < 0 {
+			return 0, 0
+		}
+		off += i + len(prefix)
+		seq, n := 0, 0
+		for off+n < len(data) && n < 9 && data[off+n] >= '0' && data[off+n] <= '9' {
+			seq = seq*10 + int(data[off+n]-'0')
+			n++
+		}
+		if n > 0 && seq > 0 {
+			return seq, off + n
+		}
+	}
 }
 
 // findToken finds the first token with the given prefix ("fsp-<runid>-")

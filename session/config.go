@@ -42,6 +42,14 @@ type Config struct {
 	// Stall overrides every streaming endpoint's stall threshold (0: each
 	// source's default).
 	Stall time.Duration
+	// Token is the --bearer-env value: Socket.IO sends it as its connect
+	// auth payload (the Authorization header is already in Header).
+	Token string
+	// PollInterval is the pace of poll endpoints (0: pollx's default, 5s).
+	PollInterval time.Duration
+	// SocketIOPath is the Engine.IO path of Socket.IO endpoints (""
+	// means /socket.io/).
+	SocketIOPath string
 
 	Probe probes.Config
 	// ProbeChannel is where probes are published ("" when nowhere);

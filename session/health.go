@@ -105,9 +105,9 @@ func (h *healthState) reset(now time.Time) {
 	h.mu.Unlock()
 }
 
-// problems names every non-healthy state at now, one phrase each.
-func (h *healthState) problems(now time.Time, statuses []feed.Status, probeErr string) []string {
-	var out []string
+// problems names every non-healthy state at now, one phrase each, and
+// apart from them the paths that lost probes in the last minute.
+func (h *healthState) problems(now time.Time, statuses []feed.Status, probeErr string) (out, losses []string) {
 	worst := map[string]bool{} // one line per path: its first unhealthy connection
 	for i := range statuses {
 		st := &statuses[i]
@@ -129,7 +129,7 @@ func (h *healthState) problems(now time.Time, statuses []feed.Status, probeErr s
 		lost[l.path] += l.n
 	}
 	for _, p := range order {
-		out = append(out, fmt.Sprintf("%s: %d probe%s lost in the last minute", p, lost[p], plural(lost[p])))
+		losses = append(losses, fmt.Sprintf("%s: %d probe%s lost in the last minute", p, lost[p], plural(lost[p])))
 	}
 	for i := range statuses {
 		st := &statuses[i]
@@ -145,7 +145,7 @@ func (h *healthState) problems(now time.Time, statuses []feed.Status, probeErr s
 	if probeErr != "" {
 		out = append(out, "probe: "+probeErr)
 	}
-	return out
+	return out, losses
 }
 
 // describe is one unhealthy connection in words: "sse:app-2: stalled 12s

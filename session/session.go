@@ -85,12 +85,17 @@ func Open(ctx context.Context, cfg Config) (*Session, error) {
 		return nil, err
 	}
 	s.sources = append(s.sources, cfg.Sources...)
-	seen := map[string]bool{}
+	conns := map[string]int{}
+	var paths []string
 	for _, src := range s.sources {
-		if p := src.Path(); !seen[p] {
-			seen[p] = true
-			s.engine.AddPath(p, cfg.Conns)
+		p := src.Path()
+		if conns[p] == 0 {
+			paths = append(paths, p)
 		}
+		conns[p]++
+	}
+	for _, p := range paths {
+		s.engine.AddPath(p, conns[p])
 	}
 	if wantsRedis {
 		s.redis = newRedisSource(*cfg.Redis, cfg.Subscription)

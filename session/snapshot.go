@@ -32,9 +32,14 @@ type Snapshot struct {
 	IntrospectError error
 	Introspected    bool // at least one introspection finished
 
-	// Problems names the reason of every non-healthy state; empty when
-	// healthy. Losses count for a minute, then are forgotten.
+	// Problems names the reason of every non-healthy state (a source not
+	// up, stalled or silent, probes that cannot be sent); empty when
+	// healthy. Losses names the paths that lost probes in the last minute.
 	Problems []string
+	Losses   []string
+	// PollIntervals is each poll path's interval: its probe latency is
+	// bounded by it.
+	PollIntervals map[string]time.Duration
 	// Dropped counts records the fan-in could not take in time.
 	Dropped uint64
 }
@@ -85,7 +90,15 @@ func (s *Session) Snapshot(now time.Time) Snapshot {
 		}
 	}
 	s.health.noteProbes(now, snap.Probes)
-	snap.Problems = s.health.problems(now, snap.Statuses, snap.ProbeError)
+	snap.Problems, snap.Losses = s.health.problems(now, snap.Statuses, snap.ProbeError)
+	for _, src := range s.sources {
+		if p, ok := src.(interface{ Interval() time.Duration }); ok {
+			if snap.PollIntervals == nil {
+				snap.PollIntervals = map[string]time.Duration{}
+			}
+			snap.PollIntervals[src.Path()] = p.Interval()
+		}
+	}
 	return snap
 }
 

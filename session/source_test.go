@@ -9,7 +9,9 @@ import (
 
 	"github.com/fanscope/fanscope/feed"
 	"github.com/fanscope/fanscope/internal/redistest"
+	"github.com/fanscope/fanscope/pollx"
 	"github.com/fanscope/fanscope/redisx"
+	"github.com/fanscope/fanscope/wsx"
 )
 
 // fakeDoor is a delivery path written against the Source contract alone:
@@ -24,7 +26,14 @@ type fakeDoor struct {
 	state     string
 }
 
-var _ Source = (*fakeDoor)(nil)
+// Every door's client is a Source.
+var (
+	_ Source = (*fakeDoor)(nil)
+	_ Source = (*redisSource)(nil)
+	_ Source = (*wsx.Client)(nil)
+	_ Source = (*wsx.SocketIO)(nil)
+	_ Source = (*pollx.Client)(nil)
+)
 
 func (f *fakeDoor) Path() string               { return feed.PathName(feed.SourceWS, "fake") }
 func (f *fakeDoor) Connected() <-chan struct{} { return f.connected }

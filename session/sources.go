@@ -4,7 +4,9 @@ import (
 	"net/http"
 
 	"github.com/fanscope/fanscope/feed"
+	"github.com/fanscope/fanscope/pollx"
 	"github.com/fanscope/fanscope/ssex"
+	"github.com/fanscope/fanscope/wsx"
 )
 
 // buildSources makes every endpoint's connections. A bad URL or option is
@@ -18,7 +20,11 @@ func buildSources(cfg Config) ([]Source, error) {
 			return nil, usageErrorf("the endpoint name %q is used twice for %s; name them NAME=URL", ep.Name, ep.Kind)
 		}
 		names[ep.Path()] = true
-		for k := 0; k < cfg.Conns; k++ {
+		n := cfg.Conns
+		if ep.Kind == feed.SourcePoll {
+			n = 1 // a poll is a snapshot: more pollers would only see the same bodies
+		}
+		for k := 0; k < n; k++ {
 			var src Source
 			var err error
 			switch ep.Kind {
@@ -34,8 +40,19 @@ func buildSources(cfg Config) ([]Source, error) {
 					sseTransport = t
 				}
 				src, err = newSSE(ep, k, cfg, sseTransport)
+			case feed.SourceWS, feed.SourceSocketIO:
+				wc := wsx.Config{Name: ep.Name, URL: ep.URL, Conn: k, Header: cfg.Header, Token: cfg.Token,
+					TLSCA: cfg.TLSCA, TLSInsecure: cfg.TLSInsecure, StallTimeout: cfg.Stall, EnginePath: cfg.SocketIOPath}
+				if ep.Kind == feed.SourceWS {
+					src, err = wsx.NewClient(wc)
+				} else {
+					src, err = wsx.NewSocketIO(wc)
+				}
+			case feed.SourcePoll:
+				src, err = pollx.NewClient(pollx.Config{Name: ep.Name, URL: ep.URL, Conn: k, Header: cfg.Header,
+					TLSCA: cfg.TLSCA, TLSInsecure: cfg.TLSInsecure, Interval: cfg.PollInterval})
 			default:
-				return nil, usageErrorf("%s endpoints are not supported yet", ep.Kind)
+				return nil, usageErrorf("%s endpoints cannot be opened here", ep.Kind)
 			}
 			if err != nil {
 				return nil, err

@@ -25,14 +25,22 @@ func TestClusterBreakdownShown(t *testing.T) {
 	}
 }
 
-// TestSourcesRowCount checks that the layout's row count (used to size the
-// pane before drawing) matches what the pane draws.
-func TestSourcesRowCount(t *testing.T) {
+// TestSourcesAllShown checks that the layout gives the sources pane the
+// lines it wants when there is room: every row drawn, none cut to "more".
+func TestSourcesAllShown(t *testing.T) {
 	snap := fixtureSnapshot(t0, 41, 40)
 	snap.Redis.Subs[0].ByNode = []NodeCount{{"a:1", 1}, {"b:2", 3}}
-	m := newFixtureModel(120, 40, nil)
-	m.Update(SnapshotMsg{snap})
-	if got, want := m.sources.rowCount(), len(m.sources.rows()); got != want {
-		t.Errorf("rowCount() = %d, want %d (the rows drawn)", got, want)
+	for _, size := range [][2]int{{120, 40}, {200, 50}} {
+		m := newFixtureModel(size[0], size[1], nil)
+		m.Update(SnapshotMsg{snap})
+		got := screen(m)
+		for _, want := range []string{"story:published by node: a:1 1 b:2 3", "sse:app-1", "sse:app-2", "ws:app-1", "poll:app-1", "! sse:app-2: no keep-alive"} {
+			if !strings.Contains(got, want) {
+				t.Errorf("%dx%d: sources lack %q:\n%s", size[0], size[1], want, got)
+			}
+		}
+		if strings.Contains(got, "↓") {
+			t.Errorf("%dx%d: got a pane cut short:\n%s", size[0], size[1], got)
+		}
 	}
 }

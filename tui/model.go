@@ -1,9 +1,7 @@
 package tui
 
 import (
-	"bytes"
-	"encoding/json"
-	"sort"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -38,14 +36,29 @@ const DefaultInterval = 40 * time.Millisecond
 // statusTTL is how long a status line stays in the footer.
 const statusTTL = 6 * time.Second
 
-// Panes in focus order.
+// Panes in screen order, which is also the tab order: the small panes
+// (left to right, top to bottom), then the stream under them.
 const (
-	paneStream = iota
-	paneSources
+	paneSources = iota
 	paneLatency
 	paneRadar
+	panePublishers
+	paneStream
 	paneCount
 )
+
+// rect is where a pane is on the screen, for the mouse wheel.
+type rect struct{ x, y, w, h int }
+
+func (r rect) has(x, y int) bool { return x >= r.x && x < r.x+r.w && y >= r.y && y < r.y+r.h }
+
+// confirmation is a question that waits for y before something is sent to
+// a production Redis.
+type confirmation struct {
+	question string
+	yes      func() tea.Cmd
+	no       func()
+}
 
 // SnapshotMsg carries a Snapshot into Update.
 type SnapshotMsg struct{ Snapshot Snapshot }
@@ -79,21 +92,26 @@ type Model struct {
 	interval time.Duration
 
 	width, height int
+	headH         int // header lines: 2 when problems are listed
+	wide          bool
 	now           time.Time
 	lastSeq       uint64
 	skipped       uint64 // records the ring dropped before the TUI read them
 	snap          Snapshot
 	rates         *rateMeter
+	colours       palette
+	losses        *lossWatch
+	probs         []string // every current problem, for the header
 
-	stream  *streamPane
-	sources *sourcesPane
-	latency *latencyPane
-	radar   *radarPane
-	focus   int
+	panes  [paneCount]pane // screen order
+	rects  [paneCount]rect
+	stream *streamPane
+	focus  int
 
 	details  *detailsView
 	showHelp bool
 	prompt   *publishPrompt
+	confirm  *confirmation
 
 	status      string
 	statusBad   bool
@@ -122,12 +140,19 @@ func New(o Options) *Model {
 		help:     h,
 		interval: iv,
 		rates:    newRateMeter(),
+		colours:  palette{},
+		losses:   newLossWatch(),
+		headH:    1,
 	}
-	m.stream = newStreamPane(m.styles, m.keys, loc, o.Buffer)
-	m.stream.focused = true
-	m.sources = &sourcesPane{scroller: scroller{keys: m.keys}, styles: m.styles, rates: m.rates, colour: m.stream.sseColor}
-	m.latency = &latencyPane{scroller: scroller{keys: m.keys}, styles: m.styles}
-	m.radar = &radarPane{scroller: scroller{keys: m.keys}, styles: m.styles}
+	m.stream = newStreamPane(m.styles, m.keys, loc, o.Buffer, m.colours, m.rates)
+	m.panes = [paneCount]pane{
+		paneSources:    newListPane(m.styles, m.keys, &sourcesBody{styles: m.styles, rates: m.rates, colours: m.colours}),
+		paneLatency:    newListPane(m.styles, m.keys, &latencyBody{styles: m.styles}),
+		paneRadar:      newListPane(m.styles, m.keys, &radarBody{styles: m.styles}),
+		panePublishers: newListPane(m.styles, m.keys, &publishersBody{styles: m.styles}),
+		paneStream:     m.stream,
+	}
+	m.setFocus(paneStream)
 	m.prompt = newPublishPrompt(o.Channel)
 	return m
 }
@@ -197,6 +222,9 @@ func (m *Model) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 		return m, nil
 	case tea.KeyPressMsg:
 		return m, m.handleKey(msg)
+	case tea.MouseWheelMsg:
+		m.wheel(msg)
+		return m, nil
 	}
 	// Anything else (cursor blinks) goes to whichever input is open.
 	return m, m.updateInputs(msg)
@@ -213,32 +241,40 @@ func (m *Model) updateInputs(msg tea.Msg) tea.Cmd {
 	return cmd
 }
 
+// wheel scrolls the details view, or the pane under the pointer.
+func (m *Model) wheel(msg tea.MouseWheelMsg) {
+	switch {
+	case m.showHelp || m.confirm != nil:
+	case m.details != nil:
+		m.details.Update(msg, m.keys)
+	default:
+		for i, r := range m.rects {
+			if r.has(msg.X, msg.Y) {
+				m.panes[i].Update(msg)
+				return
+			}
+		}
+	}
+}
+
 // apply takes in a snapshot: records into the stream, the rest into the
 // panes.
 func (m *Model) apply(s Snapshot) {
 	m.now = s.Now
-	recs := s.NewRecords
-	if len(recs) > 0 {
+	if recs := s.NewRecords; len(recs) > 0 {
 		if first := recs[0].Seq; m.lastSeq != 0 && first > m.lastSeq+1 {
 			m.skipped += first - m.lastSeq - 1
 		}
 		m.lastSeq = max(m.lastSeq, recs[len(recs)-1].Seq)
-		m.stream.Append(recs)
 	}
-	m.rates.add(recs, s.Now)
-	m.stream.rate = m.rates.rate(feed.SourceRedis, "") + m.rates.rate(feed.SourceSSE, "")
+	m.rates.add(s.NewRecords, s.Now)
+	m.losses.observe(s.Latency.Probes.Paths, s.Now)
+	for _, p := range m.panes {
+		p.SetData(&s)
+	}
 	s.NewRecords = nil
 	m.snap = s
-	for _, e := range s.SSE {
-		m.stream.addColour(e.Name)
-	}
-	m.sources.now, m.sources.redis, m.sources.sse = s.Now, s.Redis, s.SSE
-	m.latency.lat = s.Latency
-	m.radar.radar = s.Radar
-	m.radar.radar.Clients = append([]Client(nil), s.Radar.Clients...)
-	sort.SliceStable(m.radar.radar.Clients, func(i, j int) bool {
-		return m.radar.radar.Clients[i].OMem > m.radar.radar.Clients[j].OMem
-	})
+	m.probs = m.problems()
 	if m.statusFresh {
 		m.statusAt, m.statusFresh = s.Now, false
 	} else if m.status != "" && s.Now.Sub(m.statusAt) > statusTTL {
@@ -252,6 +288,23 @@ func (m *Model) setStatus(s string, bad bool) {
 	m.statusAt, m.statusFresh = m.now, m.now.IsZero()
 }
 
+// guarded reports whether sending to Redis needs a yes first: the target
+// is not on loopback and --allow-publish was not given.
+func (m *Model) guarded() bool { return m.snap.Header.Production && !m.opts.AllowPublish }
+
+// target is the Redis target as the header shows it.
+func (m *Model) target() string {
+	if len(m.snap.Header.Targets) > 0 {
+		return esc(m.snap.Header.Targets[0])
+	}
+	return "Redis"
+}
+
+// ask holds yes until the user answers y; any other key runs no.
+func (m *Model) ask(question string, yes func() tea.Cmd, no func()) {
+	m.confirm = &confirmation{question: question, yes: yes, no: no}
+}
+
 // handleKey routes a key to whatever has the keyboard.
 func (m *Model) handleKey(km tea.KeyPressMsg) tea.Cmd {
 	k := m.keys
@@ -259,6 +312,16 @@ func (m *Model) handleKey(km tea.KeyPressMsg) tea.Cmd {
 		return tea.Quit
 	}
 	switch {
+	case m.confirm != nil:
+		c := m.confirm
+		m.confirm = nil
+		if key.Matches(km, k.Yes) {
+			return c.yes()
+		}
+		if c.no != nil {
+			c.no()
+		}
+		return nil
 	case m.prompt.open:
 		return m.promptKey(km)
 	case m.stream.editing:
@@ -294,11 +357,13 @@ func (m *Model) handleKey(km tea.KeyPressMsg) tea.Cmd {
 	case key.Matches(km, k.Help):
 		m.showHelp = true
 	case key.Matches(km, k.NextPane):
-		m.setFocus((m.focus + 1) % paneCount)
+		m.cycleFocus(1)
 	case key.Matches(km, k.PrevPane):
-		m.setFocus((m.focus + paneCount - 1) % paneCount)
+		m.cycleFocus(-1)
 	case key.Matches(km, k.Filter):
-		return m.stream.StartFilter()
+		cmd := m.stream.StartFilter()
+		m.layout()
+		return cmd
 	case key.Matches(km, k.Back):
 		m.stream.SetFilter("")
 	case key.Matches(km, k.Pause):
@@ -309,7 +374,12 @@ func (m *Model) handleKey(km tea.KeyPressMsg) tea.Cmd {
 			m.layout()
 		}
 	case key.Matches(km, k.Clear):
+		// The stream and the probe losses the header counts: after a fix,
+		// c starts a clean slate at once.
 		m.stream.Clear()
+		m.losses.reset()
+		m.probs = m.problems()
+		m.layout()
 	case key.Matches(km, k.Wrap):
 		m.stream.wrap = !m.stream.wrap
 	case key.Matches(km, k.Publish):
@@ -317,8 +387,17 @@ func (m *Model) handleKey(km tea.KeyPressMsg) tea.Cmd {
 		m.layout()
 		return cmd
 	case key.Matches(km, k.Probe):
+		if m.guarded() {
+			m.ask("send a probe to "+m.target()+"?", m.probe, func() { m.setStatus("no probe sent", false) })
+			return nil
+		}
 		return m.probe()
 	case key.Matches(km, k.Continuous):
+		if !m.snap.Latency.Continuous && m.guarded() {
+			m.ask("probe "+m.target()+" every "+fmtDur(m.snap.Latency.Interval)+"?", m.toggleContinuous,
+				func() { m.setStatus("continuous probing stays off", false) })
+			return nil
+		}
 		return m.toggleContinuous()
 	case key.Matches(km, k.Copy):
 		if r, ok := m.stream.Selected(); ok {
@@ -328,28 +407,32 @@ func (m *Model) handleKey(km tea.KeyPressMsg) tea.Cmd {
 	case key.Matches(km, k.Save):
 		return m.save()
 	default:
-		var cmd tea.Cmd
-		switch m.focus {
-		case paneStream:
-			_, cmd = m.stream.Update(km)
-		case paneSources:
-			_, cmd = m.sources.Update(km)
-		case paneLatency:
-			_, cmd = m.latency.Update(km)
-		case paneRadar:
-			_, cmd = m.radar.Update(km)
-		}
+		_, cmd := m.panes[m.focus].Update(km)
 		return cmd
 	}
 	return nil
 }
 
+// shown reports whether pane i is on the screen.
+func (m *Model) shown(i int) bool { return m.rects[i].h > 0 && m.rects[i].w > 0 }
+
+// cycleFocus moves the focus to the next (dir 1) or previous (dir -1) pane
+// on the screen, in screen order.
+func (m *Model) cycleFocus(dir int) {
+	for n := 1; n < paneCount; n++ {
+		i := (m.focus + dir*n + paneCount*n) % paneCount
+		if m.shown(i) {
+			m.setFocus(i)
+			return
+		}
+	}
+}
+
 func (m *Model) setFocus(f int) {
 	m.focus = f
-	m.stream.focused = f == paneStream
-	m.sources.focused = f == paneSources
-	m.latency.focused = f == paneLatency
-	m.radar.focused = f == paneRadar
+	for i, p := range m.panes {
+		p.SetFocus(i == f)
+	}
 }
 
 func (m *Model) copy(r feed.Record) tea.Cmd {
@@ -374,7 +457,9 @@ func (m *Model) toggleContinuous() tea.Cmd {
 	on := !m.snap.Latency.Continuous
 	// Show the change at once; the next snapshot confirms it.
 	m.snap.Latency.Continuous = on
-	m.latency.lat.Continuous = on
+	lat := m.snap
+	lat.NewRecords = nil
+	m.panes[paneLatency].SetData(&lat)
 	return func() tea.Msg { return continuousMsg{on, b.SetContinuous(on)} }
 }
 
@@ -393,32 +478,48 @@ func (m *Model) save() tea.Cmd {
 
 func (m *Model) promptKey(km tea.KeyPressMsg) tea.Cmd {
 	p := m.prompt
-	sub, cmd := p.key(km, m.keys, m.snap.Header.Production && !m.opts.AllowPublish)
-	if !p.open {
-		m.layout()
-	}
+	sub, cmd := p.key(km, m.keys)
 	if sub == nil {
+		if !p.open {
+			m.layout()
+		}
 		return cmd
 	}
-	b := m.opts.Backend
-	if b == nil {
+	if m.guarded() {
+		m.ask("publish "+strconv.Itoa(len(sub.payload))+" bytes to "+esc(sub.channel)+" on "+m.target()+"?",
+			func() tea.Cmd { return tea.Batch(cmd, m.publish(*sub)) },
+			func() { p.err = "not published" })
 		return cmd
 	}
-	ch, payload := sub.channel, sub.payload
-	m.setStatus("publishing to "+esc(ch)+"…", false)
-	m.layout()
-	return tea.Batch(cmd, func() tea.Msg {
-		n, err := b.Publish(ch, payload)
-		return publishedMsg{ch, n, err}
-	})
+	return tea.Batch(cmd, m.publish(*sub))
 }
 
-// layout gives each pane its size. Narrow terminals stack the panes and
-// fold the radar into its title line; wide ones put sources beside
-// latency and radar above the stream.
+// publish closes the prompt and sends sub.
+func (m *Model) publish(sub submission) tea.Cmd {
+	m.prompt.close()
+	m.layout()
+	b := m.opts.Backend
+	if b == nil {
+		return nil
+	}
+	m.setStatus("publishing to "+esc(sub.channel)+"…", false)
+	return func() tea.Msg {
+		n, err := b.Publish(sub.channel, sub.payload)
+		return publishedMsg{sub.channel, n, err}
+	}
+}
+
+// layout gives each pane its size and place. Wide terminals put sources
+// beside latency, radar and publishers, above the stream; narrow ones
+// stack them in that order, the stream last, and fold the radar and the
+// publishers into their title lines when space is short.
 func (m *Model) layout() {
 	w, h := m.width, m.height
-	body := max(h-2, 0) // header and footer
+	m.headH = 1
+	if len(m.probs) > 0 && h >= 8 {
+		m.headH = 2
+	}
+	body := max(h-m.headH-1, 0) // header and footer
 	if m.prompt.open {
 		ph := min(m.prompt.height(), max(body-2, 0))
 		m.prompt.setSize(w, ph)
@@ -428,57 +529,120 @@ func (m *Model) layout() {
 	if m.details != nil {
 		m.details.SetSize(w, body)
 	}
-	defer m.refresh()
-	srcNeed := 1 + m.sources.rowCount()
-	latNeed := 1 + m.latency.rowCount()
-	radNeed := 1 + m.radar.rowCount()
-	const streamMin = 5
-
-	if w >= 140 && body >= 16 {
-		topH := min(max(srcNeed, latNeed+radNeed), body*45/100)
-		left := w / 2
-		latH := min(latNeed, max(topH-1, 1))
-		radH := topH - latH
-		m.sources.SetSize(left, topH)
-		m.latency.SetSize(w-left-1, latH)
-		m.radar.SetSize(w-left-1, radH)
-		m.stream.SetSize(w, body-topH)
-		return
+	m.wide = w >= 140 && body >= 16
+	left := w / 2
+	rx, rw := left+1, w-left-1
+	// A pane's rows may depend on its width (details wrap under their
+	// row): widths first, so the heights asked for are this width's.
+	for i, p := range m.panes {
+		pw := w
+		switch {
+		case !m.wide || i == paneStream:
+		case i == paneSources:
+			pw = left
+		default:
+			pw = rw
+		}
+		p.SetSize(pw, m.rects[i].h)
 	}
-	// Stacked: the stream keeps streamMin lines; the others share the rest
-	// in order of importance.
-	rest := max(body-streamMin, 0)
-	if body < streamMin+2 {
-		rest = 0
+	want := func(i int) int { return m.panes[i].Wanted() }
+	var sz [paneCount]rect
+	y := m.headH
+	if m.wide {
+		topH := min(max(want(paneSources), want(paneLatency)+want(paneRadar)+want(panePublishers)), body*45/100)
+		sz[paneSources] = rect{0, y, left, topH}
+		others := 1
+		if want(panePublishers) > 0 {
+			others++
+		}
+		latH := min(want(paneLatency), max(topH-others, 1))
+		rest := topH - latH
+		radH := rest
+		if want(panePublishers) > 0 {
+			radH = min(want(paneRadar), rest-min(want(panePublishers), rest/2))
+		}
+		sz[paneLatency] = rect{rx, y, rw, latH}
+		sz[paneRadar] = rect{rx, y + latH, rw, radH}
+		sz[panePublishers] = rect{rx, y + latH + radH, rw, rest - radH}
+		sz[paneStream] = rect{0, y + topH, w, body - topH}
+	} else {
+		stackHeights(&sz, body, want)
+		for i := range sz {
+			sz[i] = rect{0, y, w, sz[i].h}
+			y += sz[i].h
+		}
 	}
-	srcH := min(srcNeed, max(body/3, 2), rest)
-	rest -= srcH
-	latH := min(latNeed, max(body/4, 2), rest)
-	rest -= latH
-	radH := 0
-	switch {
-	case rest >= 4 && body >= 30:
-		radH = min(radNeed, max(body/6, 2), rest)
-	case rest >= 1:
-		radH = 1
+	m.rects = sz
+	for i, p := range m.panes {
+		p.SetSize(sz[i].w, sz[i].h)
 	}
-	m.sources.SetSize(w, srcH)
-	m.latency.SetSize(w, latH)
-	m.radar.SetSize(w, radH)
-	m.stream.SetSize(w, body-srcH-latH-radH)
+	if !m.shown(m.focus) {
+		m.setFocus(paneStream)
+	}
 }
 
-// refresh redraws the rows of the small panes at their new sizes.
-func (m *Model) refresh() {
-	m.sources.refresh()
-	m.latency.refresh()
-	m.radar.refresh()
+// stackHeights shares body lines between the stacked panes. The stream
+// keeps about a third (at least 5 lines). The others get what they want
+// when it all fits; else each gets a minimum (a radar or publishers pane
+// shows its title line only below 30 lines), then latency (the decision
+// matrix) and sources take a line in turn until they are full.
+func stackHeights(sz *[paneCount]rect, body int, want func(int) int) {
+	keep := max(5, body*3/10)
+	rest := max(body-keep, 0)
+	if body < 7 {
+		rest = 0
+	}
+	total := 0
+	for i := range paneStream {
+		total += want(i)
+	}
+	h := [paneCount]int{}
+	if total <= rest {
+		for i := range paneStream {
+			h[i] = want(i)
+		}
+	} else {
+		small := 1
+		if body >= 30 {
+			small = 2
+		}
+		for _, i := range []int{paneLatency, paneSources, paneRadar, panePublishers} {
+			least := 2
+			if i == paneRadar || i == panePublishers {
+				least = small
+			}
+			h[i] = min(want(i), least, rest)
+			rest -= h[i]
+		}
+		for rest > 0 {
+			gave := false
+			for _, i := range []int{paneLatency, paneSources, paneRadar, panePublishers} {
+				if rest > 0 && h[i] < want(i) && (small > 1 || i == paneLatency || i == paneSources) {
+					h[i]++
+					rest--
+					gave = true
+				}
+			}
+			if !gave {
+				break
+			}
+		}
+	}
+	n := 0
+	for i := range paneStream {
+		n += h[i]
+	}
+	h[paneStream] = body - n
+	for i := range h {
+		sz[i].h = h[i]
+	}
 }
 
 // View draws the whole screen: exactly height lines of at most width cells.
 func (m *Model) View() tea.View {
 	v := tea.NewView(m.render())
 	v.AltScreen = true
+	v.MouseMode = tea.MouseModeCellMotion // the wheel scrolls lists
 	v.WindowTitle = "fanscope"
 	return v
 }
@@ -490,7 +654,7 @@ func (m *Model) render() string {
 	}
 	parts := make([]string, 0, 8)
 	parts = append(parts, m.header())
-	body := max(h-2, 0)
+	body := max(h-m.headH-1, 0)
 	if m.prompt.open {
 		body -= m.prompt.h
 	}
@@ -501,10 +665,10 @@ func (m *Model) render() string {
 	case m.details != nil:
 		parts = append(parts, m.details.View())
 	default:
-		parts = append(parts, m.panes())
+		parts = append(parts, m.panesView())
 	}
 	if m.prompt.open && m.prompt.h > 0 {
-		parts = append(parts, m.prompt.View(m.styles, m.snap.Header, m.opts.AllowPublish))
+		parts = append(parts, m.prompt.View(m.styles, m.snap.Header, m.opts.AllowPublish, m.confirm != nil))
 	}
 	if h >= 2 {
 		parts = append(parts, m.footer())
@@ -513,25 +677,26 @@ func (m *Model) render() string {
 	return stackLines(strings.Split(strings.Join(parts, "\n"), "\n"), h)
 }
 
-func (m *Model) panes() string {
-	var parts []string
-	if m.width >= 140 && m.stream.height < max(m.height-2, 0) && m.sources.height > 0 && m.sources.width < m.width {
-		right := joinNonEmpty(m.latency.View(), m.radar.View())
-		left := strings.Split(m.sources.View(), "\n")
-		rl := strings.Split(right, "\n")
-		for i := range left {
-			r := ""
-			if i < len(rl) {
-				r = rl[i]
-			}
-			left[i] = padTo(left[i], m.sources.width) + " " + r
+func (m *Model) panesView() string {
+	view := func(i int) string {
+		if !m.shown(i) {
+			return ""
 		}
-		parts = append(parts, strings.Join(left, "\n"))
-		parts = append(parts, m.stream.View())
-	} else {
-		parts = append(parts, m.sources.View(), m.stream.View(), m.latency.View(), m.radar.View())
+		return m.panes[i].View()
 	}
-	return joinNonEmpty(parts...)
+	if !m.wide || !m.shown(paneSources) {
+		return joinNonEmpty(view(paneSources), view(paneLatency), view(paneRadar), view(panePublishers), view(paneStream))
+	}
+	left := strings.Split(view(paneSources), "\n")
+	right := strings.Split(joinNonEmpty(view(paneLatency), view(paneRadar), view(panePublishers)), "\n")
+	for i := range left {
+		r := ""
+		if i < len(right) {
+			r = right[i]
+		}
+		left[i] = padTo(left[i], m.rects[paneSources].w) + " " + r
+	}
+	return joinNonEmpty(strings.Join(left, "\n"), view(paneStream))
 }
 
 func joinNonEmpty(parts ...string) string {
@@ -544,52 +709,8 @@ func joinNonEmpty(parts ...string) string {
 	return strings.Join(out, "\n")
 }
 
-// health is the worst state over every source and path.
-func (m *Model) health() (label string, level int) {
-	level = 0 // 0 healthy, 1 degraded, 2 down
-	up := 0
-	total := 0
-	note := func(state string, warn bool) {
-		total++
-		switch state {
-		case feed.StateSubscribed, feed.StateConnected:
-			up++
-			if warn {
-				level = max(level, 1)
-			}
-		case feed.StateConnecting, feed.StateReconnecting, "":
-			level = max(level, 1)
-		default:
-			level = max(level, 1)
-		}
-	}
-	if r := m.snap.Redis; r != nil {
-		note(r.State, r.Error != "")
-	}
-	for _, e := range m.snap.SSE {
-		note(e.State, len(e.Warnings) > 0 || e.Error != "")
-	}
-	for _, p := range m.snap.Latency.Paths {
-		if p.Lost > 0 {
-			level = max(level, 1)
-		}
-	}
-	for _, c := range m.snap.Radar.Clients {
-		if m.snap.Radar.hot(c) {
-			level = max(level, 1) // a subscriber Redis may soon drop
-		}
-	}
-	switch {
-	case total == 0:
-		return "no sources", 1
-	case up == 0:
-		return "down", 2
-	case level == 1:
-		return "degraded", 1
-	}
-	return "healthy", 0
-}
-
+// header is the top line (and, when something is wrong and there is
+// room, a second line naming every problem).
 func (m *Model) header() string {
 	st := m.styles
 	w := m.width
@@ -597,11 +718,18 @@ func (m *Model) header() string {
 	if m.snap.Header.Production {
 		left += " " + st.Production.Render(" PRODUCTION ")
 	}
-	label, level := m.health()
+	label, level := m.health(m.probs)
 	hs := []func(string) string{st.Good.Render, st.Warn.Render, st.Bad.Render}[level]
 	left += " " + hs("● "+label)
 
-	right := "redis " + fmtRate(m.rates.rate(feed.SourceRedis, "")) + "  sse " + fmtRate(m.rates.rate(feed.SourceSSE, ""))
+	right := "redis " + fmtRate(m.rates.kind(feed.SourceRedis))
+	var kinds []feed.Source
+	for i := range m.snap.Sources {
+		if k := m.snap.Sources[i].Source; !slices.Contains(kinds, k) {
+			kinds = append(kinds, k)
+			right += "  " + k.String() + " " + fmtRate(m.rates.kind(k))
+		}
+	}
 	if d := m.snap.Dropped; d > 0 {
 		right += "  " + st.Bad.Render("dropped "+strconv.FormatUint(d, 10))
 	}
@@ -610,52 +738,94 @@ func (m *Model) header() string {
 		// saw these records, only the stream does not show them.
 		right += "  " + st.Warn.Render("skipped "+strconv.FormatUint(m.skipped, 10))
 	}
-	targets := make([]string, len(m.snap.Header.Targets))
-	for i, t := range m.snap.Header.Targets {
-		targets[i] = esc(t)
-	}
-	room := w - ansi.StringWidth(left) - ansi.StringWidth(right) - 4
-	if room < 8 {
+	var line string
+	if room := w - ansi.StringWidth(left) - ansi.StringWidth(right) - 4; room < 8 {
 		// Too narrow for the targets; the rates go first.
-		return trunc(left+"  "+right, w)
-	}
-	tgt := trunc(strings.Join(targets, " · "), room)
-	if m.snap.Header.Production {
-		tgt = st.Bad.Render(tgt)
+		line = trunc(left+"  "+right, w)
 	} else {
-		tgt = st.Dim.Render(tgt)
+		targets := make([]string, len(m.snap.Header.Targets))
+		for i, t := range m.snap.Header.Targets {
+			targets[i] = esc(t)
+		}
+		tgt := trunc(strings.Join(targets, " · "), room)
+		if m.snap.Header.Production {
+			tgt = st.Bad.Render(tgt)
+		} else {
+			tgt = st.Dim.Render(tgt)
+		}
+		line = left + "  " + tgt
+		gap := w - ansi.StringWidth(line) - ansi.StringWidth(right)
+		line = trunc(line+strings.Repeat(" ", max(gap, 1))+right, w)
 	}
-	line := left + "  " + tgt
-	gap := w - ansi.StringWidth(line) - ansi.StringWidth(right)
-	return trunc(line+strings.Repeat(" ", max(gap, 1))+right, w)
+	if m.headH < 2 {
+		return line
+	}
+	return line + "\n" + m.problemLine()
+}
+
+// problemLine lists the problems as far as they fit, then how many more.
+func (m *Model) problemLine() string {
+	st := m.styles
+	w := m.width
+	s := "!"
+	for i, p := range m.probs {
+		item := " " + esc(p)
+		if i > 0 {
+			item = " ·" + item
+		}
+		more := ""
+		if rest := len(m.probs) - i - 1; rest > 0 {
+			more = " (+" + strconv.Itoa(rest) + " more)"
+		}
+		if i > 0 && ansi.StringWidth(s+item+more) > w {
+			s += " (+" + strconv.Itoa(len(m.probs)-i) + " more)"
+			break
+		}
+		s += item
+	}
+	style := st.Warn
+	if _, level := m.health(m.probs); level == 2 {
+		style = st.Bad
+	}
+	return style.Render(trunc(s, w))
 }
 
 func (m *Model) footer() string {
+	st := m.styles
+	if c := m.confirm; c != nil {
+		// The question gives way to the answers: y must stay in view.
+		label := st.Production.Render(" PRODUCTION ") + " "
+		hints := m.help.ShortHelpView(m.keys.ConfirmHelp())
+		room := max(m.width-ansi.StringWidth(label)-ansi.StringWidth(hints)-2, 12)
+		return trunc(label+st.Bad.Render(trunc(c.question, room))+"  "+hints, m.width)
+	}
 	if m.status != "" {
-		s := m.styles.Status
+		s := st.Status
 		if m.statusBad {
-			s = m.styles.Error
+			s = st.Error
 		}
 		return trunc(s.Render(m.status), m.width)
 	}
+	var keys []key.Binding
 	switch {
-	case m.prompt.open && m.prompt.confirm:
-		return m.styles.Bad.Render(trunc("y publishes to production · any other key goes back", m.width))
 	case m.prompt.open && m.prompt.err != "":
-		return m.styles.Error.Render(trunc(m.prompt.err, m.width))
+		return st.Error.Render(trunc(m.prompt.err, m.width))
 	case m.prompt.open:
-		return m.styles.Dim.Render(trunc("enter publishes · tab switches field · esc cancels", m.width))
+		keys = m.keys.PromptHelp()
 	case m.stream.editing:
-		return m.styles.Dim.Render(trunc("type to filter · enter keeps it · esc clears", m.width))
+		keys = m.keys.FilterHelp()
 	case m.details != nil:
-		return m.styles.Dim.Render(trunc("j/k scroll · g/G top/bottom · y copy payload · esc back", m.width))
+		keys = m.keys.DetailsHelp()
+	default:
+		keys = m.keys.ShortHelp()
 	}
 	// help.Model overflows when not even its ellipsis fits: cut it.
-	return trunc(m.help.ShortHelpView(m.keys.ShortHelp()), m.width)
+	return trunc(m.help.ShortHelpView(keys), m.width)
 }
 
 func (m *Model) helpView(h int) string {
-	lines := []string{rule(m.styles, paneTitle(m.styles, "Help", true)+" "+m.styles.Dim.Render("? or esc closes"), m.width), ""}
+	st := m.styles
+	lines := []string{rule(st, paneTitle(st, "Help", true)+" "+st.Dim.Render("? or esc closes"), m.width), ""}
 	groups := m.keys.FullHelp()
 	if m.width < 120 {
 		// Two columns at a time, so nothing is cut on narrow terminals.
@@ -667,159 +837,9 @@ func (m *Model) helpView(h int) string {
 		lines = append(lines, strings.Split(m.help.FullHelpView(groups), "\n")...)
 	}
 	lines = append(lines, "",
-		m.styles.Dim.Render(" The stream keeps the newest "+strconv.Itoa(len(m.stream.buf))+" records; pausing keeps buffering."),
-		m.styles.Dim.Render(" Payloads are shown with control characters escaped (\\x1b, \\n)."))
+		st.Dim.Render(" / matches a substring in any case; ~ first makes it a regular expression."),
+		st.Dim.Render(" tab goes through the panes in screen order; the wheel scrolls the one under it."),
+		st.Dim.Render(" The stream keeps the newest "+strconv.Itoa(len(m.stream.buf))+" records; pausing keeps buffering."),
+		st.Dim.Render(" Payloads are shown with control characters escaped (\\x1b, \\n)."))
 	return fitLines(lines, m.width, h)
-}
-
-// detailsView shows one record in full: its fields, pretty JSON and the
-// raw payload, escaped.
-type detailsView struct {
-	styles        *Styles
-	rec           feed.Record
-	loc           *time.Location
-	lines         []string
-	offset        int
-	width, height int
-}
-
-// detailsMaxPayload bounds how much of a payload the details view draws.
-const detailsMaxPayload = 256 << 10
-
-func newDetailsView(st *Styles, r feed.Record, loc *time.Location) *detailsView {
-	return &detailsView{styles: st, rec: r, loc: loc}
-}
-
-func (d *detailsView) SetSize(w, h int) {
-	if w != d.width || d.lines == nil {
-		d.width = w
-		d.lines = d.build()
-	}
-	d.height = h
-	d.clamp()
-}
-
-func (d *detailsView) clamp() {
-	d.offset = min(max(d.offset, 0), max(len(d.lines)-(d.height-1), 0))
-}
-
-func (d *detailsView) Update(km tea.KeyPressMsg, k *KeyMap) {
-	switch {
-	case key.Matches(km, k.Down):
-		d.offset++
-	case key.Matches(km, k.Up):
-		d.offset--
-	case key.Matches(km, k.Top):
-		d.offset = 0
-	case key.Matches(km, k.Bottom):
-		d.offset = len(d.lines)
-	case key.Matches(km, k.Pause):
-		d.offset += max(d.height-2, 1)
-	}
-	d.clamp()
-}
-
-func (d *detailsView) build() []string {
-	st := d.styles
-	r := &d.rec
-	w := max(d.width, 10)
-	var lines []string
-	field := func(k, v string) {
-		if v == "" {
-			return
-		}
-		const keyW = 12
-		for i, l := range wrapIndent(v, max(w-keyW+1, 2)) {
-			l = l[1:] // wrapIndent's indent; the key column is the indent here
-			if i == 0 {
-				lines = append(lines, st.DetailKey.Render(clip(" "+k, keyW))+l)
-			} else {
-				lines = append(lines, strings.Repeat(" ", keyW)+l)
-			}
-		}
-	}
-	field("time", r.TS.In(d.loc).Format("2006-01-02 15:04:05.000000000 MST"))
-	field("seq", strconv.FormatUint(r.Seq, 10))
-	field("source", r.Source.String())
-	field("kind", r.Kind.String())
-	field("channel", esc(r.Channel))
-	field("pattern", esc(r.Pattern))
-	if r.Shard {
-		field("shard", "yes")
-	}
-	if r.Endpoint != "" {
-		ep := esc(r.Endpoint)
-		if r.Conn > 0 {
-			ep += " (connection " + strconv.Itoa(r.Conn) + ")"
-		}
-		field("endpoint", ep)
-	}
-	field("type", esc(r.Type))
-	field("id", esc(r.ID))
-	if r.Kind == feed.KindRetry {
-		field("retry", strconv.FormatInt(r.RetryMS, 10)+"ms")
-	}
-	field("target", esc(r.Target))
-	field("state", esc(r.State))
-	if r.Status != 0 {
-		field("status", strconv.Itoa(r.Status))
-	}
-	if r.Attempt != 0 {
-		field("attempt", strconv.Itoa(r.Attempt))
-	}
-	field("error", esc(r.Error))
-	if r.Probe != "" {
-		field("probe", esc(r.Probe)+"  latency "+fmtDur(time.Duration(r.LatencyUS)*time.Microsecond))
-	}
-	if r.HasHop {
-		field("hop", fmtDur(time.Duration(r.HopUS)*time.Microsecond)+" (Redis → SSE)")
-	}
-	field("size", strconv.Itoa(len(r.Data))+" bytes")
-
-	if r.Data != "" && len(r.Data) <= detailsMaxPayload && json.Valid([]byte(r.Data)) {
-		var buf bytes.Buffer
-		if json.Indent(&buf, []byte(r.Data), "", "  ") == nil {
-			lines = append(lines, "", rule(st, st.Title.Render(" JSON"), w))
-			for _, l := range strings.Split(buf.String(), "\n") {
-				lines = append(lines, wrapIndent(esc(l), w)...)
-			}
-		}
-	}
-	if r.Data != "" {
-		lines = append(lines, "", rule(st, st.Title.Render(" Raw payload")+" "+st.Dim.Render("(control characters escaped)"), w))
-		raw := string(appendEscapedPrefix(nil, r.Data, detailsMaxPayload))
-		lines = append(lines, wrapIndent(raw, w)...)
-		if len(r.Data) > detailsMaxPayload {
-			lines = append(lines, st.Warn.Render("… "+strconv.Itoa(len(r.Data)-detailsMaxPayload)+" more bytes; ctrl+s saves every record whole"))
-		}
-	}
-	return lines
-}
-
-// wrapIndent hard-wraps plain s to fit w cells after a one-space indent.
-func wrapIndent(s string, w int) []string {
-	w = max(w-1, 1)
-	var lines []string
-	if ansi.StringWidth(s) <= w {
-		lines = []string{s}
-	} else {
-		lines = strings.Split(ansi.Hardwrap(s, w, true), "\n")
-	}
-	for i := range lines {
-		lines[i] = " " + lines[i]
-	}
-	return lines
-}
-
-func (d *detailsView) View() string {
-	st := d.styles
-	title := paneTitle(st, "Record details", true) + " " + st.Dim.Render("esc closes · y copies the payload")
-	if n := len(d.lines); n > d.height-1 {
-		title += st.Dim.Render(" · line " + strconv.Itoa(d.offset+1) + "/" + strconv.Itoa(n))
-	}
-	lines := []string{rule(st, title, d.width)}
-	if d.offset < len(d.lines) {
-		lines = append(lines, d.lines[d.offset:min(len(d.lines), d.offset+d.height)]...)
-	}
-	return fitLines(lines, d.width, d.height)
 }

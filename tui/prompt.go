@@ -8,14 +8,13 @@ import (
 	tea "charm.land/bubbletea/v2"
 )
 
-// publishPrompt asks for a channel and a payload to PUBLISH, and for a
-// confirmation when the Redis target is production.
+// publishPrompt asks for a channel and a payload to PUBLISH. The root
+// model asks for a confirmation when the Redis target is production.
 type publishPrompt struct {
 	open    bool
 	field   int // 0 channel, 1 payload
 	channel textinput.Model
 	payload textinput.Model
-	confirm bool // waiting for y/N
 	err     string
 	w, h    int
 }
@@ -46,7 +45,7 @@ func (p *publishPrompt) setSize(w, h int) {
 
 // Open shows the prompt, on the payload when a channel is already set.
 func (p *publishPrompt) Open() tea.Cmd {
-	p.open, p.confirm, p.err = true, false, ""
+	p.open, p.err = true, ""
 	if strings.TrimSpace(p.channel.Value()) == "" {
 		return p.focus(0)
 	}
@@ -64,21 +63,14 @@ func (p *publishPrompt) focus(f int) tea.Cmd {
 }
 
 func (p *publishPrompt) close() {
-	p.open, p.confirm = false, false
+	p.open = false
 	p.channel.Blur()
 	p.payload.Blur()
 }
 
-// key handles a key; it returns a submission when the user publishes.
-func (p *publishPrompt) key(km tea.KeyPressMsg, k *KeyMap, needConfirm bool) (*submission, tea.Cmd) {
-	if p.confirm {
-		p.confirm = false
-		if km.String() == "y" || km.String() == "Y" {
-			return p.submit(), nil
-		}
-		p.err = "not published"
-		return nil, nil
-	}
+// key handles a key; it returns a submission when the user publishes. The
+// prompt stays open until the root sends the submission.
+func (p *publishPrompt) key(km tea.KeyPressMsg, k *KeyMap) (*submission, tea.Cmd) {
 	switch {
 	case key.Matches(km, k.Back):
 		p.close()
@@ -93,20 +85,14 @@ func (p *publishPrompt) key(km tea.KeyPressMsg, k *KeyMap, needConfirm bool) (*s
 			p.err = "the channel is empty"
 			return nil, p.focus(0)
 		}
-		if needConfirm {
-			p.confirm = true
+		if p.payload.Value() == "" {
+			p.err = "the payload is empty: nothing published"
 			return nil, nil
 		}
-		return p.submit(), nil
+		return &submission{channel: strings.TrimSpace(p.channel.Value()), payload: p.payload.Value()}, nil
 	}
 	p.err = ""
 	return nil, p.update(km)
-}
-
-func (p *publishPrompt) submit() *submission {
-	s := &submission{channel: strings.TrimSpace(p.channel.Value()), payload: p.payload.Value()}
-	p.close()
-	return s
 }
 
 // update passes a message to the focused input.
@@ -120,7 +106,7 @@ func (p *publishPrompt) update(msg tea.Msg) tea.Cmd {
 	return cmd
 }
 
-func (p *publishPrompt) View(st *Styles, h Header, allow bool) string {
+func (p *publishPrompt) View(st *Styles, h Header, allow, confirming bool) string {
 	target := ""
 	if len(h.Targets) > 0 {
 		target = esc(h.Targets[0])
@@ -135,7 +121,7 @@ func (p *publishPrompt) View(st *Styles, h Header, allow bool) string {
 	}
 	title := rule(st, head, p.w)
 	switch {
-	case p.confirm:
+	case confirming:
 		title = st.Production.Render(" PRODUCTION ") + st.Bad.Render(" publish to "+target+"? y/N")
 	case h.Production && !allow:
 		title = rule(st, head+" "+st.Warn.Render("(asks before publishing)"), p.w)

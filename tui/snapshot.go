@@ -1,5 +1,8 @@
 // Package tui is fanscope's terminal UI (the watch command): a Bubble Tea
-// program that shows both ends of a Redis Pub/Sub → SSE fan-out pipeline.
+// program that shows both ends of a Redis Pub/Sub fan-out pipeline: the
+// Redis side (subscription, subscriber counts, slow-subscriber radar, who
+// publishes) and every door clients use (SSE, WebSocket, Socket.IO,
+// polling, a browser), with probe latency per path side by side.
 // It does no I/O of its own: it pulls a Snapshot from a Backend on a tick
 // and asks the Backend to publish, probe and save.
 package tui
@@ -8,17 +11,25 @@ import (
 	"time"
 
 	"github.com/fanscope/fanscope/feed"
+	"github.com/fanscope/fanscope/probes"
 )
 
 // Snapshot is what the TUI shows, copied by the Backend at one instant.
-// Times in it are absolute; the TUI subtracts them from Now.
+// Times in it are absolute; the TUI subtracts them from Now. The Backend
+// gives the TUI its own copies: the TUI keeps and sorts them.
 type Snapshot struct {
-	Now     time.Time
-	Header  Header
-	Redis   *Redis     // nil when no Redis subscription was asked for
-	SSE     []Endpoint // one per SSE connection
+	Now    time.Time
+	Header Header
+	Redis  *Redis // nil when no Redis subscription was asked for
+	// Sources is one status per connection of every path other than
+	// fanscope's own Redis subscription (sse, ws, socketio, poll, browser,
+	// page, monitor), in the order to show them.
+	Sources []feed.Status
 	Latency Latency
 	Radar   Radar
+	// Publishers is who PUBLISHes, as MONITOR sees it; nil when --monitor
+	// is off (the publishers pane is then hidden).
+	Publishers []Publisher
 	// NewRecords are the records after the sequence number the TUI asked
 	// for, oldest first. The TUI keeps its own bounded copy.
 	NewRecords []feed.Record
@@ -27,11 +38,17 @@ type Snapshot struct {
 	Dropped uint64
 }
 
-// Header is the top line: where fanscope looks and whether that is
-// production.
+// Header is the top line: where fanscope looks, whether that is
+// production, and what is wrong.
 type Header struct {
-	Targets    []string // Redis targets and SSE URLs, passwords already masked
+	Targets    []string // Redis targets and endpoint URLs, secrets already masked
 	Production bool     // the Redis target is not on loopback
+	// Problems is the reason of every non-healthy state now (or within
+	// the recent window), one phrase each, e.g. "redis: reconnecting:
+	// connection refused", "sse:app-2: stalled 12s". Empty: healthy. The
+	// TUI adds its own for probe losses in the last minute and for radar
+	// clients past half their soft limit.
+	Problems []string
 }
 
 // Redis is the state of fanscope's own Redis subscription and what the
@@ -87,49 +104,21 @@ type NodeCount struct {
 	Subscribers int64
 }
 
-// Endpoint is one SSE connection's diagnostics.
-type Endpoint struct {
-	Name        string
-	URL         string // masked
-	Conn        int
-	State       string // feed.State* name
-	Status      int    // HTTP status of the last response
-	Error       string
-	Reconnects  int
-	Events      uint64
-	LastEvent   time.Time // zero: none yet
-	LastComment time.Time // last keep-alive comment; zero: none yet
-	TTFB        time.Duration
-	Warnings    []string
-}
-
-// Latency is the probe engine's view: per path percentiles and counters.
+// Latency is the probe engine's view, with what the TUI shows beside it.
 type Latency struct {
-	RunID      string
+	// Probes is the engine's snapshot: one PathStats per path, "redis"
+	// first.
+	Probes     probes.Snapshot
 	Channel    string // where probes are published
-	Sent       uint64
-	Continuous bool // the Backend probes on its own interval
+	Continuous bool   // the Backend probes on its own interval
 	Interval   time.Duration
 	Error      string // why the last probe could not be sent
-	Paths      []Path
-}
-
-// Path is one delivery path: "redis" or "sse:<endpoint>".
-type Path struct {
-	Name                                 string
-	Delivered, Lost, Duplicates, Reorder uint64
-	P50, P95, P99, Max                   time.Duration
-	// Spark is a latency per time bucket over the last minutes, oldest
-	// first; 0 means no delivery in that bucket.
-	Spark []time.Duration
-	// Hop is the organic Redis→SSE hop time for real traffic (SSE paths).
-	Hop *Hop
-}
-
-// Hop summarises the organic hop latency of one SSE endpoint.
-type Hop struct {
-	Count         uint64
-	P50, P95, P99 time.Duration
+	// PollIntervals is the poll interval of each poll path, by path name
+	// ("poll:demo"): a probe's latency on such a path is bounded by it.
+	PollIntervals map[string]time.Duration
+	// Publish is PUBLISH → delivery of organic traffic per path, by path
+	// name (publish_us, --monitor); nil when --monitor is off.
+	Publish map[string]probes.Dist
 }
 
 // Radar is CLIENT LIST TYPE pubsub against the pubsub output-buffer limit.
@@ -139,6 +128,13 @@ type Radar struct {
 	Soft, Hard  int64  // client-output-buffer-limit pubsub, bytes (0: none)
 	SoftSeconds int
 	Clients     []Client
+	// Disconnects are recent disconnect events, oldest first, in words:
+	// "client 1.2.3.4:5 (name) disconnected by Redis (output buffer
+	// limit)".
+	Disconnects []string
+	// OutputBufferDisconnections is INFO stats'
+	// client_output_buffer_limit_disconnections (Redis 7+); -1 unknown.
+	OutputBufferDisconnections int64
 }
 
 // Client is one Pub/Sub client of the Redis server.
@@ -147,6 +143,15 @@ type Client struct {
 	Subs       int // channels + patterns + shard channels
 	OMem       int64
 	Age, Idle  time.Duration
+}
+
+// Publisher is one client that PUBLISHes, as MONITOR sees it.
+type Publisher struct {
+	Addr, Name string   // address and CLIENT SETNAME name ("" when unset)
+	Channels   []string // channels it published to
+	Count      uint64   // publishes seen
+	Rate       float64  // publishes per second, recently
+	Last       time.Time
 }
 
 // Backend is what the TUI asks of the world. The adapter in package cli

@@ -1,6 +1,7 @@
 package tui
 
 import (
+	"regexp"
 	"sort"
 	"strconv"
 	"strings"
@@ -29,9 +30,11 @@ type streamPane struct {
 	buf        []feed.Record
 	start, end uint64 // absolute indices of the records held: [start, end)
 
-	filter  string
-	fold    bool     // the filter has no upper case: match case-insensitively
-	matches []uint64 // absolute indices of held records matching filter, ascending
+	filter  string         // as typed
+	needle  string         // the substring filter, lower case ("" for a regexp)
+	re      *regexp.Regexp // the filter when it starts with ~
+	reErr   string         // why the ~ filter is not a valid regexp
+	matches []uint64       // absolute indices of held records matching filter, ascending
 	input   textinput.Model
 	editing bool // the filter input has the keyboard
 
@@ -48,27 +51,40 @@ type streamPane struct {
 	width, height int
 	rate          float64 // records per second, set by the root
 
-	sseColor map[string]int // endpoint name → colour index
+	colours palette // path → colour index, shared with the sources pane
+	rates   *rateMeter
 }
 
-func newStreamPane(st *Styles, km *KeyMap, loc *time.Location, size int) *streamPane {
+func newStreamPane(st *Styles, km *KeyMap, loc *time.Location, size int, colours palette, rates *rateMeter) *streamPane {
 	if size <= 0 {
 		size = DefaultBuffer
 	}
 	in := textinput.New()
 	in.Prompt = "/"
-	in.Placeholder = "filter (substring)"
+	in.Placeholder = "substring, any case; ~ for a regexp"
 	in.CharLimit = 256
 	return &streamPane{
-		styles:   st,
-		keys:     km,
-		loc:      loc,
-		buf:      make([]feed.Record, size),
-		input:    in,
-		follow:   true,
-		sseColor: map[string]int{},
+		styles:  st,
+		keys:    km,
+		loc:     loc,
+		buf:     make([]feed.Record, size),
+		input:   in,
+		follow:  true,
+		colours: colours,
+		rates:   rates,
 	}
 }
+
+func (s *streamPane) SetFocus(on bool) { s.focused = on }
+
+// SetData appends the snapshot's new records.
+func (s *streamPane) SetData(snap *Snapshot) {
+	s.Append(snap.NewRecords)
+	s.rate = s.rates.total()
+}
+
+// Wanted is everything: the stream takes the lines the others leave.
+func (s *streamPane) Wanted() int { return max(s.height, 1) }
 
 // SetSize sets the pane's size, title line included.
 func (s *streamPane) SetSize(w, h int) {
@@ -95,9 +111,6 @@ func (s *streamPane) Append(recs []feed.Record) {
 	}
 	for i := range recs {
 		r := &recs[i]
-		if r.Source == feed.SourceSSE {
-			s.addColour(r.Endpoint)
-		}
 		idx := s.end
 		s.buf[idx%size] = *r
 		s.end++
@@ -153,13 +166,25 @@ func (s *streamPane) Clear() {
 	s.newCount = 0
 }
 
-// SetFilter sets the substring filter and rescans the buffer once.
+// SetFilter sets the filter and rescans the buffer once. A filter is a
+// substring matched in any case; one that starts with ~ is a regular
+// expression (also in any case unless it says (?-i)). A regexp that does
+// not compile matches nothing and says why in the title.
 func (s *streamPane) SetFilter(f string) {
 	if f == s.filter {
 		return
 	}
 	s.filter = f
-	s.fold = f == strings.ToLower(f)
+	s.needle, s.re, s.reErr = "", nil, ""
+	if expr, ok := strings.CutPrefix(f, "~"); ok {
+		re, err := regexp.Compile("(?i)" + expr)
+		if err != nil {
+			s.reErr = strings.TrimPrefix(err.Error(), "error parsing regexp: ")
+		}
+		s.re = re
+	} else {
+		s.needle = strings.ToLower(f)
+	}
 	s.matches = s.matches[:0]
 	if f != "" {
 		for abs := s.start; abs < s.end; abs++ {
@@ -175,17 +200,20 @@ func (s *streamPane) SetFilter(f string) {
 func (s *streamPane) match(r *feed.Record) bool {
 	return s.contains(r.Data) || s.contains(r.Channel) || s.contains(r.Endpoint) ||
 		s.contains(r.Type) || s.contains(r.ID) || s.contains(r.Pattern) ||
+		s.contains(r.Client) || s.contains(r.ClientName) ||
 		(r.Kind == feed.KindState && (s.contains(r.State) || s.contains(r.Error) || s.contains(r.Target)))
 }
 
 func (s *streamPane) contains(field string) bool {
-	if field == "" {
+	switch {
+	case field == "":
+		return false
+	case s.re != nil:
+		return s.re.MatchString(field)
+	case s.reErr != "":
 		return false
 	}
-	if s.fold {
-		return containsFold(field, s.filter)
-	}
-	return strings.Contains(field, s.filter)
+	return containsFold(field, s.needle)
 }
 
 // containsFold reports whether lower-case needle occurs in s, ignoring
@@ -289,36 +317,51 @@ func (s *streamPane) selPos(n int) int {
 	return s.pos(s.sel, n)
 }
 
-// Update moves the selection and edits the filter.
-func (s *streamPane) Update(msg tea.Msg) (*streamPane, tea.Cmd) {
+// Update moves the selection (j/k/g/G, PgUp/PgDn, the wheel) and edits
+// the filter.
+func (s *streamPane) Update(msg tea.Msg) (pane, tea.Cmd) {
 	if s.editing {
 		return s.updateInput(msg)
-	}
-	km, ok := msg.(tea.KeyPressMsg)
-	if !ok {
-		return s, nil
 	}
 	n := s.count()
 	if n == 0 {
 		return s, nil
 	}
 	p := s.selPos(n)
-	switch {
-	case key.Matches(km, s.keys.Up):
-		p = max(p-1, 0)
-		s.follow = false
-	case key.Matches(km, s.keys.Down):
-		p = min(p+1, n-1)
-		s.follow = p == n-1
-	case key.Matches(km, s.keys.Top):
-		p = 0
-		s.follow = false
-	case key.Matches(km, s.keys.Bottom):
-		p = n - 1
-		s.follow = true
+	page := max(s.rows(), 1)
+	switch msg := msg.(type) {
+	case tea.KeyPressMsg:
+		switch {
+		case key.Matches(msg, s.keys.Up):
+			p--
+		case key.Matches(msg, s.keys.Down):
+			p++
+		case key.Matches(msg, s.keys.PageUp):
+			p -= page
+		case key.Matches(msg, s.keys.PageDown):
+			p += page
+		case key.Matches(msg, s.keys.Top):
+			p = 0
+		case key.Matches(msg, s.keys.Bottom):
+			p = n - 1
+		default:
+			return s, nil
+		}
+	case tea.MouseWheelMsg:
+		switch msg.Button {
+		case tea.MouseWheelUp:
+			p -= wheelStep
+		case tea.MouseWheelDown:
+			p += wheelStep
+		default:
+			return s, nil
+		}
 	default:
 		return s, nil
 	}
+	p = min(max(p, 0), n-1)
+	// Reaching the newest record follows again, as G does.
+	s.follow = p == n-1
 	s.sel = s.at(p)
 	if !s.follow {
 		top, _ := s.window(s.rows())
@@ -335,7 +378,7 @@ func (s *streamPane) StartFilter() tea.Cmd {
 	return s.input.Focus()
 }
 
-func (s *streamPane) updateInput(msg tea.Msg) (*streamPane, tea.Cmd) {
+func (s *streamPane) updateInput(msg tea.Msg) (pane, tea.Cmd) {
 	if km, ok := msg.(tea.KeyPressMsg); ok {
 		switch {
 		case key.Matches(km, s.keys.Back):
@@ -468,6 +511,8 @@ func (s *streamPane) title() string {
 	switch {
 	case s.editing:
 		head += "  " + s.input.View()
+	case s.reErr != "":
+		head += "  " + st.Filter.Render("/"+esc(s.filter)) + " " + st.Error.Render("bad regexp: "+esc(s.reErr))
 	case s.filter != "":
 		head += "  " + st.Filter.Render("/"+esc(s.filter)) + st.Dim.Render(" ("+strconv.Itoa(len(s.matches))+" match, esc clears)")
 	}
@@ -478,34 +523,36 @@ func (s *streamPane) title() string {
 func (s *streamPane) columns() (timeW, srcW, nameW int) {
 	switch w := s.width; {
 	case w < 56:
-		return 0, 6, 10
+		return 0, 9, 9
 	case w < 100:
-		return 12, 7, 16
+		return 12, 10, 15
 	case w < 160:
-		return 12, 10, 22
+		return 12, 14, 20
 	default:
-		return 12, 14, 30
+		return 12, 18, 28
 	}
 }
 
 // recordText splits r into its source, name and payload text, escaped.
 // limit bounds how many payload bytes are escaped.
 func (s *streamPane) recordText(r *feed.Record, limit int) (src, name string, tag string, payload string) {
-	switch r.Source {
-	case feed.SourceRedis:
+	if r.Source == feed.SourceRedis {
 		src = "redis"
-	case feed.SourceSSE:
-		src = esc(r.Endpoint)
-		if r.Conn > 0 {
-			src += "#" + strconv.Itoa(r.Conn)
-		}
-	default:
-		src = "?"
+	} else {
+		src = pathLabel(r.Source, r.Endpoint, r.Conn)
 	}
 	var b []byte
 	switch r.Kind {
 	case feed.KindMessage:
 		name = esc(r.Channel)
+		b = appendEscapedPrefix(b, r.Data, limit)
+	case feed.KindPublish:
+		name = esc(r.Channel)
+		tag = "[by " + esc(r.Client)
+		if r.ClientName != "" {
+			tag += " " + esc(r.ClientName)
+		}
+		tag += "] "
 		b = appendEscapedPrefix(b, r.Data, limit)
 	case feed.KindEvent:
 		name = esc(r.Type)
@@ -543,7 +590,10 @@ func (s *streamPane) recordText(r *feed.Record, limit int) (src, name string, ta
 		}
 	}
 	if r.Probe != "" {
-		tag = "[probe " + fmtDur(time.Duration(r.LatencyUS)*time.Microsecond) + "] "
+		tag += "[probe " + fmtDur(time.Duration(r.LatencyUS)*time.Microsecond) + "] "
+	}
+	if r.HasPublish {
+		tag += "[publish " + fmtDur(time.Duration(r.PublishUS)*time.Microsecond) + "] "
 	}
 	if r.HasHop {
 		tag += "[hop " + fmtDur(time.Duration(r.HopUS)*time.Microsecond) + "] "
@@ -608,8 +658,8 @@ func (s *streamPane) renderRecord(r *feed.Record, selected bool) []string {
 		return out
 	}
 	srcStyle := st.Redis
-	if r.Source == feed.SourceSSE {
-		srcStyle = st.sseStyle(s.sseColor[r.Endpoint])
+	if r.Source != feed.SourceRedis {
+		srcStyle = st.pathStyle(s.colours.index(r.Source, r.Endpoint))
 	}
 	var body Style
 	switch r.Kind {
@@ -634,13 +684,6 @@ func (s *streamPane) renderRecord(r *feed.Record, selected bool) []string {
 	return out
 }
 
-// addColour gives an SSE endpoint the next colour, in order of first sight.
-func (s *streamPane) addColour(endpoint string) {
-	if _, ok := s.sseColor[endpoint]; !ok {
-		s.sseColor[endpoint] = len(s.sseColor)
-	}
-}
-
 // All returns a copy of every record held, oldest first.
 func (s *streamPane) All() []feed.Record {
 	out := make([]feed.Record, 0, s.Len())
@@ -648,21 +691,4 @@ func (s *streamPane) All() []feed.Record {
 		out = append(out, *s.rec(abs))
 	}
 	return out
-}
-
-// paneTitle is a pane's name, highlighted when it has the focus.
-func paneTitle(st *Styles, name string, focused bool) string {
-	if focused {
-		return st.TitleFocus.Render("▸ " + name)
-	}
-	return st.Title.Render("  " + name)
-}
-
-// rule cuts head to w cells and fills the rest of the line with a rule.
-func rule(st *Styles, head string, w int) string {
-	head = trunc(head, w)
-	if fill := w - ansi.StringWidth(head) - 1; fill > 0 {
-		head += " " + st.Rule.Render(strings.Repeat("─", fill))
-	}
-	return head
 }

@@ -21,8 +21,8 @@ type Styles struct {
 	Bad         Style
 	Selected    Style // the selected stream row
 	Time        Style
-	Redis       Style // the Redis source column
-	SSE         []Style
+	Redis       Style   // the Redis source column
+	Paths       []Style // one colour per delivery path, in turn
 	Probe       Style
 	State       Style
 	Comment     Style
@@ -42,7 +42,7 @@ func DefaultStyles(isDark bool) Styles {
 	ld := lipgloss.LightDark(isDark)
 	c := func(light, dark string) color.Color { return ld(lipgloss.Color(light), lipgloss.Color(dark)) }
 	fg := func(light, dark string) Style { return newStyle(lipgloss.NewStyle().Foreground(c(light, dark))) }
-	sse := []Style{
+	paths := []Style{
 		fg("#0069B4", "#5FAFFF"),
 		fg("#007A3D", "#5FD787"),
 		fg("#8A2BE2", "#D787FF"),
@@ -63,7 +63,7 @@ func DefaultStyles(isDark bool) Styles {
 		Selected:    newStyle(lipgloss.NewStyle().Background(c("#D7E6F5", "#303A4A"))),
 		Time:        fg("#808080", "#8A8A8A"),
 		Redis:       fg("#C4302B", "#FF6F61"),
-		SSE:         sse,
+		Paths:       paths,
 		Probe:       fg("#8A2BE2", "#AF87FF"),
 		State:       fg("#A15C00", "#FFD75F"),
 		Comment:     fg("#808080", "#6C6C6C"),
@@ -79,12 +79,12 @@ func DefaultStyles(isDark bool) Styles {
 	}
 }
 
-// sseStyle is the colour of the i-th SSE endpoint.
-func (s Styles) sseStyle(i int) Style {
-	if len(s.SSE) == 0 {
+// pathStyle is the colour of the i-th delivery path.
+func (s Styles) pathStyle(i int) Style {
+	if len(s.Paths) == 0 {
 		return Style{}
 	}
-	return s.SSE[i%len(s.SSE)]
+	return s.Paths[i%len(s.Paths)]
 }
 
 // Style is a text style reduced to the escape sequences around the text,

@@ -1,0 +1,148 @@
+// Package feedtest holds the test helpers every package's tests share: a
+// Sink that records what sources emit and lets a test wait for a
+// condition on it, and a Buffer safe to read while a command writes it.
+package feedtest
+
+import (
+	"bytes"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/fanscope/fanscope/feed"
+)
+
+// Eventually is how long WaitFor waits by default: generous for -race on
+// a loaded machine.
+const Eventually = 20 * time.Second
+
+// Sink records every record emitted to it (one at a time or in batches).
+type Sink struct {
+	mu      sync.Mutex
+	recs    []feed.Record
+	largest int // the largest batch seen
+	wake    chan struct{}
+}
+
+var _ feed.BatchSink = (*Sink)(nil)
+
+// NewSink returns an empty Sink.
+func NewSink() *Sink { return &Sink{wake: make(chan struct{}, 1)} }
+
+// Emit records r.
+func (s *Sink) Emit(r feed.Record) {
+	s.mu.Lock()
+	s.recs = append(s.recs, r)
+	s.mu.Unlock()
+	s.signal()
+}
+
+// EmitBatch records rs, then clears the slice: a source must not rely on
+// it after the call.
+func (s *Sink) EmitBatch(rs []feed.Record) {
+	s.mu.Lock()
+	s.recs = append(s.recs, rs...)
+	s.largest = max(s.largest, len(rs))
+	s.mu.Unlock()
+	clear(rs)
+	s.signal()
+}
+
+func (s *Sink) signal() {
+	select {
+	case s.wake <- struct{}{}:
+	default:
+	}
+}
+
+// All returns a copy of the records so far.
+func (s *Sink) All() []feed.Record {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]feed.Record(nil), s.recs...)
+}
+
+// Largest is the largest batch EmitBatch took.
+func (s *Sink) Largest() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.largest
+}
+
+// Kind returns the records of kind k so far.
+func (s *Sink) Kind(k feed.Kind) []feed.Record {
+	var out []feed.Record
+	for _, r := range s.All() {
+		if r.Kind == k {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+// WaitFor waits up to timeout (Eventually when 0) until cond holds for the
+// records so far, and returns them; it fails the test, listing the
+// records, when it does not.
+func (s *Sink) WaitFor(t testing.TB, timeout time.Duration, what string, cond func([]feed.Record) bool) []feed.Record {
+	t.Helper()
+	if timeout <= 0 {
+		timeout = Eventually
+	}
+	deadline := time.NewTimer(timeout)
+	defer deadline.Stop()
+	tick := time.NewTicker(50 * time.Millisecond) // conditions may depend on time too
+	defer tick.Stop()
+	for {
+		recs := s.All()
+		if cond(recs) {
+			return recs
+		}
+		select {
+		case <-s.wake:
+		case <-tick.C:
+		case <-deadline.C:
+			t.Fatalf("timed out after %v waiting for %s; records:\n%s", timeout, what, Dump(recs))
+		}
+	}
+}
+
+// Dump lists records one a line, payloads cut short, for failure messages.
+func Dump(recs []feed.Record) string {
+	var b strings.Builder
+	for _, r := range recs {
+		d := r.Data
+		if len(d) > 60 {
+			d = d[:60] + "…"
+		}
+		fmt.Fprintf(&b, "  %s/%s state=%q status=%d attempt=%d err=%q type=%q id=%q retry=%d data=%q\n",
+			r.Source, r.Kind, r.State, r.Status, r.Attempt, r.Error, r.Type, r.ID, r.RetryMS, d)
+	}
+	return b.String()
+}
+
+// Buffer is a bytes.Buffer safe to read while another goroutine writes it
+// (a command's stdout, a child process's output). With Limit > 0 it keeps
+// only the first Limit bytes.
+type Buffer struct {
+	Limit int
+	mu    sync.Mutex
+	b     bytes.Buffer
+}
+
+func (l *Buffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.Limit > 0 && l.b.Len() > l.Limit {
+		return len(p), nil
+	}
+	return l.b.Write(p)
+}
+
+// String returns what was written so far.
+func (l *Buffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}

@@ -1,0 +1,665 @@
+package wsx
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/coder/websocket"
+
+	"github.com/fanscope/fanscope/feed"
+	"github.com/fanscope/fanscope/internal/netx"
+)
+
+// maxRetryAfter bounds a server's Retry-After, so a typo on the server
+// cannot park a watcher for a day.
+const maxRetryAfter = 10 * time.Minute
+
+// errStalled is the cause given to a connection the watchdog drops.
+var errStalled = errors.New("stalled")
+
+// ending is how one attempt ended.
+type ending struct {
+	connected  bool          // the handshake (and for Socket.IO the namespace connect) succeeded
+	status     int           // HTTP status of a refused handshake
+	reason     string        // for state records, secrets scrubbed
+	fatal      error         // set when retrying would not help
+	clean      bool          // the server closed normally (1000/1001): next attempt after the floor
+	stalled    bool          // the watchdog dropped it
+	retryAfter time.Duration // from a 429/503 Retry-After
+}
+
+// loop is what both clients share: the attempt loop with backoff and
+// jitter, state records, the stall watchdog and the Status.
+type loop struct {
+	cfg    *checked
+	source feed.Source
+	what   string // "ws endpoint", "socketio endpoint"
+	// attempt makes one connection and reads it until it ends.
+	attempt func(ctx context.Context, sink feed.Sink, lv *liveness, attempt int) *ending
+
+	// Tunables; tests shorten them.
+	jitter      func(int64) int64
+	stallBefore time.Duration
+	stallFloor  time.Duration
+
+	connected     chan struct{}
+	connectedOnce sync.Once
+	running       atomic.Bool
+
+	mu     sync.Mutex
+	st     feed.Status // guarded by mu
+	tr     transport   // guarded by mu
+	lv     *liveness   // the current connection's, guarded by mu
+	buf    []byte      // message buffer, only the Run goroutine uses it
+	record feed.Record // template for event records
+}
+
+// transport is the transport-specific health that goes into Status.Details.
+type transport struct {
+	lastClose    string        // "close 1011 internal error: boom"
+	rtt          time.Duration // last WebSocket ping round trip
+	skipped      int64         // messages over MaxMessage
+	pingInterval time.Duration // Socket.IO, from the open packet
+	pingTimeout  time.Duration
+	sid          bool // an Engine.IO session is open
+	nsError      string
+	disconnects  int // Socket.IO server-initiated disconnects (41)
+	binary       int64
+	malformed    int64
+	lastBad      string
+}
+
+func newLoop(cfg *checked, source feed.Source, what string) *loop {
+	l := &loop{
+		cfg:         cfg,
+		source:      source,
+		what:        what,
+		jitter:      rand.Int64N,
+		stallBefore: stallBeforeKeepAlives,
+		stallFloor:  stallFloor,
+		connected:   make(chan struct{}),
+	}
+	l.st = feed.Status{
+		Source: source,
+		Name:   cfg.Name,
+		URL:    cfg.shownURL,
+		Conn:   cfg.Conn,
+		State:  feed.StateDisconnected,
+	}
+	l.record = feed.Record{Source: source, Kind: feed.KindEvent, Endpoint: cfg.Name, Conn: cfg.Conn}
+	return l
+}
+
+// Path is the delivery path's name, e.g. "ws:app-1".
+func (l *loop) Path() string { return feed.PathName(l.source, l.cfg.Name) }
+
+// Connected is closed once the first connection was established.
+func (l *loop) Connected() <-chan struct{} { return l.connected }
+
+// Status copies the connection's health.
+func (l *loop) Status() feed.Status {
+	l.mu.Lock()
+	st := l.st
+	tr := l.tr
+	lv := l.lv
+	l.mu.Unlock()
+	st.Details = tr.details(l.source)
+	if lv != nil {
+		st.LastByte, st.LastKeepAlive, st.StallAfter = lv.times()
+	}
+	if tr.skipped > 0 {
+		st.Warnings = append(st.Warnings, fmt.Sprintf("%d messages over %s skipped", tr.skipped, sizeText(l.cfg.MaxMessage)))
+	}
+	return st
+}
+
+func (tr *transport) details(source feed.Source) []string {
+	var d []string
+	if source == feed.SourceSocketIO && tr.pingInterval > 0 {
+		d = append(d, fmt.Sprintf("ping %s, timeout %s", tr.pingInterval, tr.pingTimeout))
+	}
+	if tr.rtt > 0 {
+		d = append(d, fmt.Sprintf("ping rtt %s", roundDur(tr.rtt)))
+	}
+	if tr.lastClose != "" {
+		d = append(d, tr.lastClose)
+	}
+	if tr.nsError != "" {
+		d = append(d, "namespace error: "+tr.nsError)
+	}
+	if tr.disconnects > 0 {
+		d = append(d, fmt.Sprintf("server disconnected the socket %d times", tr.disconnects))
+	}
+	if tr.binary > 0 {
+		d = append(d, fmt.Sprintf("%d binary events", tr.binary))
+	}
+	if tr.malformed > 0 {
+		d = append(d, fmt.Sprintf("%d malformed packets, last %s", tr.malformed, tr.lastBad))
+	}
+	return d
+}
+
+func roundDur(d time.Duration) time.Duration {
+	switch {
+	case d >= time.Second:
+		return d.Round(time.Millisecond)
+	case d >= time.Millisecond:
+		return d.Round(10 * time.Microsecond)
+	}
+	return d.Round(time.Microsecond)
+}
+
+func sizeText(n int64) string {
+	if n >= 1<<20 && n%(1<<20) == 0 {
+		return fmt.Sprintf("%d MiB", n>>20)
+	}
+	return fmt.Sprintf("%d bytes", n)
+}
+
+// run connects and keeps reconnecting until ctx ends (nil) or the endpoint
+// refuses for good (an error wrapping ErrFatal).
+func (l *loop) run(ctx context.Context, sink feed.Sink) error {
+	if !l.running.CompareAndSwap(false, true) {
+		return fmt.Errorf("run %s %s: already running", l.what, l.cfg.Name)
+	}
+	if sink == nil {
+		sink = feed.SinkFunc(func(feed.Record) {})
+	}
+	failures, attempt := 0, 0
+	for {
+		attempt++
+		l.emitState(sink, feed.StateConnecting, 0, "", attempt)
+		lv := newLiveness(l.cfg.StallTimeout, l.stallBefore, l.stallFloor)
+		l.mu.Lock()
+		l.lv = lv
+		l.mu.Unlock()
+		e := l.attempt(ctx, sink, lv, attempt)
+		lv.stop()
+		if ctx.Err() != nil {
+			l.setState(feed.StateDisconnected, "")
+			return nil
+		}
+		if e.stalled {
+			l.mu.Lock()
+			l.st.Stalls++
+			l.mu.Unlock()
+			l.emitState(sink, feed.StateStalled, 0, e.reason, attempt)
+		}
+		if e.fatal != nil {
+			l.emitState(sink, feed.StateFailed, e.status, e.reason, attempt)
+			return e.fatal
+		}
+		switch {
+		case e.clean:
+			failures = 0
+		case e.connected && lv.lived() >= l.cfg.MaxBackoff:
+			failures = 1 // it worked for a while: start the backoff again
+		default:
+			failures++
+		}
+		if e.connected {
+			attempt = 0
+			if !e.stalled {
+				l.emitState(sink, feed.StateDisconnected, 0, e.reason, attempt)
+			}
+		}
+		wait := netx.Backoff(l.cfg.MinBackoff, l.cfg.MaxBackoff, failures, l.jitter)
+		if e.retryAfter > wait {
+			wait = min(e.retryAfter, maxRetryAfter)
+		}
+		l.mu.Lock()
+		l.st.Reconnects++
+		l.mu.Unlock()
+		l.emitState(sink, feed.StateReconnecting, e.status,
+			fmt.Sprintf("%s (retry in %s)", e.reason, wait.Round(time.Millisecond)), attempt+1)
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			l.setState(feed.StateDisconnected, "")
+			return nil
+		case <-t.C:
+		}
+	}
+}
+
+// emitState records a state change in the Status and sends a state record.
+func (l *loop) emitState(sink feed.Sink, state string, status int, errText string, attempt int) {
+	now := time.Now()
+	errText = l.cfg.scrub.Scrub(errText)
+	l.mu.Lock()
+	l.st.State = state
+	if status != 0 {
+		l.st.HTTPStatus = status
+	}
+	switch state {
+	case feed.StateConnected:
+		l.st.Error = ""
+		l.st.ConnectedAt = now
+	case feed.StateConnecting:
+	default:
+		l.st.ConnectedAt = time.Time{}
+		if errText != "" {
+			l.st.Error = errText
+		}
+	}
+	l.st.Attempt = attempt
+	l.mu.Unlock()
+	sink.Emit(feed.Record{
+		TS:       now,
+		Source:   l.source,
+		Kind:     feed.KindState,
+		Endpoint: l.cfg.Name,
+		Conn:     l.cfg.Conn,
+		State:    state,
+		Status:   status,
+		Error:    errText,
+		Attempt:  attempt,
+	})
+}
+
+func (l *loop) setState(state, errText string) {
+	l.mu.Lock()
+	l.st.State = state
+	l.st.ConnectedAt = time.Time{}
+	if errText != "" {
+		l.st.Error = l.cfg.scrub.Scrub(errText)
+	}
+	l.mu.Unlock()
+}
+
+// noteConnected marks the connection established.
+func (l *loop) noteConnected(sink feed.Sink, status, attempt int, start time.Time) {
+	l.mu.Lock()
+	l.st.TTFB = time.Since(start)
+	l.mu.Unlock()
+	l.connectedOnce.Do(func() { close(l.connected) })
+	l.emitState(sink, feed.StateConnected, status, "", attempt)
+}
+
+// everConnected reports whether a connection was ever established.
+func (l *loop) everConnected() bool {
+	select {
+	case <-l.connected:
+		return true
+	default:
+		return false
+	}
+}
+
+// event sends one delivery. at is when its read returned.
+func (l *loop) event(sink feed.Sink, at time.Time, typ, data string) {
+	r := l.record
+	r.TS, r.Type, r.Data = at, typ, data
+	sink.Emit(r)
+	l.mu.Lock()
+	l.st.Events++
+	l.st.LastEvent = at
+	l.mu.Unlock()
+}
+
+// dial makes the WebSocket handshake. On failure it says why and whether
+// retrying can help.
+func (l *loop) dial(ctx context.Context, rawURL string, lv *liveness, everConnected bool) (*websocket.Conn, *ending) {
+	dctx, cancel := context.WithTimeout(ctx, l.cfg.DialTimeout)
+	defer cancel()
+	opts := &websocket.DialOptions{
+		HTTPClient:   l.cfg.HTTPClient,
+		HTTPHeader:   l.cfg.header,
+		Host:         l.cfg.host,
+		Subprotocols: l.cfg.Subprotocols,
+		OnPingReceived: func(context.Context, []byte) bool {
+			lv.touch(time.Now(), true)
+			return true
+		},
+		OnPongReceived: func(context.Context, []byte) { lv.touch(time.Now(), true) },
+	}
+	conn, resp, err := websocket.Dial(dctx, rawURL, opts)
+	if err == nil {
+		return conn, nil
+	}
+	if ctx.Err() != nil {
+		return nil, &ending{reason: "stopped"}
+	}
+	if resp != nil && resp.StatusCode != http.StatusSwitchingProtocols && resp.StatusCode != 0 {
+		return nil, l.refused(resp)
+	}
+	err = netx.Unwrap(err)
+	var dnsErr *net.DNSError
+	if reason, ok := netx.TLSProblem(err); ok {
+		return nil, &ending{reason: reason, fatal: l.fatal(reason)}
+	}
+	switch {
+	case resp != nil:
+		reason := "handshake: " + err.Error()
+		return nil, &ending{status: resp.StatusCode, reason: reason, fatal: l.fatal(reason)}
+	case errors.As(err, &dnsErr) && dnsErr.IsNotFound && !everConnected:
+		reason := fmt.Sprintf("host %q not found (check the URL)", dnsErr.Name)
+		return nil, &ending{reason: reason, fatal: l.fatal(reason)}
+	case errors.Is(dctx.Err(), context.DeadlineExceeded):
+		return nil, &ending{reason: fmt.Sprintf("handshake timed out after %s", l.cfg.DialTimeout)}
+	}
+	return nil, &ending{reason: "dial: " + trimWrap(err.Error())}
+}
+
+// trimWrap drops coder/websocket's "failed to …:" prefixes, which say
+// nothing a user can act on.
+func trimWrap(s string) string {
+	for strings.HasPrefix(s, "failed to ") {
+		i := strings.Index(s, ": ")
+		if i < 0 {
+			break
+		}
+		s = s[i+2:]
+	}
+	return s
+}
+
+// refused classifies a handshake answered with something other than 101.
+func (l *loop) refused(resp *http.Response) *ending {
+	code := resp.StatusCode
+	reason := netx.StatusText(code) + bodySnippet(resp)
+	switch {
+	case code == http.StatusRequestTimeout, code == http.StatusTooManyRequests, code >= 500:
+		return &ending{status: code, reason: reason,
+			retryAfter: netx.ParseRetryAfter(resp.Header.Get("Retry-After"), time.Now())}
+	case code == http.StatusUnauthorized:
+		reason += " (check -H/--bearer-env)"
+	case code == http.StatusForbidden:
+		reason += " (the credentials sent lack access; check -H/--bearer-env)"
+	case code == http.StatusNotFound && l.source == feed.SourceSocketIO:
+		reason += " (check the URL and --socketio-path)"
+	case code == http.StatusNotFound:
+		reason += " (check the URL path)"
+	case code < 400:
+		reason = "not a WebSocket endpoint: the upgrade was answered " + reason
+	}
+	return &ending{status: code, reason: reason, fatal: l.fatal(reason)}
+}
+
+func (l *loop) fatal(reason string) error {
+	return fatalErrorf("connect to %s %s (%s): %s", l.what, l.cfg.Name, l.cfg.shownURL, l.cfg.scrub.Scrub(reason))
+}
+
+// bodySnippet is the start of a refused handshake's body (servers often
+// say why there) as `: "text"`, or "".
+func bodySnippet(resp *http.Response) string {
+	if resp.Body == nil {
+		return ""
+	}
+	b, _ := io.ReadAll(io.LimitReader(resp.Body, 200))
+	s := strings.TrimSpace(strings.ToValidUTF8(string(b), "\uFFFD"))
+	if s == "" {
+		return ""
+	}
+	if i := strings.IndexAny(s, "\r\n"); i >= 0 {
+		s = s[:i] + " …"
+	}
+	return fmt.Sprintf(": %q", s)
+}
+
+// closeText names a close code: "close 1011 internal error: boom".
+func closeText(ce websocket.CloseError) string {
+	s := fmt.Sprintf("close %d", int(ce.Code))
+	if n := closeNames[ce.Code]; n != "" {
+		s += " " + n
+	}
+	if ce.Reason != "" {
+		s += ": " + ce.Reason
+	}
+	return s
+}
+
+var closeNames = map[websocket.StatusCode]string{
+	websocket.StatusNormalClosure:           "normal closure",
+	websocket.StatusGoingAway:               "going away",
+	websocket.StatusProtocolError:           "protocol error",
+	websocket.StatusUnsupportedData:         "unsupported data",
+	websocket.StatusNoStatusRcvd:            "no status",
+	websocket.StatusAbnormalClosure:         "abnormal closure",
+	websocket.StatusInvalidFramePayloadData: "invalid payload",
+	websocket.StatusPolicyViolation:         "policy violation",
+	websocket.StatusMessageTooBig:           "message too big",
+	websocket.StatusMandatoryExtension:      "mandatory extension",
+	websocket.StatusInternalError:           "internal error",
+	websocket.StatusServiceRestart:          "service restart",
+	websocket.StatusTryAgainLater:           "try again later",
+	websocket.StatusBadGateway:              "bad gateway",
+}
+
+// readEnded says why reading a connection failed: the caller stopped, the
+// watchdog dropped it, the server closed it (with a code), or it broke.
+func (l *loop) readEnded(ctx, cctx context.Context, lv *liveness, err error) *ending {
+	e := &ending{connected: true}
+	var ce websocket.CloseError
+	switch {
+	case ctx.Err() != nil:
+		e.reason = "stopped"
+	case errors.Is(context.Cause(cctx), errStalled):
+		e.stalled = true
+		e.reason = fmt.Sprintf("stalled: nothing received for %s", lv.threshold())
+	case errors.As(err, &ce):
+		text := closeText(ce)
+		l.mu.Lock()
+		l.tr.lastClose = text
+		l.mu.Unlock()
+		switch ce.Code {
+		case websocket.StatusNormalClosure, websocket.StatusGoingAway:
+			e.clean = true
+			e.reason = "server closed the connection: " + text
+		case websocket.StatusPolicyViolation:
+			e.reason = "server refused: " + text
+			e.fatal = l.fatal(e.reason)
+		default:
+			e.reason = "server closed the connection: " + text
+		}
+	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, net.ErrClosed):
+		e.reason = "connection lost without a close frame (1006)"
+		l.mu.Lock()
+		l.tr.lastClose = "close 1006 abnormal closure (no close frame)"
+		l.mu.Unlock()
+	default:
+		e.reason = "read: " + trimWrap(netx.Unwrap(err).Error())
+	}
+	return e
+}
+
+// readMessage reads one message into l.buf, up to the size limit; over is
+// true when it was larger (then it was read to its end and dropped).
+func (l *loop) readMessage(r io.Reader, lv *liveness) (data []byte, over bool, err error) {
+	tr := touchReader{r: r, lv: lv}
+	limit := l.cfg.MaxMessage
+	b := l.buf[:0]
+	for {
+		if len(b) == cap(b) {
+			b = append(b, 0)[:len(b)]
+		}
+		n, err := tr.Read(b[len(b):cap(b)])
+		b = b[:len(b)+n]
+		if int64(len(b)) > limit {
+			_, err := io.Copy(io.Discard, tr)
+			l.keep(b)
+			return nil, true, err
+		}
+		if err == io.EOF {
+			l.keep(b)
+			return b, false, nil
+		}
+		if err != nil {
+			l.keep(b)
+			return nil, false, err
+		}
+	}
+}
+
+// keep holds on to the message buffer for the next message unless it grew
+// large: thousands of connections should not each keep 16 MiB.
+func (l *loop) keep(b []byte) {
+	if cap(b) <= 1<<20 {
+		l.buf = b[:0]
+	} else {
+		l.buf = nil
+	}
+}
+
+// touchReader tells the watchdog about every read, so a large message
+// arriving slowly is not taken for a stall.
+type touchReader struct {
+	r  io.Reader
+	lv *liveness
+}
+
+func (t touchReader) Read(p []byte) (int, error) {
+	n, err := t.r.Read(p)
+	if n > 0 {
+		t.lv.touch(time.Now(), false)
+	}
+	return n, err
+}
+
+// liveness is one connection's stall watchdog: it keeps the time of the
+// last bytes, the longest gap between them and the keep-alives seen, and
+// drops the connection when nothing came for the threshold.
+type liveness struct {
+	mu         sync.Mutex
+	fixed      time.Duration // > 0: a fixed threshold; < 0: off; 0: adaptive
+	before     time.Duration // adaptive threshold until two keep-alives came
+	floor      time.Duration // least adaptive threshold after that
+	start      time.Time
+	last       time.Time // last bytes
+	lastKA     time.Time // last keep-alive
+	keepAlives int
+	maxGap     time.Duration
+	timer      *time.Timer
+	drop       func()
+	stopped    bool
+}
+
+func newLiveness(fixed, before, floor time.Duration) *liveness {
+	return &liveness{fixed: fixed, before: before, floor: floor}
+}
+
+// arm starts watching at start; drop is called once when the threshold
+// passes with nothing received.
+func (lv *liveness) arm(start time.Time, drop func()) {
+	lv.mu.Lock()
+	defer lv.mu.Unlock()
+	lv.start, lv.last, lv.drop = start, start, drop
+	if th := lv.thresholdLocked(); th > 0 && !lv.stopped {
+		lv.timer = time.AfterFunc(th, lv.check)
+	}
+}
+
+// setFixed fixes the threshold (Socket.IO's pingInterval + pingTimeout)
+// unless the user fixed one.
+func (lv *liveness) setFixed(d time.Duration) {
+	lv.mu.Lock()
+	defer lv.mu.Unlock()
+	if lv.fixed == 0 {
+		lv.fixed = d
+		lv.rearmLocked()
+	}
+}
+
+func (lv *liveness) touch(at time.Time, keepAlive bool) {
+	lv.mu.Lock()
+	defer lv.mu.Unlock()
+	if lv.last.IsZero() {
+		return // not connected yet
+	}
+	if gap := at.Sub(lv.last); gap > lv.maxGap {
+		lv.maxGap = gap
+	}
+	if at.After(lv.last) {
+		lv.last = at
+	}
+	if keepAlive {
+		lv.lastKA = at
+		lv.keepAlives++
+		// The threshold may have shrunk (45 s until now); re-arm from here.
+		lv.rearmLocked()
+	}
+}
+
+func (lv *liveness) rearmLocked() {
+	if lv.timer == nil || lv.stopped {
+		if lv.timer == nil && !lv.stopped && lv.drop != nil {
+			if th := lv.thresholdLocked(); th > 0 {
+				lv.timer = time.AfterFunc(th-time.Since(lv.last), lv.check)
+			}
+		}
+		return
+	}
+	if th := lv.thresholdLocked(); th > 0 {
+		lv.timer.Reset(th - time.Since(lv.last))
+	}
+}
+
+func (lv *liveness) threshold() time.Duration {
+	lv.mu.Lock()
+	defer lv.mu.Unlock()
+	return lv.thresholdLocked()
+}
+
+func (lv *liveness) thresholdLocked() time.Duration {
+	switch {
+	case lv.fixed != 0:
+		return max(lv.fixed, 0)
+	case lv.keepAlives < 2:
+		return lv.before
+	}
+	return max(3*lv.maxGap, lv.floor)
+}
+
+func (lv *liveness) check() {
+	lv.mu.Lock()
+	defer lv.mu.Unlock()
+	if lv.stopped {
+		return
+	}
+	th := lv.thresholdLocked()
+	if th <= 0 {
+		return
+	}
+	idle := time.Since(lv.last)
+	if idle >= th {
+		lv.stopped = true
+		lv.drop()
+		return
+	}
+	lv.timer.Reset(th - idle)
+}
+
+func (lv *liveness) stop() {
+	lv.mu.Lock()
+	defer lv.mu.Unlock()
+	lv.stopped = true
+	if lv.timer != nil {
+		lv.timer.Stop()
+	}
+}
+
+// lived is how long the connection was up.
+func (lv *liveness) lived() time.Duration {
+	lv.mu.Lock()
+	defer lv.mu.Unlock()
+	if lv.start.IsZero() {
+		return 0
+	}
+	return lv.last.Sub(lv.start)
+}
+
+func (lv *liveness) times() (last, lastKA time.Time, threshold time.Duration) {
+	lv.mu.Lock()
+	defer lv.mu.Unlock()
+	return lv.last, lv.lastKA, lv.thresholdLocked()
+}
