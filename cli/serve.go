@@ -39,7 +39,6 @@ type serveOptions struct {
 	Timeout        time.Duration
 	Template       string
 	SSEClients     int
-	Stall          time.Duration
 	MaxP50         time.Duration
 	MaxP99         time.Duration
 	MinDelivery    float64
@@ -65,7 +64,6 @@ func (o *serveOptions) register(cmd *cobra.Command) {
 	fs.DurationVar(&o.Timeout, "timeout", probes.DefaultTimeout, "how long each probe may take to arrive on a path before it counts as lost")
 	fs.StringVar(&o.Template, "template", probes.DefaultTemplate, "probe payload `T`; {{token}} (required), {{seq}} and {{sent_at}} are replaced")
 	fs.IntVar(&o.SSEClients, "sse-clients", 1, "open `K` connections to each endpoint")
-	fs.DurationVar(&o.Stall, "stall", 0, "call a streaming endpoint stalled after `D` without a byte (default: adaptive)")
 	fs.DurationVar(&o.MaxP50, "max-p50", 0, "budget: a path's median latency in the window at most `D`")
 	fs.DurationVar(&o.MaxP99, "max-p99", 0, "budget: a path's p99 latency in the window at most `D`")
 	fs.Float64Var(&o.MinDelivery, "min-delivery", 1.0, "budget: fraction `F` of the window's probes each path must deliver (0..1)")
@@ -111,7 +109,7 @@ configuration mistake is exit 2, naming the file and line.`,
 func serveFlagsWithConfig() []string {
 	fs := pflag.NewFlagSet("", pflag.ContinueOnError)
 	(&SourceFlags{}).Register(fs)
-	names := []string{"name", "probe-channel", "probe-every", "timeout", "template", "sse-clients", "stall",
+	names := []string{"name", "probe-channel", "probe-every", "timeout", "template", "sse-clients",
 		"max-p50", "max-p99", "min-delivery", "min-subscribers"}
 	fs.VisitAll(func(f *pflag.Flag) { names = append(names, f.Name) })
 	return names
@@ -252,7 +250,7 @@ func flagTarget(src SourceFlags, opts serveOptions, getenv func(string) string) 
 		Name: opts.Name, Cluster: src.Cluster, SentinelMaster: src.SentinelMaster,
 		Channels: src.Channels, Patterns: src.Patterns, ShardChannels: src.ShardChannels,
 		ProbeChannel: opts.ProbeChannel, ProbeEvery: opts.ProbeEvery, Timeout: opts.Timeout, Template: opts.Template,
-		SSEClients: opts.SSEClients, Stall: opts.Stall,
+		SSEClients: opts.SSEClients, Stall: src.Stall,
 		Budgets: probes.Budgets{MaxP50: opts.MaxP50, MaxP99: opts.MaxP99, MinDelivery: opts.MinDelivery, MinSubscribers: opts.MinSubscribers},
 	}
 	fail := func(err error) (serve.TargetConfig, session.Config, error) {
@@ -267,8 +265,6 @@ func flagTarget(src SourceFlags, opts serveOptions, getenv func(string) string) 
 		return fail(fmt.Errorf("--timeout %v: must be positive", opts.Timeout))
 	case opts.SSEClients < 1 || opts.SSEClients > maxSSEClients:
 		return fail(fmt.Errorf("--sse-clients %d: want 1 to %d", opts.SSEClients, maxSSEClients))
-	case opts.Stall < 0:
-		return fail(fmt.Errorf("--stall %v is negative", opts.Stall))
 	}
 	if err := probes.ValidateTemplate(opts.Template); err != nil {
 		return fail(err)
@@ -290,7 +286,6 @@ func flagTarget(src SourceFlags, opts serveOptions, getenv func(string) string) 
 		t.Endpoints = append(t.Endpoints, serve.Endpoint{Kind: ep.Kind, Name: ep.Name, URL: ep.URL})
 	}
 	cfg.Conns = t.SSEClients
-	cfg.Stall = t.Stall
 	cfg.Probe.Template, cfg.Probe.Timeout = t.Template, t.Timeout
 	serveSession(&cfg, t)
 	return t, cfg, nil
@@ -340,6 +335,8 @@ func targetSessionConfig(t serve.TargetConfig, getenv func(string) string) (sess
 		TLSCA:        t.TLSCA,
 		TLSInsecure:  t.TLSInsecure,
 		Stall:        t.Stall,
+		PollInterval: t.PollInterval,
+		SocketIOPath: t.SocketIOPath,
 		Probe:        probes.Config{Template: t.Template, Timeout: t.Timeout, MatchKey: t.MatchKey},
 	}
 	for _, ep := range t.Endpoints {

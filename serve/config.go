@@ -64,6 +64,8 @@ type TargetConfig struct {
 	Template     string
 	SSEClients   int
 	Stall        time.Duration // 0: the sources' default threshold
+	PollInterval time.Duration // 0: the poll source's default
+	SocketIOPath string        // "": the Socket.IO sources' default
 	Budgets      probes.Budgets
 	Labels       map[string]string
 }
@@ -169,6 +171,8 @@ type targetYAML struct {
 	Template       string            `yaml:"template"`
 	SSEClients     int               `yaml:"sse_clients"`
 	Stall          duration          `yaml:"stall"`
+	PollInterval   duration          `yaml:"poll_interval"`
+	SocketIOPath   string            `yaml:"socketio_path"`
 	Budgets        budgetsYAML       `yaml:"budgets"`
 	Labels         map[string]string `yaml:"labels"`
 }
@@ -541,7 +545,8 @@ func (c *checker) target(n *yaml.Node, ty *targetYAML, defEvery time.Duration) T
 		Channels: ty.Channels, Patterns: ty.Patterns, ShardChannels: ty.ShardChannels,
 		Headers: ty.Headers, BearerEnv: ty.BearerEnv, TLSCA: ty.TLSCA, TLSInsecure: ty.TLSInsecure, MatchKey: ty.MatchKey,
 		ProbeChannel: ty.ProbeChannel, ProbeEvery: defEvery, Timeout: time.Duration(ty.Timeout), Template: ty.Template,
-		SSEClients: ty.SSEClients, Stall: time.Duration(ty.Stall), Labels: ty.Labels,
+		SSEClients: ty.SSEClients, Stall: time.Duration(ty.Stall),
+		PollInterval: time.Duration(ty.PollInterval), SocketIOPath: ty.SocketIOPath, Labels: ty.Labels,
 		Budgets: probes.Budgets{MaxP50: time.Duration(ty.Budgets.MaxP50), MaxP99: time.Duration(ty.Budgets.MaxP99), MinDelivery: 1, MinSubscribers: ty.Budgets.MinSubscribers},
 	}
 	who := "target"
@@ -587,6 +592,9 @@ func (c *checker) target(n *yaml.Node, ty *targetYAML, defEvery time.Duration) T
 	}
 	if t.Stall < 0 {
 		c.errorf(lineOf(n, "stall"), "%s: stall %v is negative", who, t.Stall)
+	}
+	if t.PollInterval < 0 {
+		c.errorf(lineOf(n, "poll_interval"), "%s: poll_interval %v is negative", who, t.PollInterval)
 	}
 	if t.Template != "" {
 		if err := probes.ValidateTemplate(t.Template); err != nil {
