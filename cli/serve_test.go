@@ -410,6 +410,10 @@ func TestServeWithPrometheus(t *testing.T) {
 		t.Fatalf("fanscope_path_up{path=\"redis\"} = %v (present %v), want 1 before Redis is killed", v, ok)
 	}
 
+	// PUBSUB NUMSUB: fanscope and the two relays.
+	prom.eventually(t, "subscribers", `fanscope_channel_subscribers{channel="story:published"}`, func(v float64) bool { return v == 3 })
+	prom.eventually(t, "buffer ratio", `fanscope_pubsub_output_buffer_max_ratio{target="default"}`, func(v float64) bool { return v >= 0 && v < 1 })
+
 	// Redis killed: the redis path goes down; restarted: up again.
 	srv.Kill()
 	prom.eventually(t, "redis down", `fanscope_path_up{path="redis"}`, func(v float64) bool { return v == 0 })
