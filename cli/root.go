@@ -88,7 +88,7 @@ error; 3 a source could not be reached or subscribed.`,
 	root.Flags().AddFlagSet(watch.Flags())
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError(err) })
 	root.SetVersionTemplate("{{.Version}}\n")
-	root.AddCommand(watch, newTailCmd(e), newProbeCmd(e), newDemoCmd(e), newRelayCmd(e), newVersionCmd(e),
+	root.AddCommand(watch, newTailCmd(e), newProbeCmd(e), newServeCmd(e), newDemoCmd(e), newRelayCmd(e), newVersionCmd(e),
 		newPublishCmd(e), newChannelsCmd(e), newPingCmd(e), newMonitorCmd(e))
 	for _, c := range root.Commands() {
 		c.SilenceErrors, c.SilenceUsage = true, true
