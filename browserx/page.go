@@ -46,6 +46,7 @@ type Page struct {
 	connOnce  sync.Once
 	fatalCh   chan error
 	resetCh   chan chan error
+	done      chan struct{} // closed when Run returns
 
 	mu      sync.Mutex
 	sink    feed.Sink
@@ -80,6 +81,7 @@ func NewPage(b *Browser, cfg PageConfig) (*Page, error) {
 		connected: make(chan struct{}),
 		fatalCh:   make(chan error, 1),
 		resetCh:   make(chan chan error),
+		done:      make(chan struct{}),
 		es:        map[network.RequestID]string{},
 		held:      map[network.RequestID]string{},
 		esReady:   make(chan struct{}),
@@ -109,16 +111,20 @@ func (p *Page) Status() feed.Status {
 // Reset readies the page for the next probe: when the selector is still
 // visible, the page is reloaded and Reset returns once it is loaded and its
 // EventSource is open again; otherwise it returns at once. It waits for
-// Run's first load.
+// Run's first load, and returns Run's error once Run has ended.
 func (p *Page) Reset(ctx context.Context) error {
 	select {
 	case <-p.connected:
+	case <-p.done:
+		return p.ended()
 	case <-ctx.Done():
 		return ctx.Err()
 	}
 	reply := make(chan error, 1)
 	select {
 	case p.resetCh <- reply:
+	case <-p.done:
+		return p.ended()
 	case <-ctx.Done():
 		return ctx.Err()
 	}
@@ -130,10 +136,21 @@ func (p *Page) Reset(ctx context.Context) error {
 	}
 }
 
+// ended is Reset's answer once Run returned.
+func (p *Page) ended() error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.failErr != nil {
+		return p.failErr
+	}
+	return fmt.Errorf("page %s: the page check is not running", p.cfg.Name)
+}
+
 // Run loads the page and emits records until ctx ends (nil) or the page
 // cannot be checked: it does not load, answers non-2xx, opens no
 // EventSource within ReadyTimeout, or the selector is invalid.
 func (p *Page) Run(ctx context.Context, sink feed.Sink) error {
+	defer close(p.done)
 	p.mu.Lock()
 	p.sink = sink
 	p.mu.Unlock()

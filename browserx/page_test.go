@@ -167,6 +167,10 @@ func TestPageFailures(t *testing.T) {
 				if !errors.Is(err, ErrFatal) || !strings.Contains(err.Error(), tc.want) {
 					t.Errorf("Run = %v, want an error with %q", err, tc.want)
 				}
+				// A probe's Reset then says why instead of waiting.
+				if rerr := p.Reset(context.Background()); rerr == nil || rerr.Error() != err.Error() {
+					t.Errorf("Reset after Run failed = %v, want Run's error", rerr)
+				}
 			case <-time.After(20 * time.Second):
 				t.Fatalf("Run did not fail within 20s; records: %s", describe(c.all()))
 			}
