@@ -89,6 +89,7 @@ type Path struct {
 	failErr   error
 	reopenAt  time.Time // Chromium gave up after a 5xx; fanscope reopens then
 	closedAt  time.Time // the EventSource closed before the network said why
+	lostAt    time.Time // the EventSource lost its stream; reconnecting not yet reported
 }
 
 // NewPath checks cfg and returns the path; nothing starts before Run.
@@ -283,7 +284,11 @@ func (p *Path) check(tctx context.Context) {
 	sent := p.reqSent
 	closed := !p.failed && !p.closedAt.IsZero() && now.Sub(p.closedAt) >= closeGrace
 	reason := p.netErr
+	lost := !p.lostAt.IsZero() && now.Sub(p.lostAt) >= closeGrace
 	p.mu.Unlock()
+	if lost {
+		p.reportLost()
+	}
 	if closed {
 		if reason == "" {
 			reason = "no reason given by the network"
@@ -330,6 +335,7 @@ func (p *Path) onEvent(ev any) {
 		p.mu.Lock()
 		p.req, p.reqSent, p.reqTS = e.RequestID, now, e.Timestamp.Float64()
 		p.responded, p.waiting = false, false
+		p.netErr = ""
 		p.st.Attempt++
 		if p.st.Attempt > 1 || !p.st.ConnectedAt.IsZero() {
 			p.st.Reconnects++
@@ -348,6 +354,7 @@ func (p *Path) onEvent(ev any) {
 		p.mu.Unlock()
 		if mine {
 			p.releaseConn()
+			p.reportLost()
 		}
 	case *network.EventEventSourceMessageReceived:
 		p.onMessage(e, now)
@@ -444,6 +451,7 @@ func (p *Path) onFailed(e *network.EventLoadingFailed) {
 		p.mu.Lock()
 		p.netErr = e.ErrorText
 		p.mu.Unlock()
+		p.reportLost()
 	}
 }
 
@@ -515,18 +523,21 @@ func (p *Path) onES(payload string, now time.Time) {
 		p.mu.Unlock()
 		p.connOnce.Do(func() { close(p.connected) })
 		p.emitState(feed.StateConnected, status, "", attempt)
-	case m.E == "error" && (m.RS == 0 || !p.reopenAt.IsZero()):
+	case m.E == "error" && !p.reopenAt.IsZero():
+		// Chromium gave up after a 5xx; fanscope reopens (onResponse).
 		reason := p.netErr
-		if reason == "" {
-			reason = "connection lost"
-		}
-		if m.RS == 0 {
-			reason += fmt.Sprintf("; Chromium reconnects in %s", chromiumRetry)
-		}
 		p.st.State, p.st.Error = feed.StateReconnecting, reason
 		attempt, status := p.st.Attempt, p.st.HTTPStatus
 		p.mu.Unlock()
 		p.emitState(feed.StateReconnecting, status, reason, attempt)
+	case m.E == "error" && m.RS == 0:
+		// Chromium reconnects by itself. The network event that says why
+		// the stream ended usually comes just after this one.
+		p.lostAt = now
+		p.mu.Unlock()
+		if p.netErrKnown() {
+			p.reportLost()
+		}
 	case m.E == "error":
 		// The network event that says why (a CORS rejection) can come
 		// just after the error event; check gives it a moment.
@@ -537,6 +548,32 @@ func (p *Path) onES(payload string, now time.Time) {
 	default:
 		p.mu.Unlock()
 	}
+}
+
+func (p *Path) netErrKnown() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.netErr != ""
+}
+
+// reportLost emits the reconnecting state once the EventSource lost its
+// stream (lostAt set), with the network's reason when known.
+func (p *Path) reportLost() {
+	p.mu.Lock()
+	if p.lostAt.IsZero() || p.failed {
+		p.mu.Unlock()
+		return
+	}
+	p.lostAt = time.Time{}
+	reason := p.netErr
+	if reason == "" {
+		reason = "connection lost"
+	}
+	reason += fmt.Sprintf("; Chromium reconnects in %s", chromiumRetry)
+	p.st.State, p.st.Error = feed.StateReconnecting, reason
+	attempt, status := p.st.Attempt, p.st.HTTPStatus
+	p.mu.Unlock()
+	p.emitState(feed.StateReconnecting, status, reason, attempt)
 }
 
 // fail records the path as failed (once), emits a failed state record and
