@@ -143,8 +143,9 @@ func (b *Browser) start(ctx context.Context) error {
 	return nil
 }
 
-// Close ends Chromium and removes its profile directory. It is safe to
-// call more than once and before Start.
+// Close ends Chromium and removes its profile directory, once it exited.
+// Call it after the paths' Run returned (their tabs close with their
+// contexts). It is safe to call more than once and before Start.
 func (b *Browser) Close() error {
 	b.mu.Lock()
 	b.closed = true

@@ -48,10 +48,16 @@ const bindingES = "__fanscopeES"
 // PathConfig is one browser connection: --browser [NAME=]URL with the
 // browser flags.
 type PathConfig struct {
-	Name    string // endpoint name: the path is "browser:NAME"; default host:port
-	URL     string // the event stream, http or https
-	Conn    int    // connection index when K connections go to one endpoint
-	Header  http.Header
+	Name string // endpoint name: the path is "browser:NAME"; default host:port
+	URL  string // the event stream, http or https
+	Conn int    // connection index when K connections go to one endpoint
+	// Header (-H) is sent with every request of the tab, through CDP
+	// Network.setExtraHTTPHeaders. Cross-origin, such headers make
+	// Chromium send a CORS preflight, which the endpoint must allow.
+	Header http.Header
+	// Cookies (--browser-cookie) are set for the URL before the tab
+	// connects. Cross-origin, the EventSource is opened withCredentials
+	// so they are sent, as an app with cookie sessions must do.
 	Cookies []Cookie
 	// Origin is --browser-origin: the page that opens the EventSource
 	// belongs to this origin instead of the URL's own, to test CORS.
