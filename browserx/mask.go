@@ -1,0 +1,78 @@
+package browserx
+
+import (
+	"net/url"
+	"strings"
+)
+
+// secretQueryKeys are the query keys whose values SPEC.md masks.
+var secretQueryKeys = map[string]bool{
+	"token": true, "access_token": true, "auth": true, "key": true, "apikey": true,
+	"password": true, "secret": true, "sig": true, "signature": true,
+}
+
+// maskURL is u as text with its password and secret query values as
+// "***".
+func maskURL(u *url.URL) string {
+	if u == nil {
+		return ""
+	}
+	c := *u
+	if c.User != nil {
+		if _, ok := c.User.Password(); ok {
+			c.User = url.UserPassword(c.User.Username(), "xxxxx")
+		}
+	}
+	masked := false
+	if c.RawQuery != "" {
+		q := c.Query()
+		for k, vs := range q {
+			if secretQueryKeys[strings.ToLower(k)] {
+				for i := range vs {
+					vs[i] = "xxxxx"
+				}
+				masked = true
+			}
+		}
+		if masked {
+			c.RawQuery = q.Encode()
+		}
+	}
+	return strings.ReplaceAll(c.String(), "xxxxx", "***")
+}
+
+// Cookie is one --browser-cookie: set in the browser before a path
+// connects. Its value never appears in output.
+type Cookie struct {
+	Name, Value string
+}
+
+// ParseCookie parses --browser-cookie 'name=value'.
+func ParseCookie(s string) (Cookie, error) {
+	name, value, ok := strings.Cut(s, "=")
+	name = strings.TrimSpace(name)
+	if !ok {
+		return Cookie{}, usageErrorf("--browser-cookie %q: want name=value, no '=' found (e.g. --browser-cookie 'session=VALUE')", maskCookieText(s))
+	}
+	if name == "" {
+		return Cookie{}, usageErrorf("--browser-cookie %q: want name=value, the name is empty", maskCookieText(s))
+	}
+	if strings.ContainsAny(name, " \t;,=\"") {
+		return Cookie{}, usageErrorf("--browser-cookie %s=***: the name may not hold spaces, ';', ',', '=' or quotes", name)
+	}
+	if strings.ContainsAny(value, ";\r\n") {
+		return Cookie{}, usageErrorf("--browser-cookie %s=***: the value may not hold ';' or line breaks (give one cookie per flag)", name)
+	}
+	return Cookie{Name: name, Value: value}, nil
+}
+
+// String is the cookie as fanscope prints it: name=***.
+func (c Cookie) String() string { return c.Name + "=***" }
+
+// maskCookieText masks what follows the first '=' of a cookie flag.
+func maskCookieText(s string) string {
+	if name, _, ok := strings.Cut(s, "="); ok {
+		return name + "=***"
+	}
+	return "***"
+}
