@@ -3,6 +3,7 @@ package cli
 import (
 	"errors"
 
+	"github.com/fanscope/fanscope/browserx"
 	"github.com/fanscope/fanscope/pollx"
 	"github.com/fanscope/fanscope/probes"
 	"github.com/fanscope/fanscope/redisx"
@@ -55,11 +56,12 @@ func exitCode(err error) int {
 		return ee.code
 	case errors.Is(err, redisx.ErrUsage), errors.Is(err, ssex.ErrUsage), errors.Is(err, probes.ErrUsage),
 		errors.Is(err, session.ErrUsage), errors.Is(err, session.ErrNoProbeTarget),
-		errors.Is(err, wsx.ErrUsage), errors.Is(err, pollx.ErrUsage):
+		errors.Is(err, wsx.ErrUsage), errors.Is(err, pollx.ErrUsage), errors.Is(err, browserx.ErrUsage):
 		return exitUsage
 	case errors.Is(err, redisx.ErrUnreachable), errors.Is(err, redisx.ErrAuth),
 		errors.Is(err, redisx.ErrNoPerm), errors.Is(err, ssex.ErrFatal), errors.As(err, &ce),
-		errors.Is(err, wsx.ErrFatal), errors.Is(err, pollx.ErrFatal):
+		errors.Is(err, wsx.ErrFatal), errors.Is(err, pollx.ErrFatal), errors.Is(err, browserx.ErrFatal),
+		errors.Is(err, browserx.ErrNoChromium):
 		return exitUnreachable
 	}
 	return exitCheckFailed

@@ -8,6 +8,7 @@ import (
 
 	"github.com/spf13/pflag"
 
+	"github.com/fanscope/fanscope/browserx"
 	"github.com/fanscope/fanscope/feed"
 	"github.com/fanscope/fanscope/pollx"
 	"github.com/fanscope/fanscope/probes"
@@ -31,6 +32,11 @@ type SourceFlags struct {
 	SocketIOPath   string
 	Poll           []string
 	PollInterval   time.Duration
+	Browser        []string
+	BrowserCookies []string
+	BrowserOrigin  string
+	Pages          []string
+	Expect         []string
 	Stall          time.Duration
 	Headers        []string
 	BearerEnv      string
@@ -54,6 +60,11 @@ func (f *SourceFlags) Register(fs *pflag.FlagSet) {
 	fs.StringVar(&f.SocketIOPath, "socketio-path", "/socket.io/", "Engine.IO `PATH` of the Socket.IO endpoints")
 	fs.StringArrayVar(&f.Poll, "poll", nil, "polled endpoint `[NAME=]URL` (repeatable): a changed body is an event (path poll:NAME)")
 	fs.DurationVar(&f.PollInterval, "poll-interval", 5*time.Second, "time between polls of each --poll endpoint")
+	fs.StringArrayVar(&f.Browser, "browser", nil, "SSE endpoint `[NAME=]URL` opened by a real headless Chromium (new EventSource(URL) from a page of its origin; repeatable; path browser:NAME). Chromium: $FANSCOPE_CHROMIUM, else chromium on PATH")
+	fs.StringArrayVar(&f.BrowserCookies, "browser-cookie", nil, "cookie `name=value` the browser sends (session auth; repeatable; shown masked)")
+	fs.StringVar(&f.BrowserOrigin, "browser-origin", "", "open --browser EventSources from a page of this `ORIGIN` instead of the URL's own (tests the app's CORS)")
+	fs.StringArrayVar(&f.Pages, "page", nil, "page check: load the app's page `[NAME=]URL` in Chromium and time each probe until the --expect element is visible (path page:NAME)")
+	fs.StringArrayVar(&f.Expect, "expect", nil, "CSS `SELECTOR` that becomes visible when a notification arrives, for --page (one for all pages, or one per --page)")
 	fs.DurationVar(&f.Stall, "stall", 0, "call a streaming endpoint stalled after `D` without any bytes (default: 3x the longest gap seen between its bytes once it sent two keep-alives, at least 5s; 45s before that)")
 	fs.StringArrayVarP(&f.Headers, "header", "H", nil, "header `'Key: Value'` sent to every endpoint (SSE, WebSocket and Socket.IO handshakes, polls; repeatable)")
 	fs.StringVar(&f.BearerEnv, "bearer-env", "", "send 'Authorization: Bearer $VAR' to every endpoint, and {\"token\": $VAR} as Socket.IO's auth (keeps the token out of argv)")
@@ -77,7 +88,9 @@ func (f *SourceFlags) redisURLs(getenv func(string) string) []string {
 }
 
 // endpoints counts the delivery endpoints given.
-func (f *SourceFlags) endpoints() int { return len(f.SSE) + len(f.WS) + len(f.SocketIO) + len(f.Poll) }
+func (f *SourceFlags) endpoints() int {
+	return len(f.SSE) + len(f.WS) + len(f.SocketIO) + len(f.Poll) + len(f.Browser) + len(f.Pages)
+}
 
 // wantsRedis reports whether any Redis subscription was asked for.
 func (f *SourceFlags) wantsRedis() bool {
@@ -147,6 +160,7 @@ func (f *SourceFlags) sessionConfig(getenv func(string) string, withRedis bool) 
 		{feed.SourceWS, f.WS, wsx.ParseEndpoint},
 		{feed.SourceSocketIO, f.SocketIO, wsx.ParseSocketIOEndpoint},
 		{feed.SourcePoll, f.Poll, pollx.ParseEndpoint},
+		{feed.SourceBrowser, f.Browser, ssex.ParseEndpoint},
 	} {
 		for _, flag := range door.flags {
 			name, url, err := door.parse(flag)
@@ -155,6 +169,24 @@ func (f *SourceFlags) sessionConfig(getenv func(string) string, withRedis bool) 
 			}
 			cfg.Endpoints = append(cfg.Endpoints, session.Endpoint{Kind: door.kind, Name: name, URL: url})
 		}
+	}
+	for _, c := range f.BrowserCookies {
+		ck, err := browserx.ParseCookie(c)
+		if err != nil {
+			return session.Config{}, err
+		}
+		cfg.BrowserCookies = append(cfg.BrowserCookies, ck)
+	}
+	cfg.BrowserOrigin = f.BrowserOrigin
+	if len(f.Pages) > 0 && len(f.Expect) != 1 && len(f.Expect) != len(f.Pages) {
+		return session.Config{}, usageError(fmt.Errorf("--page needs --expect SELECTOR: give one for all pages or one per --page (%d pages, %d selectors)", len(f.Pages), len(f.Expect)))
+	}
+	for i, flag := range f.Pages {
+		name, url, err := ssex.ParseEndpoint(flag)
+		if err != nil {
+			return session.Config{}, err
+		}
+		cfg.Pages = append(cfg.Pages, session.PageCheck{Name: name, URL: url, Expect: f.Expect[min(i, len(f.Expect)-1)]})
 	}
 	if withRedis || f.wantsRedis() {
 		cfg.Redis = &redisx.Options{

@@ -1,7 +1,6 @@
 package cli
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"encoding/xml"
@@ -12,12 +11,17 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/coder/websocket"
+
+	"github.com/fanscope/fanscope/browserx"
 	"github.com/fanscope/fanscope/feed"
+	"github.com/fanscope/fanscope/internal/feedtest"
 	"github.com/fanscope/fanscope/internal/redistest"
 	"github.com/fanscope/fanscope/probes"
 	"github.com/fanscope/fanscope/redisx"
@@ -37,6 +41,7 @@ type probeRelay struct {
 	mu      sync.Mutex
 	n       int
 	clients map[chan relayItem]struct{}
+	history []relayItem // for the poll endpoint, newest last
 }
 
 type relayItem struct {
@@ -78,6 +83,7 @@ func (r *probeRelay) onRecord(rec feed.Record) {
 	defer r.mu.Unlock()
 	item := relayItem{at: rec.TS.Add(r.delay), data: r.transform(r.n, rec.Data)}
 	r.n++
+	r.history = append(r.history, item)
 	for ch := range r.clients {
 		select {
 		case ch <- item:
@@ -87,6 +93,27 @@ func (r *probeRelay) onRecord(rec feed.Record) {
 }
 
 func (r *probeRelay) serve(w http.ResponseWriter, req *http.Request) {
+	switch req.URL.Path {
+	case "/app":
+		// A small app page: it shows a notification with the story when
+		// an event arrives, after ?show_after= milliseconds.
+		w.Header().Set("Content-Type", "text/html")
+		fmt.Fprintf(w, `<!doctype html><div data-testid="new-story-notification" style="display:none"></div>
+<script>
+const es = new EventSource("/api/community/events");
+es.addEventListener("story-published", e => setTimeout(() => {
+  const n = document.querySelector('[data-testid="new-story-notification"]');
+  n.textContent = "New story: " + e.data; n.style.display = "block";
+}, %d));
+</script>`, max(0, atoiOr(req.URL.Query().Get("show_after"), 0)))
+		return
+	case "/ws":
+		r.serveWS(w, req)
+		return
+	case "/poll":
+		r.servePoll(w, req)
+		return
+	}
 	ch := make(chan relayItem, 1024)
 	// Register before answering, so a connection fanscope sees is already
 	// in the fan-out.
@@ -125,22 +152,70 @@ func (r *probeRelay) serve(w http.ResponseWriter, req *http.Request) {
 
 func (r *probeRelay) url() string { return r.srv.URL + "/api/community/events" }
 
-// probeOutput is safe to read while the command writes it.
-type probeOutput struct {
-	mu sync.Mutex
-	b  bytes.Buffer
+// register adds a connection to the fan-out until the returned func runs.
+func (r *probeRelay) register() (chan relayItem, func()) {
+	ch := make(chan relayItem, 1024)
+	r.mu.Lock()
+	r.clients[ch] = struct{}{}
+	r.mu.Unlock()
+	return ch, func() {
+		r.mu.Lock()
+		delete(r.clients, ch)
+		r.mu.Unlock()
+	}
 }
 
-func (o *probeOutput) Write(p []byte) (int, error) {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	return o.b.Write(p)
+// serveWS relays over WebSocket: one text message per data, after delay.
+func (r *probeRelay) serveWS(w http.ResponseWriter, req *http.Request) {
+	ch, done := r.register()
+	defer done()
+	c, err := websocket.Accept(w, req, nil)
+	if err != nil {
+		return
+	}
+	defer c.CloseNow()
+	ctx := c.CloseRead(req.Context())
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case item := <-ch:
+			if d := time.Until(item.at); d > 0 {
+				select {
+				case <-ctx.Done():
+					return
+				case <-time.After(d):
+				}
+			}
+			for _, data := range item.data {
+				if c.Write(ctx, websocket.MessageText, []byte(data)) != nil {
+					return
+				}
+			}
+		}
+	}
 }
 
-func (o *probeOutput) String() string {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	return o.b.String()
+// servePoll answers with every message relayed so far whose delay has
+// passed, as a JSON array, with an ETag and 304 when unchanged.
+func (r *probeRelay) servePoll(w http.ResponseWriter, req *http.Request) {
+	now := time.Now()
+	var out []string
+	r.mu.Lock()
+	for _, item := range r.history {
+		if !item.at.After(now) {
+			out = append(out, item.data...)
+		}
+	}
+	r.mu.Unlock()
+	etag := fmt.Sprintf(`"%d"`, len(out))
+	if req.Header.Get("If-None-Match") == etag {
+		w.WriteHeader(http.StatusNotModified)
+		return
+	}
+	w.Header().Set("ETag", etag)
+	w.Header().Set("Content-Type", "application/json")
+	_ = json.NewEncoder(w).Encode(out)
 }
 
 type probeResult struct {
@@ -150,7 +225,7 @@ type probeResult struct {
 
 func runProbeCmd(t *testing.T, args ...string) probeResult {
 	t.Helper()
-	out, errOut := &probeOutput{}, &probeOutput{}
+	out, errOut := &feedtest.Buffer{}, &feedtest.Buffer{}
 	e := &env{stdin: strings.NewReader(""), stdout: out, stderr: errOut, getenv: func(string) string { return "" }}
 	done := make(chan int, 1)
 	go func() { done <- run(context.Background(), e, append([]string{"probe"}, args...)) }()
@@ -576,5 +651,105 @@ func TestProbeRedisKilledMidRun(t *testing.T) {
 	}
 	if res.code != 1 || !strings.Contains(res.stderr, "publish probe") {
 		t.Errorf("got exit %d stderr %q, want 1 and the publish error named", res.code, res.stderr)
+	}
+}
+
+// TestProbeAllDoors probes one pipeline over every door at once, through a
+// relay that adds 150 ms and one that drops every 4th message: latency
+// near the delay on the streaming doors (SSE, WebSocket, a real browser's
+// EventSource when Chromium is here), bounded by the interval on polling,
+// and the loss exact on every door.
+func TestProbeAllDoors(t *testing.T) {
+	redis := redistest.Start(t)
+	slow := startProbeRelay(t, redis, 150*time.Millisecond, nil)
+	lossy := startProbeRelay(t, redis, 0, func(i int, d string) []string {
+		if i%4 == 3 {
+			return nil
+		}
+		return []string{d}
+	})
+	doors := func(r *probeRelay, name string) []string {
+		ws := "ws" + strings.TrimPrefix(r.srv.URL, "http") + "/ws"
+		args := []string{"--sse", name + "=" + r.url(), "--ws", name + "=" + ws, "--poll", name + "=" + r.srv.URL + "/poll"}
+		if _, err := browserx.FindChromium(); err == nil {
+			args = append(args, "--browser", name+"="+r.url())
+		} else {
+			t.Logf("no browser path: %v", err)
+		}
+		return args
+	}
+	args := append(probeArgs(redis, "-n", "8", "--interval", "100ms", "--timeout", "2s", "--poll-interval", "50ms"),
+		append(doors(slow, "slow"), doors(lossy, "lossy")...)...)
+	res := runProbeCmd(t, args...)
+	if res.code != 1 {
+		t.Fatalf("exit: got %d, want 1 (the lossy relay)\nstdout:\n%s\nstderr:\n%s", res.code, res.stdout, res.stderr)
+	}
+	rep := decodeReport(t, res)
+	for _, p := range rep.Paths {
+		t.Logf("%-14s delivered %d lost %d p50 %s", p.Path, p.Delivered, p.Lost, fmtP(p.P50MS))
+		switch {
+		case p.Path == "redis":
+		case strings.HasSuffix(p.Path, ":slow"):
+			lo, hi := 145.0, 260.0 // the delay, plus scheduling on a loaded machine
+			if strings.HasPrefix(p.Path, "poll:") {
+				hi += 50 + 100 // one poll interval, and a poll that was under way
+			}
+			if p.Delivered != 8 || p.Lost != 0 || p.P50MS == nil || *p.P50MS < lo || *p.P50MS > hi {
+				t.Errorf("%s: got delivered %d lost %d p50 %v, want 8, 0 and p50 in %v..%vms", p.Path, p.Delivered, p.Lost, fmtP(p.P50MS), lo, hi)
+			}
+		case strings.HasSuffix(p.Path, ":lossy"):
+			if p.Delivered != 6 || p.Lost != 2 || p.Duplicates != 0 || p.Pass {
+				t.Errorf("%s: got delivered %d lost %d dup %d pass %v, want 6, 2, 0, false", p.Path, p.Delivered, p.Lost, p.Duplicates, p.Pass)
+			}
+		default:
+			t.Errorf("unexpected path %s", p.Path)
+		}
+	}
+	if want := 1 + len(doors(slow, "x"))/2*2; len(rep.Paths) != want {
+		t.Errorf("got %d paths, want %d", len(rep.Paths), want)
+	}
+}
+
+func fmtP(v *float64) string {
+	if v == nil {
+		return "null"
+	}
+	return fmt.Sprintf("%.1fms", *v)
+}
+
+func atoiOr(s string, def int) int {
+	if n, err := strconv.Atoi(s); err == nil {
+		return n
+	}
+	return def
+}
+
+// TestProbePageCheck is the design note's end-to-end check: a real page of
+// the app, a probe published, the notification visible within 2 s. A page
+// that shows it only after 2.5 s fails --max-p99 2s.
+func TestProbePageCheck(t *testing.T) {
+	if _, err := browserx.FindChromium(); err != nil {
+		t.Skipf("no Chromium for the page check (scripts/test installs Debian's chromium): %v", err)
+	}
+	redis := redistest.Start(t)
+	rel := startProbeRelay(t, redis, 0, nil)
+	const sel = `[data-testid="new-story-notification"]`
+	fast := runProbeCmd(t, probeArgs(redis, "--page", "home="+rel.srv.URL+"/app", "--expect", sel,
+		"-n", "3", "--interval", "500ms", "--timeout", "5s", "--max-p99", "2s")...)
+	if fast.code != 0 {
+		t.Fatalf("fast page: exit %d, want 0\nstdout:\n%s\nstderr:\n%s", fast.code, fast.stdout, fast.stderr)
+	}
+	p := reportPath(t, decodeReport(t, fast), "page:home")
+	t.Logf("page:home p50 %s", fmtP(p.P50MS))
+	if p.Delivered != 3 || p.P50MS == nil || *p.P50MS > 2000 {
+		t.Errorf("fast page: got %+v, want 3 delivered under 2 s", p)
+	}
+	slow := runProbeCmd(t, probeArgs(redis, "--page", "slow="+rel.srv.URL+"/app?show_after=2500", "--expect", sel,
+		"-n", "1", "--timeout", "5s", "--max-p99", "2s")...)
+	rep := decodeReport(t, slow)
+	p = reportPath(t, rep, "page:slow")
+	t.Logf("page:slow p50 %s", fmtP(p.P50MS))
+	if slow.code != 1 || p.Pass || p.P50MS == nil || *p.P50MS < 2500 || len(rep.Failures) == 0 || rep.Failures[0].Check != probes.CheckP99 {
+		t.Errorf("slow page: got exit %d path %+v failures %+v, want exit 1 and a p99 failure above 2.5 s", slow.code, p, rep.Failures)
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/fanscope/fanscope/browserx"
 	"github.com/fanscope/fanscope/feed"
 	"github.com/fanscope/fanscope/probes"
 	"github.com/fanscope/fanscope/redisx"
@@ -17,6 +18,11 @@ type Endpoint struct {
 	Kind feed.Source // SourceSSE, SourceWS, ...
 	Name string      // display name; unique per kind
 	URL  string
+}
+
+// PageCheck is one --page with its --expect selector.
+type PageCheck struct {
+	Name, URL, Expect string
 }
 
 // Path is the endpoint's path name ("sse:app-1").
@@ -31,6 +37,13 @@ type Config struct {
 	// Endpoints are the delivery endpoints, each opened Conns times.
 	Endpoints []Endpoint
 	Conns     int // connections per endpoint (≥1)
+	// Pages are page checks (--page NAME=URL --expect SELECTOR): a real
+	// page of the app whose element becomes visible for each delivery.
+	Pages []PageCheck
+	// BrowserCookies (--browser-cookie) and BrowserOrigin
+	// (--browser-origin) apply to every browser path and page.
+	BrowserCookies []browserx.Cookie
+	BrowserOrigin  string
 	// Sources are delivery paths the caller built itself (a browser's
 	// tabs, a test's fake door); they join the endpoints' connections.
 	Sources []Source

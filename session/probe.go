@@ -56,6 +56,13 @@ func (s *Session) sendProbe(ctx context.Context) (int64, error) {
 	if c == nil {
 		return 0, s.redisDown("send probe")
 	}
+	for _, pg := range s.pages {
+		// A notification still shown from the last probe would hide this
+		// one: the page is reloaded first when its element is visible.
+		if err := pg.Reset(ctx); err != nil {
+			return 0, fmt.Errorf("reset %s before the probe: %w", pg.Path(), err)
+		}
+	}
 	ctx, cancel := context.WithTimeout(ctx, commandTimeout)
 	defer cancel()
 	p := s.engine.Next(time.Now())

@@ -8,6 +8,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/fanscope/fanscope/browserx"
 	"github.com/fanscope/fanscope/feed"
 	"github.com/fanscope/fanscope/probes"
 	"github.com/fanscope/fanscope/redisx"
@@ -36,9 +37,11 @@ type Session struct {
 	queue   *feed.Queue
 	ring    *feed.Ring // nil when RingSize is 0
 	redis   *redisSource
-	sources []Source        // the endpoints' connections, in the order given
-	monitor *monitorSource  // nil without Config.Monitor
-	pubs    *publishTracker // nil without Config.Monitor
+	sources []Source          // the endpoints' connections, in the order given
+	pages   []*browserx.Page  // page checks, reset before each probe
+	browser *browserx.Browser // nil without browser paths or pages
+	monitor *monitorSource    // nil without Config.Monitor
+	pubs    *publishTracker   // nil without Config.Monitor
 
 	consumers []func([]feed.Record)
 	errs      chan error
@@ -66,10 +69,10 @@ func Open(ctx context.Context, cfg Config) (*Session, error) {
 	}
 	cfg.Subscription = withProbeChannel(cfg.Subscription, cfg.ProbeChannel, cfg.ProbeShard)
 	wantsRedis := cfg.Redis != nil
-	if !wantsRedis && len(cfg.Endpoints) == 0 && len(cfg.Sources) == 0 {
+	if !wantsRedis && len(cfg.Endpoints) == 0 && len(cfg.Sources) == 0 && len(cfg.Pages) == 0 {
 		return nil, usageErrorf("nothing to watch: give -c CHANNEL, -p PATTERN, -s SHARD-CHANNEL or an endpoint (--sse, --ws, --socketio, --poll, --browser)")
 	}
-	if !hasDeliveries(cfg.Endpoints) && len(cfg.Sources) == 0 {
+	if !hasDeliveries(cfg.Endpoints) && len(cfg.Sources) == 0 && len(cfg.Pages) == 0 {
 		// Hop times need a delivered copy of each Redis message: without
 		// an endpoint, remembering Redis messages for them is wasted work.
 		cfg.Probe.HopEntries = -1
@@ -84,7 +87,7 @@ func Open(ctx context.Context, cfg Config) (*Session, error) {
 		s.ring = feed.NewRing(cfg.RingSize)
 	}
 	var err error
-	if s.sources, err = buildSources(cfg); err != nil {
+	if s.sources, s.pages, s.browser, err = buildSources(cfg); err != nil {
 		return nil, err
 	}
 	s.sources = append(s.sources, cfg.Sources...)
@@ -271,6 +274,9 @@ func (s *Session) Close() {
 	s.wg.Wait()
 	if s.redis != nil {
 		s.redis.close()
+	}
+	if s.browser != nil {
+		_ = s.browser.Close()
 	}
 }
 

@@ -3,6 +3,7 @@ package session
 import (
 	"net/http"
 
+	"github.com/fanscope/fanscope/browserx"
 	"github.com/fanscope/fanscope/feed"
 	"github.com/fanscope/fanscope/pollx"
 	"github.com/fanscope/fanscope/ssex"
@@ -10,19 +11,44 @@ import (
 )
 
 // buildSources makes every endpoint's connections. A bad URL or option is
-// an error here, before anything connects.
-func buildSources(cfg Config) ([]Source, error) {
-	var out []Source
+// an error here, before anything connects. Browser paths and page checks
+// share one headless Chromium, returned to be closed with the session.
+func buildSources(cfg Config) (out []Source, pages []*browserx.Page, browser *browserx.Browser, err error) {
+	defer func() {
+		if err != nil && browser != nil {
+			_ = browser.Close()
+		}
+	}()
+	chromium := func() *browserx.Browser {
+		if browser == nil {
+			browser = browserx.New()
+		}
+		return browser
+	}
 	var sseTransport http.RoundTripper
 	names := map[string]bool{}
 	for _, ep := range cfg.Endpoints {
 		if names[ep.Path()] {
-			return nil, usageErrorf("the endpoint name %q is used twice for %s; name them NAME=URL", ep.Name, ep.Kind)
+			return nil, nil, nil, usageErrorf("the endpoint name %q is used twice for %s; name them NAME=URL", ep.Name, ep.Kind)
 		}
 		names[ep.Path()] = true
 		n := cfg.Conns
-		if ep.Kind == feed.SourcePoll {
+		switch ep.Kind {
+		case feed.SourcePoll:
 			n = 1 // a poll is a snapshot: more pollers would only see the same bodies
+		case feed.SourceBrowser:
+			if err := browserx.CheckConns(n); err != nil {
+				return nil, nil, nil, err
+			}
+			paths, err := browserx.NewPaths(chromium(), browserx.PathConfig{Name: ep.Name, URL: ep.URL, Header: cfg.Header,
+				Cookies: cfg.BrowserCookies, Origin: cfg.BrowserOrigin}, n)
+			if err != nil {
+				return nil, nil, nil, err
+			}
+			for _, p := range paths {
+				out = append(out, p)
+			}
+			continue
 		}
 		for k := 0; k < n; k++ {
 			var src Source
@@ -35,7 +61,7 @@ func buildSources(cfg Config) ([]Source, error) {
 					// each stream is its own socket.
 					t, err := ssex.NewTransport(cfg.TLSCA, cfg.TLSInsecure)
 					if err != nil {
-						return nil, err
+						return nil, nil, nil, err
 					}
 					sseTransport = t
 				}
@@ -52,15 +78,28 @@ func buildSources(cfg Config) ([]Source, error) {
 				src, err = pollx.NewClient(pollx.Config{Name: ep.Name, URL: ep.URL, Conn: k, Header: cfg.Header,
 					TLSCA: cfg.TLSCA, TLSInsecure: cfg.TLSInsecure, Interval: cfg.PollInterval})
 			default:
-				return nil, usageErrorf("%s endpoints cannot be opened here", ep.Kind)
+				return nil, nil, nil, usageErrorf("%s endpoints cannot be opened here", ep.Kind)
 			}
 			if err != nil {
-				return nil, err
+				return nil, nil, nil, err
 			}
 			out = append(out, src)
 		}
 	}
-	return out, nil
+	for _, pc := range cfg.Pages {
+		if names[feed.PathName(feed.SourcePage, pc.Name)] {
+			return nil, nil, nil, usageErrorf("the page name %q is used twice; name them NAME=URL", pc.Name)
+		}
+		names[feed.PathName(feed.SourcePage, pc.Name)] = true
+		p, err := browserx.NewPage(chromium(), browserx.PageConfig{Name: pc.Name, URL: pc.URL, Expect: pc.Expect,
+			Header: cfg.Header, Cookies: cfg.BrowserCookies})
+		if err != nil {
+			return nil, nil, nil, err
+		}
+		out = append(out, p)
+		pages = append(pages, p)
+	}
+	return out, pages, browser, nil
 }
 
 func newSSE(ep Endpoint, conn int, cfg Config, t http.RoundTripper) (Source, error) {
