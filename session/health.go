@@ -30,7 +30,6 @@ type healthState struct {
 	lostSeen   map[string]int64 // engine's lost count per path at the last look
 	losses     []lossEvent
 	resetAfter time.Time // losses before this are forgotten (the user cleared them)
-	redisErr   string    // the error of the latest Redis state record ("" once subscribed)
 }
 
 type pathHealth struct {
@@ -54,11 +53,7 @@ func (h *healthState) observe(batch []feed.Record) {
 		switch {
 		case r.Source == feed.SourceRedis && r.Kind == feed.KindMessage && r.Probe == "":
 			h.redisMsgs++
-		case r.Source == feed.SourceRedis && r.Kind == feed.KindState:
-			h.redisErr = r.Error
-			if r.State == feed.StateSubscribed {
-				h.redisErr = ""
-			}
+
 		case r.Source.Delivers() && r.Kind == feed.KindEvent:
 			if h.paths == nil {
 				h.paths = map[string]*pathHealth{}
@@ -169,11 +164,4 @@ func plural(n int64) string {
 		return ""
 	}
 	return "s"
-}
-
-// redisError is the error of the latest Redis state record.
-func (h *healthState) redisError() string {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	return h.redisErr
 }

@@ -2,12 +2,7 @@ package session
 
 import (
 	"context"
-	"errors"
-	"math/rand/v2"
-	"strconv"
 	"sync"
-	"sync/atomic"
-	"time"
 
 	"github.com/fanscope/fanscope/feed"
 	"github.com/fanscope/fanscope/internal/secrets"
@@ -18,147 +13,92 @@ func subEmpty(sub redisx.Subscription) bool {
 	return len(sub.Channels)+len(sub.Patterns)+len(sub.ShardChannels) == 0
 }
 
-// redisSource is fanscope's side of Redis as a Source: the client used
-// for publishing and counts, and the subscription. Once subscribed, the
-// redisx.Subscriber heals itself; until then (a server down when the
-// session starts) Run retries with backoff and says why in state records.
+// redisSource is fanscope's side of Redis: the client used for publishing
+// and counts, and the subscription as a Source. The redisx.Subscriber
+// retries and heals itself, and says why in its state records; when the
+// session must fail fast (tail, probe), the subscription is confirmed
+// before Start returns instead.
 type redisSource struct {
 	opts         redisx.Options
 	subscription redisx.Subscription
 
-	cl  atomic.Pointer[redisx.Client]
-	sub atomic.Pointer[redisx.Subscriber]
-
-	connected     chan struct{}
-	connectedOnce sync.Once
-
-	mu      sync.Mutex
-	state   string
-	lastErr error
-	attempt int
+	mu  sync.Mutex
+	cl  *redisx.Client
+	sub *redisx.Subscriber
 }
 
 func newRedisSource(o redisx.Options, sub redisx.Subscription) *redisSource {
-	return &redisSource{opts: o, subscription: sub, connected: make(chan struct{}), state: feed.StateConnecting}
+	return &redisSource{opts: o, subscription: sub}
 }
 
-func (r *redisSource) Path() string               { return feed.PathRedis }
-func (r *redisSource) Connected() <-chan struct{} { return r.connected }
-func (r *redisSource) client() *redisx.Client     { return r.cl.Load() }
-func (r *redisSource) subscriber() *redisx.Subscriber {
-	return r.sub.Load()
-}
-
-// open connects the client (PING checked) unless it is already open.
-func (r *redisSource) open(ctx context.Context) error {
-	if r.cl.Load() != nil {
-		return nil
+// open makes the client. With check, the server must answer now (PING, the
+// slot map, the Sentinels' primary); without, nothing touches the network
+// and a server that is down is retried by whoever uses the client.
+func (r *redisSource) open(ctx context.Context, check bool) error {
+	var c *redisx.Client
+	var err error
+	if check {
+		c, err = redisx.Open(ctx, r.opts)
+	} else {
+		c, err = redisx.New(r.opts)
 	}
-	c, err := redisx.Open(ctx, r.opts)
 	if err != nil {
 		return err
 	}
-	r.cl.Store(c)
-	return nil
-}
-
-// subscribe opens the client if needed and subscribes; the subscription
-// is confirmed when it returns nil.
-func (r *redisSource) subscribe(ctx context.Context, sink feed.Sink) error {
-	if err := r.open(ctx); err != nil {
-		return err
-	}
-	if subEmpty(r.subscription) {
-		r.up()
-		return nil
-	}
-	sub, err := r.client().Subscribe(ctx, r.subscription, sink)
-	if err != nil {
-		return err
-	}
-	r.sub.Store(sub)
-	r.up()
-	return nil
-}
-
-func (r *redisSource) up() {
-	r.mu.Lock()
-	r.state, r.lastErr, r.attempt = feed.StateSubscribed, nil, 0
-	r.mu.Unlock()
-	r.connectedOnce.Do(func() { close(r.connected) })
-}
-
-// wait returns when the subscription's goroutines have ended (after ctx).
-func (r *redisSource) wait(ctx context.Context) {
-	if sub := r.sub.Load(); sub != nil {
-		<-sub.Done()
-		return
-	}
-	<-ctx.Done()
-}
-
-// Retry pacing while Redis cannot be reached at start: doubling from
-// redisRetryMin to redisRetryMax, with ±20% jitter so that many
-// fanscopes do not knock in step.
-const (
-	redisRetryMin = 250 * time.Millisecond
-	redisRetryMax = 5 * time.Second
-)
-
-// Run connects and subscribes, retrying until it works or ctx ends; then
-// the subscriber heals itself. Only what retrying cannot fix (a wrong
-// password, a missing ACL permission, a bad URL) ends it with an error.
-func (r *redisSource) Run(ctx context.Context, sink feed.Sink) error {
-	wait := redisRetryMin
-	for attempt := 1; ; attempt++ {
-		r.emit(sink, feed.StateConnecting, attempt, nil)
-		err := r.subscribe(ctx, sink)
-		if err == nil {
-			if r.sub.Load() == nil {
-				// Nothing to subscribe: the client alone is the source.
-				r.emit(sink, feed.StateConnected, 0, nil)
-			}
-			r.wait(ctx)
-			return nil
-		}
-		if ctx.Err() != nil {
-			return nil
-		}
-		if errors.Is(err, redisx.ErrAuth) || errors.Is(err, redisx.ErrNoPerm) || errors.Is(err, redisx.ErrUsage) {
-			r.emit(sink, feed.StateFailed, attempt, err)
+	var sub *redisx.Subscriber
+	if !subEmpty(r.subscription) {
+		if sub, err = c.NewSubscriber(r.subscription); err != nil {
+			_ = c.Close()
 			return err
 		}
-		r.emit(sink, feed.StateReconnecting, attempt, err)
-		d := time.Duration(float64(wait) * (0.8 + 0.4*rand.Float64()))
-		t := time.NewTimer(d)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return nil
-		case <-t.C:
+		if check {
+			sub.FailFast()
 		}
-		wait = min(2*wait, redisRetryMax)
 	}
-}
-
-func (r *redisSource) emit(sink feed.Sink, state string, attempt int, err error) {
 	r.mu.Lock()
-	r.state, r.attempt = state, attempt
-	if err != nil {
-		r.lastErr = err
-	}
+	r.cl, r.sub = c, sub
 	r.mu.Unlock()
-	rec := feed.Record{TS: time.Now(), Source: feed.SourceRedis, Kind: feed.KindState,
-		Target: r.target(), State: state, Attempt: attempt}
-	if err != nil {
-		rec.Error = err.Error()
-	}
-	sink.Emit(rec)
+	return nil
 }
 
-// target is the masked Redis target, known before the client is open.
+func (r *redisSource) client() *redisx.Client {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.cl
+}
+
+func (r *redisSource) subscriber() *redisx.Subscriber {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.sub
+}
+
+func (r *redisSource) Path() string { return feed.PathRedis }
+
+// Connected is closed once every subscription connection subscribed.
+func (r *redisSource) Connected() <-chan struct{} {
+	if sub := r.subscriber(); sub != nil {
+		return sub.Connected()
+	}
+	closed := make(chan struct{})
+	close(closed)
+	return closed
+}
+
+// Run runs the subscription until ctx ends; only what retrying cannot fix
+// (a wrong password, a missing ACL permission) ends it with an error.
+func (r *redisSource) Run(ctx context.Context, sink feed.Sink) error {
+	sub := r.subscriber()
+	if sub == nil {
+		<-ctx.Done()
+		return nil
+	}
+	return sub.Run(ctx, sink)
+}
+
+// target is the masked Redis target.
 func (r *redisSource) target() string {
-	if c := r.cl.Load(); c != nil {
+	if c := r.client(); c != nil {
 		return c.Target()
 	}
 	if len(r.opts.URLs) > 0 {
@@ -167,43 +107,20 @@ func (r *redisSource) target() string {
 	return ""
 }
 
-// Status is the subscription's health: the subscriber's own while it
-// exists, the start-up retries' before.
+// Status is the subscription's health (the worst of its connections).
 func (r *redisSource) Status() feed.Status {
-	st := feed.Status{Source: feed.SourceRedis, URL: r.target()}
-	if sub := r.sub.Load(); sub != nil {
-		ss := sub.Stats()
-		st.State, st.Reconnects = ss.State, ss.Reconnects
-		st.Events, st.LastEvent, st.LastKeepAlive = ss.Messages, ss.LastMessage, ss.LastPing
-		st.LastByte = later(ss.LastMessage, ss.LastPing)
-		if ss.PingRTT > 0 {
-			st.Details = append(st.Details, "ping "+ss.PingRTT.Round(10*time.Microsecond).String())
-		}
-		if ss.Gaps > 0 {
-			st.Details = append(st.Details, "gaps "+itoa(ss.Gaps))
-		}
-		return st
+	if sub := r.subscriber(); sub != nil {
+		return sub.Status()
 	}
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	st.State, st.Attempt = r.state, r.attempt
-	if r.lastErr != nil && st.State != feed.StateSubscribed {
-		st.Error = r.lastErr.Error()
+	st := feed.Status{Source: feed.SourceRedis, URL: r.target(), State: feed.StateConnected}
+	if c := r.client(); c != nil {
+		st.Warnings = c.Warnings()
 	}
 	return st
 }
 
 func (r *redisSource) close() {
-	if c := r.cl.Load(); c != nil {
+	if c := r.client(); c != nil {
 		_ = c.Close()
 	}
 }
-
-func later(a, b time.Time) time.Time {
-	if a.After(b) {
-		return a
-	}
-	return b
-}
-
-func itoa(n int) string { return strconv.Itoa(n) }

@@ -105,10 +105,8 @@ func Open(ctx context.Context, cfg Config) (*Session, error) {
 	}
 	if wantsRedis {
 		s.redis = newRedisSource(*cfg.Redis, cfg.Subscription)
-		if !cfg.KeepRetrying {
-			if err := s.redis.open(ctx); err != nil {
-				return nil, err
-			}
+		if err := s.redis.open(ctx, !cfg.KeepRetrying); err != nil {
+			return nil, err
 		}
 		if !subEmpty(s.redis.subscription) {
 			s.engine.AddPath(feed.PathRedis, 1)
@@ -145,21 +143,13 @@ func (s *Session) OnBatch(f func([]feed.Record)) { s.consumers = append(s.consum
 func (s *Session) Start(ctx context.Context) error {
 	ctx, s.cancel = context.WithCancel(ctx)
 	s.ctx = ctx
-	if r := s.redis; r != nil && !subEmpty(r.subscription) {
+	if r := s.redis; r != nil && r.subscriber() != nil {
 		if s.cfg.KeepRetrying {
 			s.run(ctx, r)
-		} else if err := r.subscribe(ctx, s.queue); err != nil {
+		} else if err := s.subscribeNow(ctx, r); err != nil {
 			s.cancel()
 			return err
-		} else {
-			s.wg.Add(1)
-			go func() {
-				defer s.wg.Done()
-				r.wait(ctx)
-			}()
 		}
-	} else if r != nil && s.cfg.KeepRetrying {
-		s.run(ctx, r) // Redis only for publishing and counts: still retried
 	}
 	if s.monitor != nil {
 		s.run(ctx, s.monitor)
@@ -182,6 +172,33 @@ func (s *Session) Start(ctx context.Context) error {
 		}()
 	}
 	return nil
+}
+
+// subscribeNow runs the subscription and waits for its confirmation: a
+// refusal or an unreachable server is Start's error (tail, probe).
+func (s *Session) subscribeNow(ctx context.Context, r *redisSource) error {
+	failed := make(chan error, 1)
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		err := r.Run(ctx, s.queue)
+		failed <- err
+		if err != nil && ctx.Err() == nil {
+			select {
+			case s.errs <- err:
+			default:
+			}
+		}
+	}()
+	select {
+	case <-r.Connected():
+		return nil
+	case err := <-failed:
+		if err == nil {
+			err = ctx.Err()
+		}
+		return err
+	}
 }
 
 // run runs src until ctx ends, passing a fatal error to Err.
@@ -307,13 +324,7 @@ func (s *Session) Sources() []Source { return s.sources }
 func (s *Session) Statuses() []feed.Status {
 	out := make([]feed.Status, 0, len(s.sources)+1)
 	if s.redis != nil {
-		st := s.redis.Status()
-		if !st.Up() && st.Error == "" {
-			// The subscriber's counters carry no reason; its state
-			// records do.
-			st.Error = s.health.redisError()
-		}
-		out = append(out, st)
+		out = append(out, s.redis.Status())
 	}
 	for _, c := range s.sources {
 		out = append(out, c.Status())
@@ -324,8 +335,8 @@ func (s *Session) Statuses() []feed.Status {
 	return out
 }
 
-// Redis is the Redis client, nil while it is not connected (or the session
-// has no Redis).
+// Redis is the Redis client, nil when the session has no Redis. It exists
+// while the server is down too: commands then fail, saying why.
 func (s *Session) Redis() *redisx.Client {
 	if s.redis == nil {
 		return nil
