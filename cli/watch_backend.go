@@ -121,7 +121,8 @@ func radarView(ss session.Snapshot) tui.Radar {
 	r := tui.Radar{
 		Available: ss.Introspected && ss.IntrospectError == nil,
 		Soft:      in.Limit.Soft, Hard: in.Limit.Hard, SoftSeconds: in.Limit.SoftSeconds,
-		OutputBufferDisconnections: -1,
+		OutputBufferDisconnections: ss.BufferDisconnections,
+		Disconnects:                ss.BufferEvents,
 	}
 	switch {
 	case !ss.Introspected:

@@ -2,6 +2,8 @@ package session
 
 import (
 	"context"
+	"slices"
+	"strconv"
 	"time"
 
 	"github.com/fanscope/fanscope/feed"
@@ -31,6 +33,13 @@ type Snapshot struct {
 	Introspection   redisx.Introspection
 	IntrospectError error
 	Introspected    bool // at least one introspection finished
+	// BufferEvents are the recent disconnects at the Pub/Sub output buffer
+	// limit ("15:04:05 client 10.0.0.7:5123 (app-2) disconnected by Redis
+	// (output buffer limit) …"), oldest first; BufferDisconnections is
+	// INFO's client_output_buffer_limit_disconnections, -1 when the server
+	// has no such counter (before Redis 7.2).
+	BufferEvents         []string
+	BufferDisconnections int64
 
 	// Problems names the reason of every non-healthy state (a source not
 	// up, stalled or silent, probes that cannot be sent); empty when
@@ -57,10 +66,15 @@ type RedisView struct {
 }
 
 type introState struct {
-	in   redisx.Introspection
-	err  error
-	done bool
+	in     redisx.Introspection
+	err    error
+	done   bool
+	watch  redisx.BufferWatch // introspectLoop only
+	events []string
 }
+
+// maxBufferEvents is how many output-buffer disconnects the snapshot keeps.
+const maxBufferEvents = 20
 
 // Snapshot copies the session's state at now.
 func (s *Session) Snapshot(now time.Time) Snapshot {
@@ -78,7 +92,12 @@ func (s *Session) Snapshot(now time.Time) Snapshot {
 	s.mu.Lock()
 	snap.ProbeError = s.probeErr
 	snap.Introspection, snap.IntrospectError, snap.Introspected = s.intro.in, s.intro.err, s.intro.done
+	snap.BufferEvents = slices.Clone(s.intro.events)
 	s.mu.Unlock()
+	snap.BufferDisconnections = -1
+	if v, err := strconv.ParseInt(snap.Introspection.Info["client_output_buffer_limit_disconnections"], 10, 64); err == nil {
+		snap.BufferDisconnections = v
+	}
 	if s.redis != nil {
 		snap.Targets = append(snap.Targets, s.redis.target())
 		if !subEmpty(s.cfg.Subscription) {
@@ -124,11 +143,21 @@ func (s *Session) introspectLoop(ctx context.Context) {
 			ictx, cancel := context.WithTimeout(ctx, commandTimeout)
 			in, err := c.Introspect(ictx, s.cfg.Subscription)
 			cancel()
+			var events []redisx.BufferEvent
+			if err == nil {
+				events = s.intro.watch.Observe(in)
+			}
 			s.mu.Lock()
 			if err == nil {
 				s.intro.in = in
 			}
 			s.intro.err, s.intro.done = err, true
+			for _, ev := range events {
+				s.intro.events = append(s.intro.events, time.Now().Format("15:04:05")+" "+ev.Message)
+			}
+			if n := len(s.intro.events); n > maxBufferEvents {
+				s.intro.events = slices.Clone(s.intro.events[n-maxBufferEvents:])
+			}
 			s.mu.Unlock()
 		}
 		select {
