@@ -183,3 +183,9 @@ func writeChannels(e *env, target, glob string, got redisx.Channels) error {
 		len(got.Channels), got.NumPat, strings.TrimSpace(where))
 	return err
 }
+
+// completeChannels offers the live server's channel names for -c and -s.
+func (f *SourceFlags) completeChannels(cmd *cobra.Command, getenv func(string) string) {
+	_ = cmd.RegisterFlagCompletionFunc("channel", ChannelCompletion(f, getenv, false))
+	_ = cmd.RegisterFlagCompletionFunc("shard-channel", ChannelCompletion(f, getenv, true))
+}

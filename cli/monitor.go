@@ -43,8 +43,7 @@ Exit status 3 when Redis cannot be reached, when an ACL refuses MONITOR
 	}, "channel", "pattern", "shard-channel")
 	opts.register(cmd)
 	cmd.Flags().Lookup("count").Usage = "stop after `N` publishes"
-	_ = cmd.RegisterFlagCompletionFunc("channel", ChannelCompletion(&src, e.getenv, false))
-	_ = cmd.RegisterFlagCompletionFunc("shard-channel", ChannelCompletion(&src, e.getenv, true))
+	src.completeChannels(cmd, e.getenv)
 	return cmd
 }
 
