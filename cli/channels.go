@@ -184,8 +184,8 @@ func writeChannels(e *env, target, glob string, got redisx.Channels) error {
 	return err
 }
 
-// completeChannels offers the live server's channel names for -c and -s.
-func (f *SourceFlags) completeChannels(cmd *cobra.Command, getenv func(string) string) {
+// registerChannelCompletion offers the live server's channel names for -c and -s.
+func (f *SourceFlags) registerChannelCompletion(cmd *cobra.Command, getenv func(string) string) {
 	_ = cmd.RegisterFlagCompletionFunc("channel", ChannelCompletion(f, getenv, false))
 	_ = cmd.RegisterFlagCompletionFunc("shard-channel", ChannelCompletion(f, getenv, true))
 }

@@ -43,7 +43,7 @@ Exit status 3 when Redis cannot be reached, when an ACL refuses MONITOR
 	}, "channel", "pattern", "shard-channel")
 	opts.register(cmd)
 	cmd.Flags().Lookup("count").Usage = "stop after `N` publishes"
-	src.completeChannels(cmd, e.getenv)
+	src.registerChannelCompletion(cmd, e.getenv)
 	return cmd
 }
 

@@ -98,7 +98,7 @@ event), and is 3 only if it never connects during the run.`,
 		},
 	}
 	src.Register(cmd.Flags())
-	src.completeChannels(cmd, e.getenv)
+	src.registerChannelCompletion(cmd, e.getenv)
 	opts.register(cmd)
 	return cmd
 }

@@ -70,7 +70,7 @@ it refuses (exit 2).`,
 	}, "channel", "shard-channel")
 	cmd.Flags().BoolVar(&opts.JSON, "json", false, `print {"channel": "...", "receivers": N} per message`)
 	cmd.Flags().BoolVar(&opts.AllowPublish, "allow-publish", false, "publish to a Redis that is not on loopback without asking first")
-	src.completeChannels(cmd, e.getenv)
+	src.registerChannelCompletion(cmd, e.getenv)
 	return cmd
 }
 

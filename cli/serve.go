@@ -100,7 +100,7 @@ configuration mistake is exit 2, naming the file and line.`,
 		},
 	}
 	src.Register(cmd.Flags())
-	src.completeChannels(cmd, e.getenv)
+	src.registerChannelCompletion(cmd, e.getenv)
 	opts.register(cmd)
 	return cmd
 }

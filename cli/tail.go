@@ -55,7 +55,7 @@ payloads that are not UTF-8 are given as data_b64.`,
 		},
 	}
 	src.Register(cmd.Flags())
-	src.completeChannels(cmd, e.getenv)
+	src.registerChannelCompletion(cmd, e.getenv)
 	opts.register(cmd)
 	return cmd
 }

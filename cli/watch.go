@@ -90,7 +90,7 @@ what tail would.`,
 		},
 	}
 	src.Register(cmd.Flags())
-	src.completeChannels(cmd, e.getenv)
+	src.registerChannelCompletion(cmd, e.getenv)
 	opts.register(cmd.Flags())
 	return cmd
 }
