@@ -51,8 +51,8 @@ func (o *WatchOptions) register(fs *pflag.FlagSet) {
 
 func (o *WatchOptions) validate() error {
 	switch {
-	case o.Buffer < 1:
-		return usageError(fmt.Errorf("--buffer %d: keep at least one record", o.Buffer))
+	case o.Buffer < 1 || o.Buffer > tui.MaxBuffer:
+		return usageError(fmt.Errorf("--buffer %d: keep 1 to %d records", o.Buffer, tui.MaxBuffer))
 	case o.ProbeInterval <= 0:
 		return usageError(fmt.Errorf("--probe-interval %v: must be positive", o.ProbeInterval))
 	}

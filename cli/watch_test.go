@@ -80,6 +80,7 @@ func TestWatchFlagErrors(t *testing.T) {
 		want string
 	}{
 		{[]string{"watch", "--buffer", "0", "-c", "x"}, "--buffer"},
+		{[]string{"watch", "--buffer", "100000000", "-c", "x"}, "--buffer"},
 		{[]string{"watch", "--probe-interval", "0s", "-c", "x"}, "--probe-interval"},
 	}
 	for _, tt := range tests {

@@ -18,6 +18,14 @@ import (
 // DefaultBuffer is how many records the stream keeps (--buffer).
 const DefaultBuffer = 10000
 
+// MaxBuffer is the largest --buffer: the stream's slots are allocated up
+// front.
+const MaxBuffer = 1000000
+
+// maxStreamBytes bounds the payload bytes the stream holds: 2,500 payloads
+// of 1 MiB must not take the TUI to gigabytes. The oldest records go first.
+const maxStreamBytes = 256 << 20
+
 // streamPane is the merged live stream: a bounded ring of records, an
 // incrementally maintained filter, and a window of rows to draw. Drawing
 // touches only the rows on screen, so its cost does not grow with the
@@ -29,6 +37,8 @@ type streamPane struct {
 
 	buf        []feed.Record
 	start, end uint64 // absolute indices of the records held: [start, end)
+	bytes      int    // payload bytes held
+	maxBytes   int
 
 	filter  string         // as typed
 	needle  string         // the substring filter, lower case ("" for a regexp)
@@ -64,14 +74,15 @@ func newStreamPane(st *Styles, km *KeyMap, loc *time.Location, size int, colours
 	in.Placeholder = "substring, any case; ~ for a regexp"
 	in.CharLimit = 256
 	return &streamPane{
-		styles:  st,
-		keys:    km,
-		loc:     loc,
-		buf:     make([]feed.Record, size),
-		input:   in,
-		follow:  true,
-		colours: colours,
-		rates:   rates,
+		styles:   st,
+		keys:     km,
+		loc:      loc,
+		buf:      make([]feed.Record, min(size, MaxBuffer)),
+		maxBytes: maxStreamBytes,
+		input:    in,
+		follow:   true,
+		colours:  colours,
+		rates:    rates,
 	}
 }
 
@@ -107,15 +118,26 @@ func (s *streamPane) Append(recs []feed.Record) {
 		}
 		s.end += skip
 		s.start = s.end
+		s.bytes = 0
 		recs = recs[skip:]
 	}
 	for i := range recs {
 		r := &recs[i]
 		idx := s.end
+		if s.end-s.start == size { // full: the slot taken is the oldest record's
+			s.bytes -= len(s.buf[idx%size].Data)
+		}
 		s.buf[idx%size] = *r
+		s.bytes += len(r.Data)
 		s.end++
 		if s.end-s.start > size {
 			s.start = s.end - size
+		}
+		for s.bytes > s.maxBytes && s.end-s.start > 1 {
+			old := s.rec(s.start)
+			s.bytes -= len(old.Data)
+			*old = feed.Record{}
+			s.start++
 		}
 		if s.filter == "" {
 			if s.paused {
@@ -159,7 +181,10 @@ func (s *streamPane) trimMatches() {
 
 // Clear forgets every record held.
 func (s *streamPane) Clear() {
-	s.start = s.end
+	for abs := s.start; abs < s.end; abs++ {
+		*s.rec(abs) = feed.Record{} // let the payloads go
+	}
+	s.start, s.bytes = s.end, 0
 	s.matches = s.matches[:0]
 	s.follow = true
 	s.anchor = s.end
