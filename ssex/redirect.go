@@ -3,10 +3,10 @@ package ssex
 import (
 	"fmt"
 	"net/http"
-	"net/url"
 	"strings"
 
 	"github.com/fanscope/fanscope/feed"
+	"github.com/fanscope/fanscope/internal/netx"
 	"github.com/fanscope/fanscope/internal/secrets"
 )
 
@@ -48,7 +48,7 @@ func (c *Client) checkRedirect(req *http.Request, via []*http.Request) error {
 			Reason: fmt.Sprintf("redirect (%d) to %s refused: stopped after %d redirects (a redirect loop?)", code, shown, maxRedirects)}
 	}
 	req.Header.Del("Referer")
-	if origin(req.URL) != origin(via[0].URL) {
+	if netx.Origin(req.URL) != netx.Origin(via[0].URL) {
 		for _, k := range alwaysCredentials {
 			req.Header.Del(k)
 		}
@@ -70,9 +70,4 @@ func (c *Client) checkRedirect(req *http.Request, via []*http.Request) error {
 		c.emitState(a.sink, feed.StateConnecting, code, fmt.Sprintf("redirected (%d) to %s", code, shown), a.n)
 	}
 	return nil
-}
-
-// origin is u's scheme, host and port, the port filled in from the scheme.
-func origin(u *url.URL) string {
-	return strings.ToLower(u.Scheme) + "://" + strings.ToLower(hostPort(u))
 }

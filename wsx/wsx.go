@@ -11,13 +11,13 @@ package wsx
 
 import (
 	"errors"
-	"fmt"
 	"net/http"
 	"net/url"
 	"strings"
 	"time"
 
 	"github.com/fanscope/fanscope/internal/netx"
+	"github.com/fanscope/fanscope/internal/secrets"
 )
 
 var (
@@ -56,20 +56,12 @@ const (
 	stallFloor            = 5 * time.Second  // the least threshold once measured
 )
 
-type kindError struct {
-	kind error
-	err  error
-}
-
-func (e *kindError) Error() string   { return e.err.Error() }
-func (e *kindError) Unwrap() []error { return []error{e.kind, e.err} }
-
 func usageErrorf(format string, args ...any) error {
-	return &kindError{kind: ErrUsage, err: fmt.Errorf(format, args...)}
+	return netx.Errorf(ErrUsage, format, args...)
 }
 
 func fatalErrorf(format string, args ...any) error {
-	return &kindError{kind: ErrFatal, err: fmt.Errorf(format, args...)}
+	return netx.Errorf(ErrFatal, format, args...)
 }
 
 // ParseEndpoint splits a --ws flag value "[NAME=]URL" into the endpoint's
@@ -89,7 +81,7 @@ func ParseSocketIOEndpoint(flag string) (name, rawURL string, err error) {
 func parseEndpoint(flag, what string) (string, string, error) {
 	name, rawURL, err := netx.SplitEndpoint(flag, what, "ws", "wss", "http", "https")
 	if err != nil {
-		return "", "", &kindError{kind: ErrUsage, err: err}
+		return "", "", &netx.KindError{Kind: ErrUsage, Err: err}
 	}
 	return name, rawURL, nil
 }
@@ -139,7 +131,6 @@ type checked struct {
 	shownURL string
 	host     string // Host header override
 	header   http.Header
-	scrub    *netx.Scrubber
 }
 
 func check(cfg Config, what string) (*checked, error) {
@@ -150,7 +141,8 @@ func check(cfg Config, what string) (*checked, error) {
 	if cfg.Name == "" {
 		cfg.Name = netx.HostPort(u)
 	}
-	if err := netx.CheckHeader(cfg.Header); err != nil {
+	h, err := netx.CheckHeader(cfg.Header, nil)
+	if err != nil {
 		return nil, usageErrorf("%s %s: %w", what, cfg.Name, err)
 	}
 	for _, d := range []struct {
@@ -182,38 +174,13 @@ func check(cfg Config, what string) (*checked, error) {
 	if !strings.HasPrefix(cfg.EnginePath, "/") {
 		return nil, usageErrorf("%s %s: engine path %q does not start with /", what, cfg.Name, cfg.EnginePath)
 	}
-	c := &checked{Config: cfg, u: u, shownURL: netx.RedactURL(u), header: http.Header{}}
-	for k, vs := range cfg.Header {
-		if http.CanonicalHeaderKey(k) == "Host" {
-			if len(vs) > 0 {
-				c.host = vs[len(vs)-1]
-			}
-			continue
-		}
-		c.header[http.CanonicalHeaderKey(k)] = append([]string(nil), vs...)
-	}
-	secrets := cfg.Header
-	if cfg.Token != "" {
-		secrets = mergeSecrets(cfg.Header, cfg.Token)
-	}
-	c.scrub = netx.NewScrubber(u, secrets)
+	c := &checked{Config: cfg, u: u, shownURL: secrets.URL(cfg.URL), header: h.Header, host: h.Host}
 	if c.HTTPClient == nil {
-		t, err := netx.Transport(cfg.TLSCA, cfg.TLSInsecure)
+		t, err := netx.SharedTransport(nil, cfg.TLSCA, cfg.TLSInsecure)
 		if err != nil {
 			return nil, usageErrorf("%s %s: %w", what, cfg.Name, err)
 		}
 		c.HTTPClient = &http.Client{Transport: t}
 	}
 	return c, nil
-}
-
-// mergeSecrets is h with the token added as one more Authorization value,
-// so the scrubber knows it.
-func mergeSecrets(h http.Header, token string) http.Header {
-	m := h.Clone()
-	if m == nil {
-		m = http.Header{}
-	}
-	m.Add("Authorization", "Bearer "+token)
-	return m
 }
