@@ -106,32 +106,17 @@ type counts struct {
 
 // NewClient checks cfg and returns a client ready to Run. Errors wrap ErrUsage.
 func NewClient(cfg Config) (*Client, error) {
-	u, err := netx.CheckURL(cfg.URL, "http", "https")
+	ep, err := netx.CheckEndpoint("poll endpoint", cfg.Name, cfg.URL, cfg.Header, nil, "http", "https")
 	if err != nil {
-		return nil, usageErrorf("poll endpoint %q: %w", cfg.Name, err)
+		return nil, &netx.KindError{Kind: ErrUsage, Err: err}
 	}
-	if cfg.Name == "" {
-		cfg.Name = netx.HostPort(u)
-	}
-	h, err := netx.CheckHeader(cfg.Header, nil)
-	if err != nil {
+	cfg.Name = ep.Name
+	if err := netx.SetDurations(
+		netx.Duration{V: &cfg.Interval, Default: DefaultInterval, Name: "interval"},
+		netx.Duration{V: &cfg.MaxBackoff, Default: DefaultMaxBackoff, Name: "max backoff"},
+		netx.Duration{V: &cfg.Timeout, Default: DefaultTimeout, Name: "timeout"},
+	); err != nil {
 		return nil, usageErrorf("poll endpoint %s: %w", cfg.Name, err)
-	}
-	for _, d := range []struct {
-		v    *time.Duration
-		def  time.Duration
-		name string
-	}{
-		{&cfg.Interval, DefaultInterval, "interval"},
-		{&cfg.MaxBackoff, DefaultMaxBackoff, "max backoff"},
-		{&cfg.Timeout, DefaultTimeout, "timeout"},
-	} {
-		if *d.v == 0 {
-			*d.v = d.def
-		}
-		if *d.v < 0 {
-			return nil, usageErrorf("poll endpoint %s: %s %s is negative", cfg.Name, d.name, *d.v)
-		}
 	}
 	if cfg.MaxBody == 0 {
 		cfg.MaxBody = DefaultMaxBody
@@ -139,16 +124,15 @@ func NewClient(cfg Config) (*Client, error) {
 	if cfg.MaxBody < 0 {
 		return nil, usageErrorf("poll endpoint %s: max body size %d is negative", cfg.Name, cfg.MaxBody)
 	}
-	shown := secrets.URL(cfg.URL)
 	c := &Client{
 		cfg:      cfg,
-		shownURL: shown,
-		header:   h.Header,
-		host:     h.Host,
+		shownURL: ep.Shown,
+		header:   ep.Header,
+		host:     ep.Host,
 		seed:     maphash.MakeSeed(),
 		jitter:   rand.Int64N,
 		hc:       cfg.HTTPClient,
-		h:        netx.NewHealth(feed.Status{Source: feed.SourcePoll, Name: cfg.Name, URL: shown, Conn: cfg.Conn}),
+		h:        netx.NewHealth(feed.Status{Source: feed.SourcePoll, Name: cfg.Name, URL: ep.Shown, Conn: cfg.Conn}),
 	}
 	if c.hc == nil {
 		t, err := netx.SharedTransport(nil, cfg.TLSCA, cfg.TLSInsecure)

@@ -11,7 +11,6 @@ import (
 
 	"github.com/fanscope/fanscope/feed"
 	"github.com/fanscope/fanscope/internal/netx"
-	"github.com/fanscope/fanscope/internal/secrets"
 )
 
 const (
@@ -109,13 +108,15 @@ type Client struct {
 
 // NewClient checks cfg and returns a client ready to Run. Errors wrap ErrUsage.
 func NewClient(cfg Config) (*Client, error) {
-	u, err := netx.CheckURL(cfg.URL, "http", "https")
+	header := make(http.Header, len(cfg.Header)+2)
+	// EventSource sends these; a user's -H may replace them.
+	header.Set("Accept", "text/event-stream")
+	header.Set("Cache-Control", "no-cache")
+	ep, err := netx.CheckEndpoint("sse endpoint", cfg.Name, cfg.URL, cfg.Header, header, "http", "https")
 	if err != nil {
-		return nil, usageErrorf("sse endpoint %q: %w", cfg.Name, err)
+		return nil, &netx.KindError{Kind: ErrUsage, Err: err}
 	}
-	if cfg.Name == "" {
-		cfg.Name = netx.HostPort(u)
-	}
+	cfg.Name = ep.Name
 	if cfg.MaxBackoff == 0 {
 		cfg.MaxBackoff = DefaultMaxBackoff
 	}
@@ -124,8 +125,10 @@ func NewClient(cfg Config) (*Client, error) {
 	}
 	c := &Client{
 		cfg:         cfg,
-		shownURL:    secrets.URL(cfg.URL),
-		header:      make(http.Header, len(cfg.Header)+2),
+		shownURL:    ep.Shown,
+		header:      ep.Header,
+		host:        ep.Host,
+		userHeaders: ep.Names,
 		retry:       DefaultRetry,
 		burstQuiet:  time.Second,
 		burstMin:    3,
@@ -134,14 +137,6 @@ func NewClient(cfg Config) (*Client, error) {
 		floor:       MinRetry,
 		connected:   make(chan struct{}),
 	}
-	// EventSource sends these; a user's -H may replace them.
-	c.header.Set("Accept", "text/event-stream")
-	c.header.Set("Cache-Control", "no-cache")
-	h, err := netx.CheckHeader(cfg.Header, c.header)
-	if err != nil {
-		return nil, usageErrorf("sse endpoint %s: %w", cfg.Name, err)
-	}
-	c.host, c.userHeaders = h.Host, h.Names
 	rt, err := transportFor(cfg)
 	if err != nil {
 		return nil, usageErrorf("sse endpoint %s: %w", cfg.Name, err)

@@ -18,10 +18,10 @@ import (
 	"github.com/fanscope/fanscope/internal/feedtest"
 )
 
-// rawServer answers every request with the given pieces of bytes, each
-// written on its own, then holds the connection until the client closes
-// it, or closes it itself when hangUp is set. It returns the server's URL.
-func rawServer(t *testing.T, pieces []string, hangUp bool) string {
+// tcpServer reads each request's head and hands the connection to answer,
+// which writes exact bytes; the connection closes when answer returns. It
+// returns the server's URL.
+func tcpServer(t *testing.T, answer func(c net.Conn)) string {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -54,19 +54,28 @@ func rawServer(t *testing.T, pieces []string, hangUp bool) string {
 						break
 					}
 				}
-				for _, p := range pieces {
-					if _, err := c.Write([]byte(p)); err != nil {
-						return
-					}
-				}
-				if hangUp {
-					return
-				}
-				_, _ = io.Copy(io.Discard, c) // until the client closes
+				answer(c)
 			}()
 		}
 	}()
 	return "http://" + ln.Addr().String() + "/events"
+}
+
+// rawServer answers every request with the given pieces of bytes, each
+// written on its own, then holds the connection until the client closes
+// it, or closes it itself when hangUp is set. It returns the server's URL.
+func rawServer(t *testing.T, pieces []string, hangUp bool) string {
+	t.Helper()
+	return tcpServer(t, func(c net.Conn) {
+		for _, p := range pieces {
+			if _, err := c.Write([]byte(p)); err != nil {
+				return
+			}
+		}
+		if !hangUp {
+			_, _ = io.Copy(io.Discard, c) // until the client closes
+		}
+	})
 }
 
 // chunked frames body as chunks of the given sizes (the rest in one last

@@ -1,7 +1,6 @@
 package ssex
 
 import (
-	"bufio"
 	"errors"
 	"net"
 	"net/http"
@@ -106,51 +105,18 @@ func TestRetryOverflowClamped(t *testing.T) {
 // over until the client goes away. It returns the server's URL.
 func endlessServer(t *testing.T, prefix, repeat string) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var wg sync.WaitGroup
-	t.Cleanup(func() {
-		ln.Close()
-		wg.Wait()
-	})
 	chunk := []byte(strings.Repeat(repeat, max(1, 4096/len(repeat))))
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for {
-			c, err := ln.Accept()
-			if err != nil {
+	return tcpServer(t, func(c net.Conn) {
+		if _, err := c.Write([]byte(prefix)); err != nil {
+			return
+		}
+		// Bounded: 256 MiB at most, far past any limit.
+		for i := 0; i < (256<<20)/len(chunk); i++ {
+			if _, err := c.Write(chunk); err != nil {
 				return
 			}
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				defer c.Close()
-				br := bufio.NewReader(c)
-				for {
-					line, err := br.ReadString('\n')
-					if err != nil {
-						return
-					}
-					if line == "\r\n" {
-						break
-					}
-				}
-				if _, err := c.Write([]byte(prefix)); err != nil {
-					return
-				}
-				// Bounded: 256 MiB at most, far past any limit.
-				for i := 0; i < (256<<20)/len(chunk); i++ {
-					if _, err := c.Write(chunk); err != nil {
-						return
-					}
-				}
-			}()
 		}
-	}()
-	return "http://" + ln.Addr().String() + "/events"
+	})
 }
 
 // TestEndlessResponseHead: a head that never ends (one endless header

@@ -233,6 +233,22 @@ func (l *loop) event(sink feed.Sink, at time.Time, typ, data string) {
 	})
 }
 
+// open makes the handshake and sets the connection up for reading: no
+// library read limit (its own closes the connection with 1009; readMessage
+// skips an oversized message instead and keeps going), and the stall
+// watchdog armed to cancel cctx with errStalled. The caller closes conn
+// and calls cancel.
+func (l *loop) open(ctx context.Context, rawURL string, lv *liveness) (conn *websocket.Conn, cctx context.Context, cancel context.CancelCauseFunc, e *ending) {
+	conn, e = l.dial(ctx, rawURL, lv, l.everConnected())
+	if e != nil {
+		return nil, nil, nil, e
+	}
+	conn.SetReadLimit(-1)
+	cctx, cancel = context.WithCancelCause(ctx)
+	lv.arm(time.Now(), func() { cancel(errStalled) })
+	return conn, cctx, cancel, nil
+}
+
 // dial makes the WebSocket handshake. On failure it says why and whether
 // retrying can help.
 func (l *loop) dial(ctx context.Context, rawURL string, lv *liveness, everConnected bool) (*websocket.Conn, *ending) {

@@ -121,15 +121,12 @@ var errConnectTimeout = errors.New("namespace connect timed out")
 // then events until the connection ends.
 func (s *SocketIO) session(ctx context.Context, sink feed.Sink, lv *liveness, attempt int) *ending {
 	start := time.Now()
-	conn, e := s.dial(ctx, s.dialURL, lv, s.everConnected())
+	conn, cctx, cancel, e := s.open(ctx, s.dialURL, lv)
 	if e != nil {
 		return e
 	}
 	defer conn.CloseNow()
-	conn.SetReadLimit(-1)
-	cctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
-	lv.arm(time.Now(), func() { cancel(errStalled) })
 	sc := &sioConn{s: s, sink: sink, conn: conn, lv: lv, attempt: attempt, start: start}
 	// A server that pings but never answers the namespace connect would
 	// keep the client "connecting" for good; Socket.IO's own client gives

@@ -17,7 +17,6 @@ import (
 	"time"
 
 	"github.com/fanscope/fanscope/internal/netx"
-	"github.com/fanscope/fanscope/internal/secrets"
 )
 
 var (
@@ -134,33 +133,18 @@ type checked struct {
 }
 
 func check(cfg Config, what string) (*checked, error) {
-	u, err := netx.CheckURL(cfg.URL, "ws", "wss", "http", "https")
+	ep, err := netx.CheckEndpoint(what, cfg.Name, cfg.URL, cfg.Header, nil, "ws", "wss", "http", "https")
 	if err != nil {
-		return nil, usageErrorf("%s %q: %w", what, cfg.Name, err)
+		return nil, &netx.KindError{Kind: ErrUsage, Err: err}
 	}
-	if cfg.Name == "" {
-		cfg.Name = netx.HostPort(u)
-	}
-	h, err := netx.CheckHeader(cfg.Header, nil)
-	if err != nil {
+	cfg.Name = ep.Name
+	if err := netx.SetDurations(
+		netx.Duration{V: &cfg.PingInterval, Default: DefaultPingInterval}, // < 0: no pings
+		netx.Duration{V: &cfg.MinBackoff, Default: DefaultMinBackoff, Name: "min backoff"},
+		netx.Duration{V: &cfg.MaxBackoff, Default: DefaultMaxBackoff, Name: "max backoff"},
+		netx.Duration{V: &cfg.DialTimeout, Default: DefaultDialTimeout, Name: "dial timeout"},
+	); err != nil {
 		return nil, usageErrorf("%s %s: %w", what, cfg.Name, err)
-	}
-	for _, d := range []struct {
-		v    *time.Duration
-		def  time.Duration
-		name string
-	}{
-		{&cfg.PingInterval, DefaultPingInterval, ""},
-		{&cfg.MinBackoff, DefaultMinBackoff, "min backoff"},
-		{&cfg.MaxBackoff, DefaultMaxBackoff, "max backoff"},
-		{&cfg.DialTimeout, DefaultDialTimeout, "dial timeout"},
-	} {
-		if *d.v == 0 {
-			*d.v = d.def
-		}
-		if *d.v < 0 && d.name != "" {
-			return nil, usageErrorf("%s %s: %s %s is negative", what, cfg.Name, d.name, *d.v)
-		}
 	}
 	if cfg.MaxMessage == 0 {
 		cfg.MaxMessage = DefaultMaxMessage
@@ -174,7 +158,7 @@ func check(cfg Config, what string) (*checked, error) {
 	if !strings.HasPrefix(cfg.EnginePath, "/") {
 		return nil, usageErrorf("%s %s: engine path %q does not start with /", what, cfg.Name, cfg.EnginePath)
 	}
-	c := &checked{Config: cfg, u: u, shownURL: secrets.URL(cfg.URL), header: h.Header, host: h.Host}
+	c := &checked{Config: cfg, u: ep.URL, shownURL: ep.Shown, header: ep.Header, host: ep.Host}
 	if c.HTTPClient == nil {
 		t, err := netx.SharedTransport(nil, cfg.TLSCA, cfg.TLSInsecure)
 		if err != nil {

@@ -14,6 +14,7 @@ import (
 	"net/url"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/fanscope/fanscope/internal/secrets"
 )
@@ -191,4 +192,53 @@ func ValidHeaderValue(v string) bool {
 		}
 	}
 	return true
+}
+
+// Endpoint is a client's checked configuration: its URL, display name and
+// request headers.
+type Endpoint struct {
+	URL   *url.URL
+	Name  string // as given, or the URL's host:port
+	Shown string // the URL with its secrets masked, for Status and errors
+	Headers
+}
+
+// CheckEndpoint checks a client's URL (see CheckURL) and headers (see
+// CheckHeader, which adds them to into); what names the client in errors
+// ("poll endpoint"). Callers wrap errors with their usage error.
+func CheckEndpoint(what, name, rawURL string, header, into http.Header, schemes ...string) (Endpoint, error) {
+	u, err := CheckURL(rawURL, schemes...)
+	if err != nil {
+		return Endpoint{}, fmt.Errorf("%s %q: %w", what, name, err)
+	}
+	if name == "" {
+		name = HostPort(u)
+	}
+	h, err := CheckHeader(header, into)
+	if err != nil {
+		return Endpoint{}, fmt.Errorf("%s %s: %w", what, name, err)
+	}
+	return Endpoint{URL: u, Name: name, Shown: secrets.URL(rawURL), Headers: h}, nil
+}
+
+// Duration is a duration option: where it is, its default, and its name
+// in messages ("" for one that may be negative, meaning off).
+type Duration struct {
+	V       *time.Duration
+	Default time.Duration
+	Name    string
+}
+
+// SetDurations fills zero options with their defaults and refuses
+// negative named ones.
+func SetDurations(ds ...Duration) error {
+	for _, d := range ds {
+		if *d.V == 0 {
+			*d.V = d.Default
+		}
+		if *d.V < 0 && d.Name != "" {
+			return fmt.Errorf("%s %s is negative", d.Name, *d.V)
+		}
+	}
+	return nil
 }
