@@ -51,11 +51,7 @@ func usageErrorf(format string, args ...any) error {
 // endpoint's name and URL. NAME defaults to the URL's host:port; http and
 // https URLs are accepted. Errors wrap ErrUsage and never quote a secret.
 func ParseEndpoint(flag string) (name, rawURL string, err error) {
-	name, rawURL, err = netx.SplitEndpoint(flag, "poll endpoint", "http", "https")
-	if err != nil {
-		return "", "", &netx.KindError{Kind: ErrUsage, Err: err}
-	}
-	return name, rawURL, nil
+	return netx.SplitEndpoint(flag, "poll endpoint", ErrUsage, "http", "https")
 }
 
 // Config describes one polled URL.
@@ -106,9 +102,9 @@ type counts struct {
 
 // NewClient checks cfg and returns a client ready to Run. Errors wrap ErrUsage.
 func NewClient(cfg Config) (*Client, error) {
-	ep, err := netx.CheckEndpoint("poll endpoint", cfg.Name, cfg.URL, cfg.Header, nil, "http", "https")
+	ep, err := netx.CheckEndpoint("poll endpoint", cfg.Name, cfg.URL, cfg.Header, nil, ErrUsage, "http", "https")
 	if err != nil {
-		return nil, &netx.KindError{Kind: ErrUsage, Err: err}
+		return nil, err
 	}
 	cfg.Name = ep.Name
 	if err := netx.SetDurations(

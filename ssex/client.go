@@ -112,16 +112,13 @@ func NewClient(cfg Config) (*Client, error) {
 	// EventSource sends these; a user's -H may replace them.
 	header.Set("Accept", "text/event-stream")
 	header.Set("Cache-Control", "no-cache")
-	ep, err := netx.CheckEndpoint("sse endpoint", cfg.Name, cfg.URL, cfg.Header, header, "http", "https")
+	ep, err := netx.CheckEndpoint("sse endpoint", cfg.Name, cfg.URL, cfg.Header, header, ErrUsage, "http", "https")
 	if err != nil {
-		return nil, &netx.KindError{Kind: ErrUsage, Err: err}
+		return nil, err
 	}
 	cfg.Name = ep.Name
-	if cfg.MaxBackoff == 0 {
-		cfg.MaxBackoff = DefaultMaxBackoff
-	}
-	if cfg.MaxBackoff < 0 {
-		return nil, usageErrorf("sse endpoint %s: max backoff %s is negative", cfg.Name, cfg.MaxBackoff)
+	if err := netx.SetDurations(netx.Duration{V: &cfg.MaxBackoff, Default: DefaultMaxBackoff, Name: "max backoff"}); err != nil {
+		return nil, usageErrorf("sse endpoint %s: %w", cfg.Name, err)
 	}
 	c := &Client{
 		cfg:         cfg,

@@ -29,9 +29,5 @@ func fatalErrorf(format string, args ...any) error {
 // scheme's default port filled in). Only http and https URLs are accepted;
 // errors wrap ErrUsage and show the URL with its secrets masked.
 func ParseEndpoint(flag string) (name, rawURL string, err error) {
-	name, rawURL, err = netx.SplitEndpoint(flag, "sse endpoint", "http", "https")
-	if err != nil {
-		return "", "", &netx.KindError{Kind: ErrUsage, Err: err}
-	}
-	return name, rawURL, nil
+	return netx.SplitEndpoint(flag, "sse endpoint", ErrUsage, "http", "https")
 }

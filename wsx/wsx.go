@@ -78,11 +78,7 @@ func ParseSocketIOEndpoint(flag string) (name, rawURL string, err error) {
 }
 
 func parseEndpoint(flag, what string) (string, string, error) {
-	name, rawURL, err := netx.SplitEndpoint(flag, what, "ws", "wss", "http", "https")
-	if err != nil {
-		return "", "", &netx.KindError{Kind: ErrUsage, Err: err}
-	}
-	return name, rawURL, nil
+	return netx.SplitEndpoint(flag, what, ErrUsage, "ws", "wss", "http", "https")
 }
 
 // Config describes one connection to one WebSocket or Socket.IO endpoint.
@@ -133,9 +129,9 @@ type checked struct {
 }
 
 func check(cfg Config, what string) (*checked, error) {
-	ep, err := netx.CheckEndpoint(what, cfg.Name, cfg.URL, cfg.Header, nil, "ws", "wss", "http", "https")
+	ep, err := netx.CheckEndpoint(what, cfg.Name, cfg.URL, cfg.Header, nil, ErrUsage, "ws", "wss", "http", "https")
 	if err != nil {
-		return nil, &netx.KindError{Kind: ErrUsage, Err: err}
+		return nil, err
 	}
 	cfg.Name = ep.Name
 	if err := netx.SetDurations(

@@ -37,13 +37,13 @@ func Errorf(kind error, format string, args ...any) error {
 
 // SplitEndpoint splits a source flag value "[NAME=]URL" (what names the
 // flag in messages, e.g. "ws endpoint") and checks the URL against
-// schemes (see CheckURL). NAME defaults to the URL's host:port. Errors show
-// the flag with its secrets masked; callers wrap them with their
-// package's usage error.
-func SplitEndpoint(flag, what string, schemes ...string) (name, rawURL string, err error) {
+// schemes (see CheckURL). NAME defaults to the URL's host:port. Errors
+// match usage (the package's ErrUsage) and show the flag with its secrets
+// masked.
+func SplitEndpoint(flag, what string, usage error, schemes ...string) (name, rawURL string, err error) {
 	s := strings.TrimSpace(flag)
 	if s == "" {
-		return "", "", fmt.Errorf("parse %s: empty value, want [NAME=]URL", what)
+		return "", "", Errorf(usage, "parse %s: empty value, want [NAME=]URL", what)
 	}
 	rawURL = s
 	// A URL's query may hold '=', so a NAME is only split off when the text
@@ -51,15 +51,15 @@ func SplitEndpoint(flag, what string, schemes ...string) (name, rawURL string, e
 	if i := strings.IndexByte(s, '='); i >= 0 && !strings.Contains(s[:i], "://") {
 		name, rawURL = strings.TrimSpace(s[:i]), strings.TrimSpace(s[i+1:])
 		if name == "" {
-			return "", "", fmt.Errorf("parse %s %q: empty NAME before '=', want [NAME=]URL", what, secrets.URL(flag))
+			return "", "", Errorf(usage, "parse %s %q: empty NAME before '=', want [NAME=]URL", what, secrets.URL(flag))
 		}
 		if strings.ContainsFunc(name, func(r rune) bool { return r < 0x20 || r == 0x7f }) {
-			return "", "", fmt.Errorf("parse %s %q: NAME contains control characters", what, secrets.URL(flag))
+			return "", "", Errorf(usage, "parse %s %q: NAME contains control characters", what, secrets.URL(flag))
 		}
 	}
 	u, err := CheckURL(rawURL, schemes...)
 	if err != nil {
-		return "", "", fmt.Errorf("parse %s %q: %w", what, secrets.URL(flag), err)
+		return "", "", Errorf(usage, "parse %s %q: %w", what, secrets.URL(flag), err)
 	}
 	if name == "" {
 		name = HostPort(u)
@@ -205,18 +205,18 @@ type Endpoint struct {
 
 // CheckEndpoint checks a client's URL (see CheckURL) and headers (see
 // CheckHeader, which adds them to into); what names the client in errors
-// ("poll endpoint"). Callers wrap errors with their usage error.
-func CheckEndpoint(what, name, rawURL string, header, into http.Header, schemes ...string) (Endpoint, error) {
+// ("poll endpoint"), which match usage (the package's ErrUsage).
+func CheckEndpoint(what, name, rawURL string, header, into http.Header, usage error, schemes ...string) (Endpoint, error) {
 	u, err := CheckURL(rawURL, schemes...)
 	if err != nil {
-		return Endpoint{}, fmt.Errorf("%s %q: %w", what, name, err)
+		return Endpoint{}, Errorf(usage, "%s %q: %w", what, name, err)
 	}
 	if name == "" {
 		name = HostPort(u)
 	}
 	h, err := CheckHeader(header, into)
 	if err != nil {
-		return Endpoint{}, fmt.Errorf("%s %s: %w", what, name, err)
+		return Endpoint{}, Errorf(usage, "%s %s: %w", what, name, err)
 	}
 	return Endpoint{URL: u, Name: name, Shown: secrets.URL(rawURL), Headers: h}, nil
 }

@@ -32,9 +32,10 @@ func TestSplitEndpoint(t *testing.T) {
 		{"http:///x?key=zz", []string{"http", "https"}, "", "no host"},
 	}
 	for _, tc := range tests {
-		name, _, err := SplitEndpoint(tc.in, "x endpoint", tc.schemes...)
+		usage := errors.New("usage")
+		name, _, err := SplitEndpoint(tc.in, "x endpoint", usage, tc.schemes...)
 		if tc.err != "" {
-			if err == nil || !strings.Contains(err.Error(), tc.err) || strings.Contains(err.Error(), "zz") {
+			if !errors.Is(err, usage) || !strings.Contains(err.Error(), tc.err) || strings.Contains(err.Error(), "zz") {
 				t.Errorf("SplitEndpoint(%q) error = %v, want one with %q and no secret", tc.in, err, tc.err)
 			}
 			continue
