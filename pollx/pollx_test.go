@@ -374,3 +374,67 @@ func TestPollBadConfig(t *testing.T) {
 		t.Errorf("ParseEndpoint = %q %q %v", name, u, err)
 	}
 }
+
+// TestPollSecretsNeverShown: the URL's password and token and the bearer
+// token appear in no record, Status or error, whatever went wrong; and
+// masking is by field, so a one-letter password that also occurs in the
+// error's words leaves those words whole.
+func TestPollSecretsNeverShown(t *testing.T) {
+	closed := httptest.NewServer(http.NotFoundHandler())
+	closedAddr := strings.TrimPrefix(closed.URL, "http://")
+	closed.Close() // nothing listens there now
+	loop := newServer(t, func(w http.ResponseWriter, r *http.Request, n int) {
+		http.Redirect(w, r, fmt.Sprintf("/again%d?token=tok-s3cret", n), http.StatusFound)
+	})
+	refuses := newServer(t, func(w http.ResponseWriter, r *http.Request, n int) {
+		w.WriteHeader(http.StatusUnauthorized)
+	})
+	header := http.Header{"Authorization": {"Bearer b3arer-s3cret"}, "Cookie": {"sid=c00kie-s3cret"}}
+	secrets := []string{"pw-s3cret", "tok-s3cret", "b3arer-s3cret", "c00kie-s3cret"}
+	tests := []struct {
+		name, url string
+		fatal     bool
+		want      string // in the last state record's error
+	}{
+		{"refused", "http://u:pw-s3cret@" + closedAddr + "/x?token=tok-s3cret", false, "connection refused"},
+		{"redirect loop", strings.Replace(loop.URL, "://", "://u:pw-s3cret@", 1) + "/?token=tok-s3cret", false, "stopped after 10 redirects"},
+		{"401", strings.Replace(refuses.URL, "://", "://u:pw-s3cret@", 1) + "/?token=tok-s3cret", true, "401 Unauthorized"},
+		// A password that is a letter of the error's words: by field, the
+		// words stay whole (substring masking would print "conn***ction").
+		{"short password", "http://u:e@" + closedAddr + "/x", false, "connection refused"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			c := newTestClient(t, Config{URL: tc.url, Header: header})
+			sink := feedtest.NewSink()
+			var err error
+			var recs []feed.Record
+			if tc.fatal {
+				err = runToEnd(t, c, sink)
+				recs = sink.All()
+				if !errors.Is(err, ErrFatal) {
+					t.Fatalf("Run = %v, want ErrFatal", err)
+				}
+			} else {
+				run := feedtest.Start(t, c, sink)
+				recs = sink.WaitFor(t, 0, "two retries", func(r []feed.Record) bool {
+					return len(feedtest.StateRecords(r, feed.StateReconnecting)) >= 2
+				})
+				err = run.Stop(t)
+			}
+			last := recs[len(recs)-1]
+			if !strings.Contains(last.Error, tc.want) {
+				t.Errorf("last state %s error %q, want %q in it", last.State, last.Error, tc.want)
+			}
+			st := c.Status()
+			if !strings.Contains(st.URL, "u:***@") {
+				t.Errorf("Status.URL = %q, want the password masked", st.URL)
+			}
+			texts := []string{st.URL, st.Error}
+			if err != nil {
+				texts = append(texts, err.Error())
+			}
+			feedtest.NoSecrets(t, recs, texts, secrets...)
+		})
+	}
+}

@@ -509,3 +509,81 @@ func TestWSSubprotocol(t *testing.T) {
 		t.Fatal("no handshake")
 	}
 }
+
+// TestSecretsNeverShown: the URL's password and token, the -H credentials
+// and the Socket.IO auth token appear in no record, Status or error,
+// whatever went wrong; and masking is by field, so a one-letter password
+// that also occurs in the error's words leaves those words whole.
+func TestSecretsNeverShown(t *testing.T) {
+	closed := httptest.NewServer(http.NotFoundHandler())
+	closedAddr := strings.TrimPrefix(closed.URL, "http://")
+	closed.Close() // nothing listens there now
+	refuses := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(http.StatusUnauthorized)
+	}))
+	defer refuses.Close()
+	refusesAddr := strings.TrimPrefix(refuses.URL, "http://")
+	header := http.Header{"Authorization": {"Bearer b3arer-s3cret"}, "Cookie": {"sid=c00kie-s3cret"}}
+	secrets := []string{"pw-s3cret", "tok-s3cret", "b3arer-s3cret", "c00kie-s3cret", "auth-s3cret"}
+	tests := []struct {
+		name, url string
+		socketIO  bool
+		fatal     bool
+		want      string // in the last state record's error
+	}{
+		{"refused", "ws://u:pw-s3cret@" + closedAddr + "/x?token=tok-s3cret", false, false, "connection refused"},
+		{"socketio refused", "http://u:pw-s3cret@" + closedAddr + "/ns?token=tok-s3cret", true, false, "connection refused"},
+		{"401", "ws://u:pw-s3cret@" + refusesAddr + "/x?token=tok-s3cret", false, true, "401 Unauthorized"},
+		{"socketio 401", "http://u:pw-s3cret@" + refusesAddr + "/ns?token=tok-s3cret", true, true, "401 Unauthorized"},
+		// A password that is a letter of the error's words: by field, the
+		// words stay whole (substring masking would print "conn***ction").
+		{"short password", "ws://u:e@" + closedAddr + "/x", false, false, "connection refused"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := Config{Name: "app", URL: tc.url, Header: header, Token: "auth-s3cret",
+				MinBackoff: 10 * time.Millisecond, MaxBackoff: 80 * time.Millisecond}
+			var src interface {
+				feedtest.Source
+				Status() feed.Status
+			}
+			var err error
+			if tc.socketIO {
+				src, err = NewSocketIO(cfg)
+			} else {
+				src, err = NewClient(cfg)
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			sink := feedtest.NewSink()
+			run := feedtest.Start(t, src, sink)
+			var recs []feed.Record
+			if tc.fatal {
+				err = run.Wait(t)
+				recs = sink.All()
+				if !errors.Is(err, ErrFatal) {
+					t.Fatalf("Run = %v, want ErrFatal", err)
+				}
+			} else {
+				recs = sink.WaitFor(t, 0, "two retries", func(r []feed.Record) bool {
+					return len(feedtest.StateRecords(r, feed.StateReconnecting)) >= 2
+				})
+				err = run.Stop(t)
+			}
+			last := recs[len(recs)-1]
+			if !strings.Contains(last.Error, tc.want) {
+				t.Errorf("last state %s error %q, want %q in it", last.State, last.Error, tc.want)
+			}
+			st := src.Status()
+			if !strings.Contains(st.URL, "u:***@") {
+				t.Errorf("Status.URL = %q, want the password masked", st.URL)
+			}
+			texts := append([]string{st.URL, st.Error}, st.Details...)
+			if err != nil {
+				texts = append(texts, err.Error())
+			}
+			feedtest.NoSecrets(t, recs, texts, secrets...)
+		})
+	}
+}

@@ -266,3 +266,19 @@ func (r *Running) Returned() (err error, ok bool) {
 		return nil, false
 	}
 }
+
+// NoSecrets fails the test when any secret occurs in a record's text
+// fields or in one of texts (an error, a Status's URL and Error).
+func NoSecrets(t testing.TB, recs []feed.Record, texts []string, secrets ...string) {
+	t.Helper()
+	for _, r := range recs {
+		texts = append(texts, r.Endpoint, r.Error, r.Type, r.ID, r.Data)
+	}
+	for _, s := range secrets {
+		for _, text := range texts {
+			if strings.Contains(text, s) {
+				t.Errorf("secret %q shown in %q", s, text)
+			}
+		}
+	}
+}
