@@ -525,13 +525,7 @@ func (lv *liveness) threshold() time.Duration {
 }
 
 func (lv *liveness) thresholdLocked() time.Duration {
-	switch {
-	case lv.fixed != 0:
-		return max(lv.fixed, 0)
-	case lv.keepAlives < 2:
-		return lv.before
-	}
-	return max(3*lv.maxGap, lv.floor)
+	return netx.StallThreshold(lv.fixed, int64(lv.keepAlives), lv.maxGap, lv.before, lv.floor)
 }
 
 func (lv *liveness) check() {

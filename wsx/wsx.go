@@ -51,8 +51,8 @@ const (
 
 // Stall thresholds (SPEC.md, "Health that tells the truth").
 const (
-	stallBeforeKeepAlives = 45 * time.Second // until the connection sent two keep-alives
-	stallFloor            = 5 * time.Second  // the least threshold once measured
+	stallBeforeKeepAlives = netx.StallBefore // until the connection sent two keep-alives
+	stallFloor            = netx.StallFloor  // the least threshold once measured
 )
 
 func usageErrorf(format string, args ...any) error {
