@@ -406,35 +406,9 @@ func TestPollSecretsNeverShown(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			c := newTestClient(t, Config{URL: tc.url, Header: header})
-			sink := feedtest.NewSink()
-			var err error
-			var recs []feed.Record
-			if tc.fatal {
-				err = runToEnd(t, c, sink)
-				recs = sink.All()
-				if !errors.Is(err, ErrFatal) {
-					t.Fatalf("Run = %v, want ErrFatal", err)
-				}
-			} else {
-				run := feedtest.Start(t, c, sink)
-				recs = sink.WaitFor(t, 0, "two retries", func(r []feed.Record) bool {
-					return len(feedtest.StateRecords(r, feed.StateReconnecting)) >= 2
-				})
-				err = run.Stop(t)
+			if err := feedtest.CheckMasked(t, c, tc.fatal, tc.want, secrets...); tc.fatal && !errors.Is(err, ErrFatal) {
+				t.Errorf("Run = %v, want ErrFatal", err)
 			}
-			last := recs[len(recs)-1]
-			if !strings.Contains(last.Error, tc.want) {
-				t.Errorf("last state %s error %q, want %q in it", last.State, last.Error, tc.want)
-			}
-			st := c.Status()
-			if !strings.Contains(st.URL, "u:***@") {
-				t.Errorf("Status.URL = %q, want the password masked", st.URL)
-			}
-			texts := []string{st.URL, st.Error}
-			if err != nil {
-				texts = append(texts, err.Error())
-			}
-			feedtest.NoSecrets(t, recs, texts, secrets...)
 		})
 	}
 }

@@ -543,10 +543,7 @@ func TestSecretsNeverShown(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			cfg := Config{Name: "app", URL: tc.url, Header: header, Token: "auth-s3cret",
 				MinBackoff: 10 * time.Millisecond, MaxBackoff: 80 * time.Millisecond}
-			var src interface {
-				feedtest.Source
-				Status() feed.Status
-			}
+			var src feedtest.StatusSource
 			var err error
 			if tc.socketIO {
 				src, err = NewSocketIO(cfg)
@@ -556,34 +553,9 @@ func TestSecretsNeverShown(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			sink := feedtest.NewSink()
-			run := feedtest.Start(t, src, sink)
-			var recs []feed.Record
-			if tc.fatal {
-				err = run.Wait(t)
-				recs = sink.All()
-				if !errors.Is(err, ErrFatal) {
-					t.Fatalf("Run = %v, want ErrFatal", err)
-				}
-			} else {
-				recs = sink.WaitFor(t, 0, "two retries", func(r []feed.Record) bool {
-					return len(feedtest.StateRecords(r, feed.StateReconnecting)) >= 2
-				})
-				err = run.Stop(t)
+			if err := feedtest.CheckMasked(t, src, tc.fatal, tc.want, secrets...); tc.fatal && !errors.Is(err, ErrFatal) {
+				t.Errorf("Run = %v, want ErrFatal", err)
 			}
-			last := recs[len(recs)-1]
-			if !strings.Contains(last.Error, tc.want) {
-				t.Errorf("last state %s error %q, want %q in it", last.State, last.Error, tc.want)
-			}
-			st := src.Status()
-			if !strings.Contains(st.URL, "u:***@") {
-				t.Errorf("Status.URL = %q, want the password masked", st.URL)
-			}
-			texts := append([]string{st.URL, st.Error}, st.Details...)
-			if err != nil {
-				texts = append(texts, err.Error())
-			}
-			feedtest.NoSecrets(t, recs, texts, secrets...)
 		})
 	}
 }

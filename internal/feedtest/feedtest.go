@@ -267,6 +267,49 @@ func (r *Running) Returned() (err error, ok bool) {
 	}
 }
 
+// StatusSource is a delivery path that reports its health.
+type StatusSource interface {
+	Source
+	Status() feed.Status
+}
+
+// CheckMasked runs src until Run fails for good (fatal) or it retried
+// twice, and checks what it showed: the last state record's error holds
+// want, Status.URL has its password masked, and no secret occurs in a
+// record, the Status or Run's error. It returns Run's error.
+func CheckMasked(t testing.TB, src StatusSource, fatal bool, want string, secrets ...string) error {
+	t.Helper()
+	sink := NewSink()
+	run := Start(t, src, sink)
+	var recs []feed.Record
+	var err error
+	if fatal {
+		err = run.Wait(t)
+		recs = sink.All()
+		if err == nil {
+			t.Fatalf("Run = nil, want it to fail for good; records:\n%s", Dump(recs))
+		}
+	} else {
+		recs = sink.WaitFor(t, 0, "two retries", func(r []feed.Record) bool {
+			return len(StateRecords(r, feed.StateReconnecting)) >= 2
+		})
+		err = run.Stop(t)
+	}
+	if last := recs[len(recs)-1]; !strings.Contains(last.Error, want) {
+		t.Errorf("last state %s error %q, want %q in it", last.State, last.Error, want)
+	}
+	st := src.Status()
+	if !strings.Contains(st.URL, ":***@") {
+		t.Errorf("Status.URL = %q, want the password masked", st.URL)
+	}
+	texts := append([]string{st.URL, st.Error}, st.Details...)
+	if err != nil {
+		texts = append(texts, err.Error())
+	}
+	NoSecrets(t, recs, texts, secrets...)
+	return err
+}
+
 // NoSecrets fails the test when any secret occurs in a record's text
 // fields or in one of texts (an error, a Status's URL and Error).
 func NoSecrets(t testing.TB, recs []feed.Record, texts []string, secrets ...string) {
