@@ -65,7 +65,8 @@ type Config struct {
 	Header http.Header
 
 	// TLSCA (a PEM file) and TLSInsecure configure the transport; they are
-	// ignored when HTTPClient is set.
+	// ignored when HTTPClient is set. The client is copied with fanscope's
+	// redirect policy (credentials stay with the origin named).
 	TLSCA       string
 	TLSInsecure bool
 	HTTPClient  *http.Client
@@ -127,15 +128,13 @@ func NewClient(cfg Config) (*Client, error) {
 		host:     ep.Host,
 		seed:     maphash.MakeSeed(),
 		jitter:   rand.Int64N,
-		hc:       cfg.HTTPClient,
 		h:        netx.NewHealth(feed.Status{Source: feed.SourcePoll, Name: cfg.Name, URL: ep.Shown, Conn: cfg.Conn}),
 	}
-	if c.hc == nil {
-		t, err := netx.SharedTransport(nil, cfg.TLSCA, cfg.TLSInsecure)
-		if err != nil {
-			return nil, usageErrorf("poll endpoint %s: %w", cfg.Name, err)
-		}
-		c.hc = &http.Client{Transport: t}
+	// Credentials stay with the origin the user named (netx.Redirects).
+	c.hc, err = netx.Client(cfg.HTTPClient, cfg.TLSCA, cfg.TLSInsecure,
+		&netx.Redirects{Schemes: []string{"http", "https"}, UserHeaders: ep.Names})
+	if err != nil {
+		return nil, usageErrorf("poll endpoint %s: %w", cfg.Name, err)
 	}
 	return c, nil
 }
@@ -339,6 +338,10 @@ func (c *Client) body(sink feed.Sink, resp *http.Response) result {
 func (c *Client) requestFailed(ctx, rctx context.Context, err error) result {
 	if ctx.Err() != nil {
 		return result{reason: "stopped"}
+	}
+	var redirect *netx.RedirectError
+	if errors.As(err, &redirect) {
+		return result{status: redirect.Status, reason: redirect.Reason, fatal: c.fatal(redirect.Reason)}
 	}
 	if reason, ok := netx.Unrecoverable(err, c.h.EverConnected(), "check the --poll URL"); ok {
 		return result{reason: reason, fatal: c.fatal(reason)}

@@ -397,7 +397,7 @@ func TestPollSecretsNeverShown(t *testing.T) {
 		want      string // in the last state record's error
 	}{
 		{"refused", "http://u:pw-s3cret@" + closedAddr + "/x?token=tok-s3cret", false, "connection refused"},
-		{"redirect loop", strings.Replace(loop.URL, "://", "://u:pw-s3cret@", 1) + "/?token=tok-s3cret", false, "stopped after 10 redirects"},
+		{"redirect loop", strings.Replace(loop.URL, "://", "://u:pw-s3cret@", 1) + "/?token=tok-s3cret", true, "stopped after 10 redirects"},
 		{"401", strings.Replace(refuses.URL, "://", "://u:pw-s3cret@", 1) + "/?token=tok-s3cret", true, "401 Unauthorized"},
 		// A password that is a letter of the error's words: by field, the
 		// words stay whole (substring masking would print "conn***ction").
@@ -410,5 +410,42 @@ func TestPollSecretsNeverShown(t *testing.T) {
 				t.Errorf("Run = %v, want ErrFatal", err)
 			}
 		})
+	}
+}
+
+// TestPollRedirectKeepsCredentials: a poll redirected to another origin
+// goes there without the credentials and -H headers (and no Referer);
+// within the origin they go along.
+func TestPollRedirectKeepsCredentials(t *testing.T) {
+	b := newServer(t, func(w http.ResponseWriter, r *http.Request, n int) {
+		w.Write([]byte("from b"))
+	})
+	a := newServer(t, func(w http.ResponseWriter, r *http.Request, n int) {
+		if r.URL.Path == "/same" {
+			http.Redirect(w, r, "/here", http.StatusFound)
+			return
+		}
+		if r.URL.Path == "/here" {
+			w.Write([]byte("from a"))
+			return
+		}
+		http.Redirect(w, r, b.URL+"/x?token=tok-s3cret", http.StatusFound)
+	})
+	header := http.Header{"Authorization": {"Bearer b3arer-s3cret"}, "Cookie": {"sid=c"}, "X-Team": {"t"}}
+	for _, tc := range []struct {
+		path string
+		srv  *server
+		keep bool
+	}{{"/away", b, false}, {"/same", a, true}} {
+		c := newTestClient(t, Config{URL: a.URL + tc.path, Header: header})
+		sink := feedtest.NewSink()
+		run := feedtest.Start(t, c, sink)
+		sink.WaitFor(t, 0, "a body", feedtest.CountKind(feed.KindEvent, 1))
+		run.Stop(t)
+		r, _ := tc.srv.request(tc.srv.polls() - 1)
+		kept := r.Header.Get("Authorization") != "" && r.Header.Get("Cookie") != "" && r.Header.Get("X-Team") != ""
+		if kept != tc.keep || r.Header.Get("Referer") != "" {
+			t.Errorf("%s: the redirect target got %v, want credentials kept %v and no Referer", tc.path, r.Header, tc.keep)
+		}
 	}
 }

@@ -83,12 +83,9 @@ type Client struct {
 	shownURL string // the URL with its secrets masked (internal/secrets)
 	header   http.Header
 	host     string // Host header override
-	// userHeaders are the names of the headers the user set (-H,
-	// --bearer-env): they never follow a redirect to another origin.
-	userHeaders []string
-	hc          *http.Client
-	parser      *Parser
-	buf         []byte // the read buffer for bodies not read in place (proxies, gzip), reused across connections
+	hc       *http.Client
+	parser   *Parser
+	buf      []byte // the read buffer for bodies not read in place (proxies, gzip), reused across connections
 
 	// Tunables; tests in this package shorten them.
 	retry       time.Duration // reconnection time until the server sends retry:
@@ -125,7 +122,6 @@ func NewClient(cfg Config) (*Client, error) {
 		shownURL:    ep.Shown,
 		header:      ep.Header,
 		host:        ep.Host,
-		userHeaders: ep.Names,
 		retry:       DefaultRetry,
 		burstQuiet:  time.Second,
 		burstMin:    3,
@@ -145,7 +141,7 @@ func NewClient(cfg Config) (*Client, error) {
 	if t, ok := rt.(*http.Transport); ok {
 		rt = &directTransport{base: t, maxHead: cfg.MaxHeadBytes}
 	}
-	c.hc = &http.Client{Transport: rt, CheckRedirect: c.checkRedirect}
+	c.hc = &http.Client{Transport: rt, CheckRedirect: c.redirects(ep.Names).Check}
 	c.parser = NewParser(cfg.MaxLine)
 	// One oversized event must not end the stream: reconnecting would
 	// replay it through Last-Event-ID forever.

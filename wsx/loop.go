@@ -53,6 +53,13 @@ type loop struct {
 
 	h *netx.Health // the Status, the Connected signal and state records
 
+	// cur is the attempt under way, for the redirect policy's records;
+	// only the Run goroutine (which makes the handshake) uses it.
+	cur struct {
+		sink    feed.Sink
+		attempt int
+	}
+
 	mu     sync.Mutex
 	tr     transport   // guarded by mu
 	lv     *liveness   // the current connection's, guarded by mu
@@ -86,6 +93,9 @@ func newLoop(cfg *checked, source feed.Source, what string) *loop {
 		h:           netx.NewHealth(feed.Status{Source: source, Name: cfg.Name, URL: cfg.shownURL, Conn: cfg.Conn}),
 	}
 	l.record = feed.Record{Source: source, Kind: feed.KindEvent, Endpoint: cfg.Name, Conn: cfg.Conn}
+	cfg.redirects.Followed = func(_ *http.Request, code int, shown string) {
+		l.h.Emit(l.cur.sink, feed.StateConnecting, code, fmt.Sprintf("redirected (%d) to %s", code, shown), l.cur.attempt)
+	}
 	return l
 }
 
@@ -170,6 +180,7 @@ func (l *loop) run(ctx context.Context, sink feed.Sink) error {
 		l.mu.Lock()
 		l.lv = lv
 		l.mu.Unlock()
+		l.cur.sink, l.cur.attempt = sink, attempt
 		e := l.attempt(ctx, sink, lv, attempt)
 		lv.stop()
 		if ctx.Err() != nil {
@@ -271,6 +282,10 @@ func (l *loop) dial(ctx context.Context, rawURL string, lv *liveness, everConnec
 	}
 	if ctx.Err() != nil {
 		return nil, &ending{reason: "stopped"}
+	}
+	var redirect *netx.RedirectError
+	if errors.As(err, &redirect) {
+		return nil, &ending{status: redirect.Status, reason: redirect.Reason, fatal: l.fatal(redirect.Reason)}
 	}
 	if resp != nil && resp.StatusCode != http.StatusSwitchingProtocols && resp.StatusCode != 0 {
 		return nil, l.refused(resp)

@@ -559,3 +559,48 @@ func TestSecretsNeverShown(t *testing.T) {
 		})
 	}
 }
+
+// TestWSRedirects: a handshake redirected to another origin goes there
+// without the credentials and -H headers, and the redirect is shown,
+// masked; a redirect loop is refused after netx.MaxRedirects, not
+// followed until the dial timeout.
+func TestWSRedirects(t *testing.T) {
+	got := make(chan http.Header, 4)
+	b := wsServer(t, func(ctx context.Context, c *websocket.Conn, n int, done <-chan struct{}) {
+		c.Write(ctx, websocket.MessageText, []byte("from b"))
+		hold(ctx, c, done)
+	})
+	inner := b.Config.Handler
+	b.Config.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		got <- r.Header.Clone()
+		inner.ServeHTTP(w, r)
+	})
+	a := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/loop" {
+			http.Redirect(w, r, "/loop", http.StatusFound)
+			return
+		}
+		http.Redirect(w, r, wsURL(b)+"/feed?token=tok-s3cret", http.StatusFound)
+	}))
+	defer a.Close()
+	header := http.Header{"Authorization": {"Bearer b3arer-s3cret"}, "X-Team": {"t"}}
+
+	cl := newTestClient(t, Config{URL: wsURL(a) + "/away", Header: header})
+	sink := feedtest.NewSink()
+	feedtest.Start(t, cl, sink)
+	recs := sink.WaitFor(t, 0, "the message from b", feedtest.CountKind(feed.KindEvent, 1))
+	h := <-got
+	if h.Get("Authorization") != "" || h.Get("X-Team") != "" || h.Get("Referer") != "" {
+		t.Errorf("the other origin got %v, want no credentials, -H headers or Referer", h)
+	}
+	if !feedtest.HasState(feed.StateConnecting, "redirected (302) to ")(recs) {
+		t.Errorf("no state record showing the redirect:\n%s", feedtest.Dump(recs))
+	}
+	feedtest.NoSecrets(t, recs, nil, "tok-s3cret", "b3arer-s3cret")
+
+	loop := newTestClient(t, Config{URL: wsURL(a) + "/loop", Header: header})
+	err := feedtest.Start(t, loop, feedtest.NewSink()).Wait(t)
+	if !errors.Is(err, ErrFatal) || !strings.Contains(err.Error(), "stopped after 10 redirects") {
+		t.Errorf("Run = %v, want ErrFatal saying it stopped after 10 redirects", err)
+	}
+}

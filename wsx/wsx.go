@@ -98,7 +98,8 @@ type Config struct {
 	Token string
 
 	// TLSCA (a PEM file) and TLSInsecure configure the transport; they are
-	// ignored when HTTPClient is set.
+	// ignored when HTTPClient is set. The client is copied with fanscope's
+	// redirect policy (credentials stay with the origin named).
 	TLSCA       string
 	TLSInsecure bool
 	HTTPClient  *http.Client // optional, shared by many connections
@@ -126,6 +127,9 @@ type checked struct {
 	shownURL string
 	host     string // Host header override
 	header   http.Header
+	// redirects is the handshake's redirect policy; the loop sets its
+	// Followed to show each redirect.
+	redirects *netx.Redirects
 }
 
 func check(cfg Config, what string) (*checked, error) {
@@ -154,13 +158,12 @@ func check(cfg Config, what string) (*checked, error) {
 	if !strings.HasPrefix(cfg.EnginePath, "/") {
 		return nil, usageErrorf("%s %s: engine path %q does not start with /", what, cfg.Name, cfg.EnginePath)
 	}
-	c := &checked{Config: cfg, u: ep.URL, shownURL: ep.Shown, header: ep.Header, host: ep.Host}
-	if c.HTTPClient == nil {
-		t, err := netx.SharedTransport(nil, cfg.TLSCA, cfg.TLSInsecure)
-		if err != nil {
-			return nil, usageErrorf("%s %s: %w", what, cfg.Name, err)
-		}
-		c.HTTPClient = &http.Client{Transport: t}
+	c := &checked{Config: cfg, u: ep.URL, shownURL: ep.Shown, header: ep.Header, host: ep.Host,
+		redirects: &netx.Redirects{Schemes: []string{"http", "https"}, UserHeaders: ep.Names}}
+	// Credentials stay with the origin the user named (netx.Redirects).
+	c.HTTPClient, err = netx.Client(cfg.HTTPClient, cfg.TLSCA, cfg.TLSInsecure, c.redirects)
+	if err != nil {
+		return nil, usageErrorf("%s %s: %w", what, cfg.Name, err)
 	}
 	return c, nil
 }

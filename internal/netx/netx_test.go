@@ -190,3 +190,39 @@ func TestKindError(t *testing.T) {
 		t.Errorf("Errorf = %v, want a message without the kind that matches both", err)
 	}
 }
+
+func TestRedirects(t *testing.T) {
+	var followed []string
+	p := &Redirects{
+		Schemes:     []string{"http", "https"},
+		UserHeaders: []string{"X-Team", "Accept"},
+		Defaults:    http.Header{"Accept": {"text/event-stream"}},
+		Followed:    func(_ *http.Request, code int, shown string) { followed = append(followed, shown) },
+	}
+	first, _ := http.NewRequest(http.MethodGet, "http://a:1/x", nil)
+	next := func(to string) *http.Request {
+		r, _ := http.NewRequest(http.MethodGet, to, nil)
+		r.Header = http.Header{"Authorization": {"Bearer b"}, "Cookie": {"c"}, "X-Team": {"t"}, "Accept": {"*/*"}, "Referer": {"http://a:1/x?token=t"}}
+		r.Response = &http.Response{StatusCode: http.StatusFound}
+		return r
+	}
+	same := next("http://a:1/y")
+	if err := p.Check(same, []*http.Request{first}); err != nil || same.Header.Get("Authorization") == "" || same.Header.Get("X-Team") == "" || same.Header.Get("Referer") != "" {
+		t.Errorf("same origin: err %v headers %v, want credentials kept and no Referer", err, same.Header)
+	}
+	other := next("http://a:2/y?token=zz")
+	if err := p.Check(other, []*http.Request{first}); err != nil || len(other.Header) != 1 || other.Header.Get("Accept") != "text/event-stream" {
+		t.Errorf("other origin: err %v headers %v, want only the default Accept", err, other.Header)
+	}
+	if len(followed) != 2 || followed[1] != "http://a:2/y?token=***" {
+		t.Errorf("followed %q, want two, the second masked", followed)
+	}
+	err := p.Check(next("ftp://a:1/y"), []*http.Request{first})
+	var re *RedirectError
+	if !errors.As(err, &re) || re.Status != http.StatusFound || !strings.Contains(err.Error(), `scheme "ftp" is not http or https`) {
+		t.Errorf("ftp: %v, want a RedirectError naming the scheme", err)
+	}
+	if err := p.Check(next("http://a:1/z"), make([]*http.Request, MaxRedirects)); !errors.As(err, &re) || !strings.Contains(err.Error(), "stopped after 10 redirects") {
+		t.Errorf("eleventh redirect: %v, want refused", err)
+	}
+}
