@@ -1,6 +1,9 @@
 // Package feedtest holds the test helpers every package's tests share: a
 // Sink that records what sources emit and lets a test wait for a
-// condition on it, and a Buffer safe to read while a command writes it.
+// condition on it, filters over records, Start to run a source for the
+// length of a test, CheckMasked and NoSecrets to show that no secret
+// reaches a record, a Status or an error, and a Buffer safe to read while
+// a command writes it.
 package feedtest
 
 import (

@@ -1,10 +1,12 @@
 // Package netx holds what fanscope's delivery clients (ssex for SSE, wsx
 // for WebSocket and Socket.IO, pollx for polling) share on the HTTP side:
-// [NAME=]URL flags and URL checks, the --tls-ca / --tls-insecure transport,
+// [NAME=]URL flags and URL and header checks, the --tls-ca / --tls-insecure
+// transport, the redirect policy that keeps credentials with their origin,
 // how an HTTP refusal or a failed request is put in words, backoff with a
-// floor and jitter, Retry-After, and one connection's health with the
-// state records that change it. Every URL and error it shows is masked by
-// field through internal/secrets.
+// floor and jitter, Retry-After, the stall threshold, and one connection's
+// health with the state records that change it. Every URL and error it
+// shows is masked by field through internal/secrets, never by searching
+// text for a secret's value.
 package netx
 
 import (
