@@ -83,7 +83,10 @@ probes; a probe counts as delivered on that path when all K got it, and
 The report is a table on stdout (or one JSON object with --json, and a
 JUnit file with --junit). Exit status: 0 every check met; 1 a budget or
 delivery check failed; 2 usage error; 3 a source could not be reached or
-subscribed. An SSE connection whose attempts fail for max(--timeout, 10s)
+subscribed. Every door is a path: ws:NAME, socketio:NAME, poll:NAME (its
+latency is bounded by --poll-interval), browser:NAME (a real Chromium) and
+page:NAME (--page URL --expect SELECTOR: publish → the element visible).
+A connection whose attempts fail for max(--timeout, 10s)
 ends the run with 3; one whose first request is still waiting for response
 headers then is probed anyway (some servers send the headers with the first
 event), and is 3 only if it never connects during the run.`,
@@ -91,7 +94,10 @@ event), and is 3 only if it never connects during the run.`,
   fanscope probe -c story:published --sse http://app-1:8080/api/community/events --sse http://app-2:8080/api/community/events \
       --max-p99 100ms --min-subscribers 3 --junit probe.xml
   fanscope probe -c story:published --sse http://localhost:8080/api/community/events \
-      --template '{"storyId":"{{token}}","title":"probe"}' --sse-clients 200 --json`,
+      --template '{"storyId":"{{token}}","title":"probe"}' --sse-clients 200 --json
+  fanscope probe -c story:published --sse app=http://localhost:8080/api/community/events --ws app=ws://localhost:8080/ws \
+      --browser app=http://localhost:8080/api/community/events
+  fanscope probe -c story:published --page home=http://localhost:3000/ --expect '[data-testid="new-story-notification"]' --max-p99 2s`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return runProbe(cmd.Context(), e, src, opts)

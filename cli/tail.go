@@ -37,17 +37,22 @@ func newTailCmd(e *env) *cobra.Command {
 	var opts tailOptions
 	cmd := &cobra.Command{
 		Use:   "tail [source flags] [tail flags]",
-		Short: "Stream records from Redis and SSE as text or NDJSON, no TUI",
+		Short: "Stream records from Redis and every endpoint as text or NDJSON, no TUI",
 		Long: `tail prints every observation from the sources, one line each: Redis messages,
-SSE events, comments (keep-alives), retry fields and connection state changes.
+events from every door (SSE, WebSocket, Socket.IO, polling, a browser, a page
+check), SSE comments (keep-alives) and retry fields, publishes seen by
+MONITOR (--monitor), and connection state changes (stalled included).
 Each line carries the time the bytes were read. Control characters in payloads
 are shown escaped (\x1b, \n), never written raw to the terminal.
 
---json prints one JSON object per line (see the README for the fields); Redis
-payloads that are not UTF-8 are given as data_b64.`,
+--json prints one JSON object per line (see the README for the fields);
+payloads that are not UTF-8 are given as data_b64, and DEL, C1 controls and
+bidi overrides are escaped as \uXXXX so that a terminal never acts on them.`,
 		Example: `  fanscope tail -c story:published -p 'story:*'
   fanscope tail --redis redis://127.0.0.1:6379 -c story:published --json --duration 30s
   fanscope tail --sse app-1=http://localhost:8080/api/community/events -n 5
+  fanscope tail -c story:published --ws app-1=ws://localhost:8080/ws --poll app-1=http://localhost:8080/api/community/events/poll
+  fanscope tail -c story:published --monitor --json
   FANSCOPE_TOKEN=… fanscope tail --sse https://app.example.com/api/community/events --bearer-env FANSCOPE_TOKEN`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
