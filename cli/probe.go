@@ -47,7 +47,7 @@ func (o *probeOptions) register(cmd *cobra.Command) {
 	fs.DurationVar(&o.Interval, "interval", 200*time.Millisecond, "time between probes")
 	fs.DurationVar(&o.Timeout, "timeout", 5*time.Second, "how long each probe may take to arrive on a path before it counts as lost")
 	fs.StringVar(&o.Template, "template", probes.DefaultTemplate, "probe payload `T`; {{token}} (required), {{seq}} and {{sent_at}} are replaced")
-	fs.IntVar(&o.SSEClients, "sse-clients", 1, "open `K` connections to each SSE endpoint (fan-out load)")
+	fs.IntVar(&o.SSEClients, "sse-clients", 1, "open `K` connections to each endpoint: sse, ws and socketio alike (fan-out load; a browser allows at most 6, a poll path is one)")
 	fs.DurationVar(&o.MaxP50, "max-p50", 0, "fail when a path's median latency is above `D` (e.g. 50ms)")
 	fs.DurationVar(&o.MaxP99, "max-p99", 0, "fail when a path's p99 latency is above `D`")
 	fs.Float64Var(&o.MinDelivery, "min-delivery", 1.0, "fraction `F` of probes each path must deliver (0..1)")
@@ -67,8 +67,8 @@ func newProbeCmd(e *env) *cobra.Command {
 		Use:   "probe [source flags] [probe flags]",
 		Short: "Smoke probe: publish probes and check every path delivers them in budget",
 		Long: `probe publishes -n probes to the probe channel and watches them arrive on
-fanscope's own Redis subscription (path "redis") and on every SSE endpoint
-(path "sse:NAME"). Each probe carries a token fsp-<run id>-<seq>; a delivery
+fanscope's own Redis subscription (path "redis") and on every endpoint
+(path "sse:NAME", and the other doors below). Each probe carries a token fsp-<run id>-<seq>; a delivery
 matches when the token occurs anywhere in its data, so relays that re-wrap
 or re-encode the payload still match. Use --template when the relay only
 forwards the app's own message shape.
