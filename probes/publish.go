@@ -24,6 +24,29 @@ type Publishes struct {
 	seed     maphash.Seed
 	matchKey string
 	m        *hopMatcher
+	// early holds organic deliveries that arrived before their PUBLISH's
+	// MONITOR line did (fanscope's own subscription often wins that
+	// race), so that the publish can still time them when it arrives.
+	early []earlyDelivery
+}
+
+type earlyDelivery struct {
+	key  uint64
+	path string
+	at   time.Time
+}
+
+// Bounds of the deliveries kept for a PUBLISH whose MONITOR line comes
+// after them.
+const (
+	earlyMax = 4096
+	earlyAge = 2 * time.Second
+)
+
+// Late is a delivery timed by a PUBLISH seen after it arrived.
+type Late struct {
+	Path string
+	US   int64
 }
 
 // NewPublishes remembers up to entries publishes for up to maxAge (zero:
@@ -41,15 +64,31 @@ func NewPublishes(matchKey string, entries int, maxAge time.Duration) *Publishes
 
 // Add remembers the publish record r (source monitor, kind publish),
 // published at at on the local clock. Other records are ignored.
-func (p *Publishes) Add(r *feed.Record, at time.Time) {
+// It returns the deliveries of this publish that arrived before its
+// MONITOR line, timed from at.
+func (p *Publishes) Add(r *feed.Record, at time.Time) []Late {
 	if r.Source != feed.SourceMonitor || r.Kind != feed.KindPublish {
-		return
+		return nil
 	}
 	key, ok := matchKey(p.seed, r.Data, p.matchKey)
 	if !ok {
-		return
+		return nil
 	}
 	p.m.add(key, at)
+	var late []Late
+	keep := p.early[:0]
+	for _, d := range p.early {
+		switch {
+		case r.TS.Sub(d.at) > earlyAge:
+		case d.key == key:
+			late = append(late, Late{Path: d.path, US: d.at.Sub(at).Microseconds()})
+		default:
+			keep = append(keep, d)
+		}
+	}
+	clear(p.early[len(keep):])
+	p.early = keep
+	return late
 }
 
 // Annotate sets r.PublishUS and r.HasPublish when r is an organic
@@ -70,6 +109,10 @@ func (p *Publishes) Annotate(r *feed.Record) bool {
 	}
 	at, ok := p.m.lookup(key, r.TS)
 	if !ok {
+		if len(p.early) >= earlyMax {
+			p.early = append(p.early[:0], p.early[earlyMax/2:]...)
+		}
+		p.early = append(p.early, earlyDelivery{key: key, path: r.Path(), at: r.TS})
 		return false
 	}
 	r.PublishUS, r.HasPublish = r.TS.Sub(at).Microseconds(), true

@@ -118,3 +118,26 @@ func TestPublishesBounded(t *testing.T) {
 		t.Errorf("remembers %d publishes after an hour, want 1", p.Len())
 	}
 }
+
+// TestPublishesTimeEarlyDeliveries: a delivery that arrives before its
+// PUBLISH's MONITOR line (fanscope's own subscription often wins that
+// race) is timed when the MONITOR line comes, once, and only within a
+// short window.
+func TestPublishesTimeEarlyDeliveries(t *testing.T) {
+	t0 := time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC)
+	p := NewPublishes("", 0, 0)
+	early := feed.Record{TS: t0.Add(3 * time.Millisecond), Source: feed.SourceSSE, Kind: feed.KindEvent, Endpoint: "app", Data: `{"storyId":"s1"}`}
+	if p.Annotate(&early) {
+		t.Fatalf("annotated before the publish was seen")
+	}
+	stale := feed.Record{TS: t0.Add(-10 * time.Second), Source: feed.SourceRedis, Kind: feed.KindMessage, Data: `{"storyId":"s1"}`}
+	p.Annotate(&stale)
+	pub := feed.Record{TS: t0.Add(5 * time.Millisecond), Source: feed.SourceMonitor, Kind: feed.KindPublish, Channel: "c", Data: `{"storyId":"s1"}`}
+	late := p.Add(&pub, t0.Add(time.Millisecond))
+	if len(late) != 1 || late[0].Path != "sse:app" || late[0].US != 2000 {
+		t.Errorf("got %+v, want sse:app timed at 2000 µs (the stale one left out)", late)
+	}
+	if again := p.Add(&pub, t0.Add(time.Millisecond)); len(again) != 0 {
+		t.Errorf("a second publish of the same payload timed %+v again", again)
+	}
+}

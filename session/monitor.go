@@ -103,23 +103,31 @@ func (t *publishTracker) observe(r *feed.Record) {
 	if r.Kind == feed.KindPublish {
 		if mon := t.monitors.mon.Load(); mon != nil {
 			if at, ok := mon.LocalTime(r); ok {
-				t.pubs.Add(r, at)
+				// Deliveries that beat the MONITOR line are timed now
+				// (their records have gone out without publish_us).
+				for _, l := range t.pubs.Add(r, at) {
+					t.record(l.Path, l.US)
+				}
 			}
 		}
 		t.notePublisher(r)
 		return
 	}
-	if !t.pubs.Annotate(r) {
-		return
+	if t.pubs.Annotate(r) {
+		t.record(r.Path(), r.PublishUS)
 	}
+}
+
+// record adds one publish→delivery time to path's distribution.
+func (t *publishTracker) record(path string, us int64) {
 	t.mu.Lock()
-	h := t.latency[r.Path()]
+	defer t.mu.Unlock()
+	h := t.latency[path]
 	if h == nil {
 		h = &probes.Histogram{}
-		t.latency[r.Path()] = h
+		t.latency[path] = h
 	}
-	h.Record(r.PublishUS)
-	t.mu.Unlock()
+	h.Record(us)
 }
 
 func (t *publishTracker) notePublisher(r *feed.Record) {
