@@ -288,7 +288,7 @@ func (s *Server) watch(ctx context.Context, t Target, tr *Tracker, sess Session,
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			s.probeLoop(ctx, t.ProbeEvery, sess, log)
+			s.probeLoop(ctx, t.ProbeEvery, sess, tr, log)
 		}()
 	}
 	tick := time.NewTicker(s.opts.SyncEvery)
@@ -324,7 +324,7 @@ func (s *Server) watch(ctx context.Context, t Target, tr *Tracker, sess Session,
 
 // probeLoop sends a probe every every until ctx ends. A ticker never
 // bursts: probe traffic stays at one per interval whatever the delays.
-func (s *Server) probeLoop(ctx context.Context, every time.Duration, sess Session, log *slog.Logger) {
+func (s *Server) probeLoop(ctx context.Context, every time.Duration, sess Session, tr *Tracker, log *slog.Logger) {
 	tick := time.NewTicker(every)
 	defer tick.Stop()
 	failing := false
@@ -336,9 +336,12 @@ func (s *Server) probeLoop(ctx context.Context, every time.Duration, sess Sessio
 			return
 		case <-tick.C:
 		}
-		_, err := sess.SendProbe(ctx)
+		n, err := sess.SendProbe(ctx)
 		if ctx.Err() != nil {
 			return
+		}
+		if err == nil {
+			tr.ObserveReceivers(time.Now(), n)
 		}
 		// Log transitions only: a Redis that is down fails every probe.
 		if err != nil && !failing {

@@ -52,6 +52,7 @@ type Tracker struct {
 	seen    map[seenKey]time.Time  // (path, probe, conn) first receipts, for deduplication
 	sentWin []countAt              // probes sent, for /report's "sent"
 	failWin []countAt              // failed publishes, for /report's "publish_errors"
+	recvWin []countAt              // PUBLISH's receiver counts, for /report's "receivers"
 	prev    engineCounts           // the session's engine counters at the last Sync
 	prevRec map[connKey]int        // reconnects per connection at the last Sync
 	runID   string
@@ -131,6 +132,10 @@ func NewTracker(m *Metrics, cfg TrackerConfig) *Tracker {
 		prevRec: map[connKey]int{},
 		openErr: "not opened yet",
 	}
+	// Counters exist from the start at 0, so that rate() and alert rules
+	// see them before the first increment.
+	t.m.probesSent.WithLabelValues(t.lv...)
+	t.m.publishErrors.WithLabelValues(t.lv...)
 	for _, p := range cfg.Paths {
 		t.path(p).m.up.Set(0)
 	}
@@ -444,11 +449,19 @@ func (t *Tracker) targetMatch() map[string]string {
 	return m
 }
 
+// ObserveReceivers notes the receiver count PUBLISH answered for a probe.
+func (t *Tracker) ObserveReceivers(at time.Time, n int64) {
+	t.mu.Lock()
+	t.recvWin = appendCapped(t.recvWin, countAt{at, n})
+	t.mu.Unlock()
+}
+
 // evaluate drops what left the window and, when the window changed,
 // judges the budgets on it again. Call with mu.
 func (t *Tracker) evaluate(now time.Time) {
 	from := now.Add(-t.cfg.Window)
 	t.sentWin = dropBefore(t.sentWin, from, func(c countAt) time.Time { return c.at })
+	t.recvWin = dropBefore(t.recvWin, from, func(c countAt) time.Time { return c.at })
 	if n := len(t.failWin); n > 0 {
 		if t.failWin = dropBefore(t.failWin, from, func(c countAt) time.Time { return c.at }); len(t.failWin) != n {
 			t.dirty = true
@@ -528,6 +541,9 @@ func (t *Tracker) windowReport(now time.Time) probes.Report {
 		snap.Paths = append(snap.Paths, ps)
 	}
 	in := probes.ReportInput{Channel: t.cfg.ProbeChannel}
+	for i, c := range t.recvWin {
+		in.Receivers.Observe(c.n, i == 0)
+	}
 	if t.subs != nil && t.cfg.ProbeChannel != "" {
 		in.Subscribers = map[string]int64{t.cfg.ProbeChannel: t.subs[t.cfg.ProbeChannel]}
 	}

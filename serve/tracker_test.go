@@ -341,6 +341,7 @@ fanscope_path_up{path="redis",region="eu-west-1",target="b",team=""} 0
 # HELP fanscope_probe_publish_errors_total Probes whose PUBLISH failed; they count here, not as lost on any path.
 # TYPE fanscope_probe_publish_errors_total counter
 fanscope_probe_publish_errors_total{region="eu-west-1",target="a",team="feeds"} 1
+fanscope_probe_publish_errors_total{region="eu-west-1",target="b",team=""} 0
 `
 	if err := testutil.GatherAndCompare(reg, strings.NewReader(want), "fanscope_path_up", "fanscope_probe_publish_errors_total"); err != nil {
 		t.Error(err)
@@ -373,5 +374,21 @@ func TestSeenBounded(t *testing.T) {
 	}
 	if n := len(f.tr.paths["sse:a"].lat); n > windowCap {
 		t.Errorf("window holds %d latencies, over its cap %d", n, windowCap)
+	}
+}
+
+// TestReportReceivers: /report's receivers are PUBLISH's answers to the
+// probes in the window, as probe reports them.
+func TestReportReceivers(t *testing.T) {
+	f := newFixture(t, TrackerConfig{Paths: []string{"redis"}, Window: time.Minute})
+	f.tr.ObserveReceivers(t0.Add(-2*time.Minute), 9) // leaves the window
+	f.tr.ObserveReceivers(t0, 3)
+	f.tr.ObserveReceivers(t0.Add(time.Second), 2)
+	f.tr.mu.Lock()
+	f.tr.evaluate(t0.Add(2 * time.Second))
+	rep := f.tr.windowReport(t0.Add(2 * time.Second))
+	f.tr.mu.Unlock()
+	if rep.Receivers != (probes.Receivers{Min: 2, Max: 3}) {
+		t.Errorf("receivers: got %+v, want 2..3", rep.Receivers)
 	}
 }
