@@ -65,6 +65,11 @@ bidi overrides are escaped as \uXXXX so that a terminal never acts on them.`,
 	return cmd
 }
 
+// tailConnectWait is how long tail waits for an endpoint that does not
+// connect before it gives up (exit 3). A variable so that a test can
+// shorten it.
+var tailConnectWait = 10 * time.Second
+
 // runTail opens the sources and prints records until ctx ends, the
 // duration passes, the count is reached, or a source fails for good.
 func runTail(ctx context.Context, e *env, src SourceFlags, opts tailOptions) error {
@@ -114,10 +119,20 @@ func runTail(ctx context.Context, e *env, src SourceFlags, opts tailOptions) err
 		}
 		return err
 	}
+	// An endpoint that is down at start ends tail with exit 3, naming it,
+	// once no connection has made progress for tailConnectWait; watch and
+	// serve keep retrying instead.
+	down := make(chan error, 1)
+	go func() {
+		if _, err := s.AwaitConnected(ctx, tailConnectWait); err != nil && ctx.Err() == nil {
+			down <- err
+		}
+	}()
 	var fatal error
 	select {
 	case <-ctx.Done():
 	case fatal = <-s.Err():
+	case fatal = <-down:
 	}
 	s.Close()
 	if err := p.flush(); err != nil {

@@ -259,3 +259,16 @@ func TestTailShortDuration(t *testing.T) {
 		}
 	}
 }
+
+// TestTailEndpointDownAtStart: an endpoint that refuses connections from
+// the start ends tail with exit 3, naming it (watch would keep retrying).
+func TestTailEndpointDownAtStart(t *testing.T) {
+	old := tailConnectWait
+	tailConnectWait = 500 * time.Millisecond
+	t.Cleanup(func() { tailConnectWait = old })
+	refused := fmt.Sprintf("http://127.0.0.1:%d/events", redistest.FreePort(t))
+	res := runCmd(t, "tail", "--sse", "gone="+refused, "-n", "3")
+	if res.code != 3 || !strings.Contains(res.stderr, "endpoint gone") || !strings.Contains(res.stderr, "refused") {
+		t.Errorf("got exit %d stderr %q, want 3 naming endpoint gone and the refusal", res.code, res.stderr)
+	}
+}

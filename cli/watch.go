@@ -75,9 +75,11 @@ radar of slow Pub/Sub subscribers (output buffer against the pubsub limit).
 watch starts even when Redis or an endpoint is down, and keeps retrying: the
 header says why each one is not up, and turns healthy when the cause is gone.
 
-Keys: ? help, q quit, tab/shift+tab panes, j k g G move, / filter (esc clears),
-space pause, enter details, c clear, w wrap, P publish, x probe, X continuous
-probes, y copy payload (OSC 52), ctrl+s save the stream as NDJSON.
+Keys: ? help, q quit, tab/shift+tab panes, j k g G move, PgUp/PgDn and the
+mouse wheel page, / filter (substring in any case; a leading ~ makes it a
+regexp; / again edits it; esc clears), space pause, enter details, c clear
+(also forgets probe losses), w wrap, P publish, x probe, X continuous probes,
+y copy payload (OSC 52), ctrl+s save the stream as NDJSON.
 
 Publishing (P, x, X) to a Redis that is not on loopback asks for confirmation
 unless --allow-publish is given. When stdout is not a terminal, watch prints
