@@ -160,10 +160,10 @@ func runChannels(ctx context.Context, e *env, src *SourceFlags, glob string, asJ
 }
 
 func writeChannels(e *env, target, glob string, got redisx.Channels) error {
-	tw := tabwriter.NewWriter(e.stdout, 0, 0, 2, ' ', 0)
-	fmt.Fprintf(tw, "CHANNEL\tSUBSCRIBERS\t\n")
+	tw := tabwriter.NewWriter(e.stdout, 0, 0, 2, ' ', tabwriter.DiscardEmptyColumns)
+	fmt.Fprintf(tw, "CHANNEL\tSUBSCRIBERS\tKIND\n")
 	for _, ch := range got.Channels {
-		kind := ""
+		kind := "channel"
 		if ch.Shard {
 			kind = "shard"
 		}
@@ -179,8 +179,8 @@ func writeChannels(e *env, target, glob string, got redisx.Channels) error {
 	if len(got.Channels) == 0 {
 		fmt.Fprintf(e.stdout, "(no active channels match %s)\n", feed.Escaped(glob))
 	}
-	_, err := fmt.Fprintf(e.stdout, "%d channels, %d patterns (NUMPAT), %s\n",
-		len(got.Channels), got.NumPat, strings.TrimSpace(where))
+	_, err := fmt.Fprintf(e.stdout, "%s, %s (NUMPAT), %s\n",
+		count(len(got.Channels), "channel"), count(int(got.NumPat), "pattern"), strings.TrimSpace(where))
 	return err
 }
 
@@ -188,4 +188,12 @@ func writeChannels(e *env, target, glob string, got redisx.Channels) error {
 func (f *SourceFlags) registerChannelCompletion(cmd *cobra.Command, getenv func(string) string) {
 	_ = cmd.RegisterFlagCompletionFunc("channel", ChannelCompletion(f, getenv, false))
 	_ = cmd.RegisterFlagCompletionFunc("shard-channel", ChannelCompletion(f, getenv, true))
+}
+
+// count is "1 channel", "3 channels".
+func count(n int, noun string) string {
+	if n == 1 {
+		return "1 " + noun
+	}
+	return strconv.Itoa(n) + " " + noun + "s"
 }

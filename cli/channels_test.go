@@ -91,7 +91,7 @@ func TestChannelsCommandOneServer(t *testing.T) {
 
 	res = runCmd(t, "channels", "--redis", s.URL(), "story:*")
 	if res.code != 0 || !strings.Contains(res.stdout, "story:published  3") || strings.Contains(res.stdout, "other") ||
-		!strings.Contains(res.stdout, "1 channels, 1 patterns (NUMPAT)") {
+		!strings.Contains(res.stdout, "1 channel, 1 pattern (NUMPAT)") {
 		t.Errorf("text output:\n%s", res.stdout)
 	}
 	if res := runCmd(t, "channels", "--redis", s.URL(), "a*", "b*"); res.code != 2 || !strings.Contains(res.stderr, "one GLOB") {
