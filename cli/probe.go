@@ -206,7 +206,12 @@ func failedProbeReport(e *env, opts probeOptions, rep probes.Report, err error) 
 		code = exitUnreachable // a run that could not complete is not a verdict on the pipeline
 		err = exitWith(code, err)
 	}
-	rep.Failed(err, code, probes.CheckConnect)
+	path := ""
+	var ce *session.ConnectError
+	if errors.As(err, &ce) {
+		path = ce.Status.Path()
+	}
+	rep.Failed(err, code, probes.CheckConnect, path)
 	if werr := writeProbeReport(e, &rep, opts); werr != nil && exitCode(werr) != exitCheckFailed {
 		return werr
 	}

@@ -490,9 +490,9 @@ func TestProbeSSENeverConnects(t *testing.T) {
 	if res.code != 3 || !strings.Contains(res.stderr, "sse endpoint mute") || !strings.Contains(res.stderr, "never connected during the probe") {
 		t.Errorf("got exit %d stderr %q, want 3 naming endpoint mute", res.code, res.stderr)
 	}
-	// The report of what was seen is still printed.
-	if p := reportPath(t, decodeReport(t, res), "sse:mute"); p.Lost != 2 {
-		t.Errorf("sse:mute: got %+v, want 2 lost", p)
+	// The report of what was seen is still printed; the path at fault fails.
+	if p := reportPath(t, decodeReport(t, res), "sse:mute"); p.Lost != 2 || p.Pass {
+		t.Errorf("sse:mute: got %+v, want 2 lost and pass false", p)
 	}
 
 	// Refused connections fail at the connect wait, with exit 3.

@@ -236,15 +236,21 @@ func BuildReport(s Snapshot, in ReportInput, b Budgets) Report {
 
 // Failed marks the report as a run that could not complete: pass false,
 // err's text in Error, exit in Exit, and a failure naming check (connect
-// or publish) so that every reader of the report sees why.
-func (r *Report) Failed(err error, exit int, check string) {
+// or publish) so that every reader of the report sees why. path names the
+// path at fault ("" when none is), which then does not pass either.
+func (r *Report) Failed(err error, exit int, check, path string) {
 	r.Pass = false
 	r.Error = err.Error()
 	r.Exit = exit
 	if r.Paths == nil {
 		r.Paths = []PathReport{}
 	}
-	r.Failures = append(r.Failures, Failure{Check: check, Message: r.Error})
+	for i := range r.Paths {
+		if r.Paths[i].Path == path {
+			r.Paths[i].Pass = false
+		}
+	}
+	r.Failures = append(r.Failures, Failure{Path: path, Check: check, Message: r.Error})
 }
 
 // evaluate returns the failed checks of one path.

@@ -191,7 +191,7 @@ func TestReportNullLatencyAndPublishErrors(t *testing.T) {
 // pass false, error and exit set, a connect failure, and a JUnit <error>.
 func TestReportFailedRun(t *testing.T) {
 	rep := NewEngine(Config{RunID: runID}).Report(t0, ReportInput{}, DefaultBudgets())
-	rep.Failed(errors.New("sse endpoint app-2 did not connect"), 3, CheckConnect)
+	rep.Failed(errors.New("sse endpoint app-2 did not connect"), 3, CheckConnect, "")
 	js, _ := json.Marshal(rep)
 	for _, want := range []string{`"pass":false`, `"error":"sse endpoint app-2 did not connect"`, `"exit":3`, `"check":"connect"`} {
 		if !strings.Contains(string(js), want) {
