@@ -23,6 +23,7 @@ import (
 	"github.com/fanscope/fanscope/feed"
 	"github.com/fanscope/fanscope/internal/feedtest"
 	"github.com/fanscope/fanscope/internal/redistest"
+	"github.com/fanscope/fanscope/internal/sioserver"
 	"github.com/fanscope/fanscope/probes"
 	"github.com/fanscope/fanscope/redisx"
 	"github.com/fanscope/fanscope/relay"
@@ -41,7 +42,8 @@ type probeRelay struct {
 	mu      sync.Mutex
 	n       int
 	clients map[chan relayItem]struct{}
-	history []relayItem // for the poll endpoint, newest last
+	history []relayItem       // for the poll endpoint, newest last
+	sio     *sioserver.Server // when set, messages are also emitted over Socket.IO
 }
 
 type relayItem struct {
@@ -84,6 +86,14 @@ func (r *probeRelay) onRecord(rec feed.Record) {
 	item := relayItem{at: rec.TS.Add(r.delay), data: r.transform(r.n, rec.Data)}
 	r.n++
 	r.history = append(r.history, item)
+	if r.sio != nil {
+		go func() {
+			time.Sleep(time.Until(item.at))
+			for _, d := range item.data {
+				_ = r.sio.Emit("story-published", d)
+			}
+		}()
+	}
 	for ch := range r.clients {
 		select {
 		case ch <- item:
@@ -668,9 +678,25 @@ func TestProbeAllDoors(t *testing.T) {
 		}
 		return []string{d}
 	})
+	// The real Socket.IO server carries the relays' messages too (skipped
+	// with a message when node or the package is missing).
+	withSIO := sioserver.Available() == nil
+	if withSIO {
+		for _, r := range []*probeRelay{slow, lossy} {
+			sio := sioserver.Start(t, "PING_INTERVAL=1000", "PING_TIMEOUT=2000")
+			r.mu.Lock()
+			r.sio = sio
+			r.mu.Unlock()
+		}
+	} else {
+		t.Logf("no socketio path: %v", sioserver.Available())
+	}
 	doors := func(r *probeRelay, name string) []string {
 		ws := "ws" + strings.TrimPrefix(r.srv.URL, "http") + "/ws"
 		args := []string{"--sse", name + "=" + r.url(), "--ws", name + "=" + ws, "--poll", name + "=" + r.srv.URL + "/poll"}
+		if withSIO && r.sio != nil {
+			args = append(args, "--socketio", name+"="+r.sio.URL("/?scenario=quiet"))
+		}
 		if _, err := browserx.FindChromium(); err == nil {
 			args = append(args, "--browser", name+"="+r.url())
 		} else {

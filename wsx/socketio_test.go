@@ -1,13 +1,8 @@
 package wsx
 
 import (
-	"bufio"
 	"context"
 	"errors"
-	"io"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
@@ -17,77 +12,11 @@ import (
 
 	"github.com/fanscope/fanscope/feed"
 	"github.com/fanscope/fanscope/internal/feedtest"
+	"github.com/fanscope/fanscope/internal/sioserver"
 )
 
-// sioDir is the folder holding the reference server (server.js) and its
-// node_modules: $FANSCOPE_SIOSERVER_DIR, else internal/sioserver.
-func sioDir() string {
-	if d := os.Getenv("FANSCOPE_SIOSERVER_DIR"); d != "" {
-		return d
-	}
-	return filepath.Join("..", "internal", "sioserver")
-}
-
-type sioProc struct {
-	cmd  *exec.Cmd
-	port string
-}
-
-// startSIO runs the real Node socket.io v4 server; env adds settings such
-// as PING_INTERVAL. The test skips when node or the package is missing.
-func startSIO(t *testing.T, env ...string) *sioProc {
-	t.Helper()
-	node, err := exec.LookPath("node")
-	if err != nil {
-		t.Skip("node is not installed: the Socket.IO tests need node and `npm ci --prefix internal/sioserver`")
-	}
-	dir, _ := filepath.Abs(sioDir())
-	if _, err := os.Stat(filepath.Join(dir, "node_modules", "socket.io")); err != nil {
-		t.Skipf("socket.io is not installed in %s: run `npm ci --prefix internal/sioserver` (or set FANSCOPE_SIOSERVER_DIR)", dir)
-	}
-	cmd := exec.Command(node, "server.js")
-	cmd.Dir = dir
-	cmd.Env = append(os.Environ(), append([]string{"PORT=0"}, env...)...)
-	cmd.Stderr = os.Stderr
-	stdin, err := cmd.StdinPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("start node server.js: %v", err)
-	}
-	p := &sioProc{cmd: cmd}
-	t.Cleanup(func() {
-		stdin.Close()
-		cmd.Process.Signal(syscall.SIGCONT)
-		cmd.Process.Kill()
-		cmd.Wait()
-	})
-	line := make(chan string, 1)
-	go func() {
-		br := bufio.NewReader(out)
-		s, _ := br.ReadString('\n')
-		line <- s
-		io.Copy(io.Discard, br)
-	}()
-	select {
-	case s := <-line:
-		port, ok := strings.CutPrefix(strings.TrimSpace(s), "listening ")
-		if !ok {
-			t.Fatalf("server.js said %q, want \"listening PORT\"", s)
-		}
-		p.port = port
-	case <-time.After(20 * time.Second):
-		t.Fatal("server.js did not start listening")
-	}
-	return p
-}
-
-func (p *sioProc) url(pathQuery string) string { return "http://127.0.0.1:" + p.port + pathQuery }
+// startSIO runs the reference Node socket.io v4 server (internal/sioserver).
+func startSIO(t *testing.T, env ...string) *sioserver.Server { return sioserver.Start(t, env...) }
 
 func newTestSIO(t *testing.T, cfg Config) *SocketIO {
 	t.Helper()
@@ -110,7 +39,7 @@ func newTestSIO(t *testing.T, cfg Config) *SocketIO {
 
 func TestSocketIOEvents(t *testing.T) {
 	srv := startSIO(t)
-	s := newTestSIO(t, Config{URL: srv.url("/?token=qt0k")})
+	s := newTestSIO(t, Config{URL: srv.URL("/?token=qt0k")})
 	if got, want := s.Path(), "socketio:rt"; got != want {
 		t.Errorf("Path() = %q, want %q", got, want)
 	}
@@ -157,7 +86,7 @@ func TestSocketIOEvents(t *testing.T) {
 func TestSocketIONamespaceAuth(t *testing.T) {
 	srv := startSIO(t)
 	t.Run("rejected", func(t *testing.T) {
-		s := newTestSIO(t, Config{URL: srv.url("/private"), Token: "wrong-t0ken"})
+		s := newTestSIO(t, Config{URL: srv.URL("/private"), Token: "wrong-t0ken"})
 		sink := feedtest.NewSink()
 		err := feedtest.Start(t, s, sink).Wait(t)
 		want := `namespace /private refused the connection (44): not authorized (data: {"reason":"bad token"})`
@@ -182,7 +111,7 @@ func TestSocketIONamespaceAuth(t *testing.T) {
 		}
 	})
 	t.Run("admitted", func(t *testing.T) {
-		s := newTestSIO(t, Config{URL: srv.url("/private"), Token: "s3cret"})
+		s := newTestSIO(t, Config{URL: srv.URL("/private"), Token: "s3cret"})
 		sink := feedtest.NewSink()
 		feedtest.Start(t, s, sink)
 		recs := sink.WaitFor(t, 0, "welcome", feedtest.CountKind(feed.KindEvent, 1))
@@ -194,7 +123,7 @@ func TestSocketIONamespaceAuth(t *testing.T) {
 
 func TestSocketIOServerDisconnect(t *testing.T) {
 	srv := startSIO(t)
-	s := newTestSIO(t, Config{URL: srv.url("/?scenario=kick")})
+	s := newTestSIO(t, Config{URL: srv.URL("/?scenario=kick")})
 	sink := feedtest.NewSink()
 	feedtest.Start(t, s, sink)
 	recs := sink.WaitFor(t, 0, "a reconnect after the kick", func(r []feed.Record) bool {
@@ -214,7 +143,7 @@ func TestSocketIOServerDisconnect(t *testing.T) {
 // pingInterval + pingTimeout; the client reconnects once it runs again.
 func TestSocketIOPingTimeout(t *testing.T) {
 	srv := startSIO(t, "PING_INTERVAL=300", "PING_TIMEOUT=300")
-	s := newTestSIO(t, Config{URL: srv.url("/?scenario=tick"), DialTimeout: 300 * time.Millisecond})
+	s := newTestSIO(t, Config{URL: srv.URL("/?scenario=tick"), DialTimeout: 300 * time.Millisecond})
 	sink := feedtest.NewSink()
 	feedtest.Start(t, s, sink)
 	sink.WaitFor(t, 0, "ticks and a ping", func(r []feed.Record) bool {
@@ -223,7 +152,7 @@ func TestSocketIOPingTimeout(t *testing.T) {
 	if st := s.Status(); st.StallAfter != 600*time.Millisecond {
 		t.Errorf("StallAfter = %s, want 600ms", st.StallAfter)
 	}
-	if err := srv.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
+	if err := srv.Signal(syscall.SIGSTOP); err != nil {
 		t.Fatal(err)
 	}
 	recs := sink.WaitFor(t, 0, "stalled", func(r []feed.Record) bool { return len(feedtest.StateRecords(r, feed.StateReconnecting)) >= 1 })
@@ -233,7 +162,7 @@ func TestSocketIOPingTimeout(t *testing.T) {
 	if st, _ := feedtest.LastState(recs, feed.StateStalled); !strings.Contains(st.Error, "nothing received for 600ms") {
 		t.Errorf("stalled error = %q", st.Error)
 	}
-	if err := srv.cmd.Process.Signal(syscall.SIGCONT); err != nil {
+	if err := srv.Signal(syscall.SIGCONT); err != nil {
 		t.Fatal(err)
 	}
 	n := len(feedtest.OfKind(recs, feed.KindEvent))

@@ -13,13 +13,29 @@
 //                     query the handshake's ?token= value; done "end"
 //   kick              hello "world", then the server disconnects the socket
 //   tick              tick N every 50 ms
+//   quiet             nothing: the socket only gets what POST /emit sends
 // Namespace "/private": middleware admits only auth {token: "s3cret"};
 // others get a connect error "not authorized". Admitted sockets get
 // welcome <token>.
+//
+// POST /emit?event=NAME with a body emits NAME with the body (one string
+// argument) to every socket of "/": a test relays Redis messages this way.
 const { Server } = require("socket.io");
 const http = require("http");
 
-const httpServer = http.createServer();
+const httpServer = http.createServer((req, res) => {
+  const u = new URL(req.url, "http://x");
+  if (req.method !== "POST" || u.pathname !== "/emit") {
+    return; // socket.io answers its own paths; anything else is left open
+  }
+  let body = "";
+  req.setEncoding("utf8");
+  req.on("data", (c) => (body += c));
+  req.on("end", () => {
+    io.of("/").emit(u.searchParams.get("event") || "message", body);
+    res.end("ok");
+  });
+});
 const io = new Server(httpServer, {
   pingInterval: Number(process.env.PING_INTERVAL || 25000),
   pingTimeout: Number(process.env.PING_TIMEOUT || 20000),
@@ -44,6 +60,8 @@ io.on("connection", (socket) => {
     case "kick":
       socket.emit("hello", "world");
       setTimeout(() => socket.disconnect(true), 20);
+      break;
+    case "quiet":
       break;
     case "tick": {
       let n = 0;
