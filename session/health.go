@@ -14,12 +14,15 @@ import (
 const (
 	// lossWindow is how long a lost probe keeps its path unhealthy.
 	lossWindow = time.Minute
-	// silenceAfter and silenceMessages: an endpoint that relayed organic
-	// traffic before and has received nothing for silenceAfter while Redis
-	// carried at least silenceMessages messages is reported as silent.
-	silenceAfter    = 30 * time.Second
+	// silenceMessages: an endpoint that relayed organic traffic before and
+	// has received nothing for silenceAfter while Redis carried at least
+	// this many messages is reported as silent.
 	silenceMessages = 5
 )
+
+// silenceAfter is how long such an endpoint may stay silent; a variable
+// so that a test can shorten it.
+var silenceAfter = 30 * time.Second
 
 // healthState is what the fan-in learns about each path's health from the
 // records themselves (organic silence), plus probe losses by time.
