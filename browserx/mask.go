@@ -3,13 +3,9 @@ package browserx
 import (
 	"net/url"
 	"strings"
-)
 
-// secretQueryKeys are the query keys whose values SPEC.md masks.
-var secretQueryKeys = map[string]bool{
-	"token": true, "access_token": true, "auth": true, "key": true, "apikey": true,
-	"password": true, "secret": true, "sig": true, "signature": true,
-}
+	"github.com/fanscope/fanscope/internal/secrets"
+)
 
 // maskURL is u as text with its password and secret query values as
 // "***".
@@ -17,28 +13,7 @@ func maskURL(u *url.URL) string {
 	if u == nil {
 		return ""
 	}
-	c := *u
-	if c.User != nil {
-		if _, ok := c.User.Password(); ok {
-			c.User = url.UserPassword(c.User.Username(), "xxxxx")
-		}
-	}
-	masked := false
-	if c.RawQuery != "" {
-		q := c.Query()
-		for k, vs := range q {
-			if secretQueryKeys[strings.ToLower(k)] {
-				for i := range vs {
-					vs[i] = "xxxxx"
-				}
-				masked = true
-			}
-		}
-		if masked {
-			c.RawQuery = q.Encode()
-		}
-	}
-	return strings.ReplaceAll(c.String(), "xxxxx", "***")
+	return secrets.URL(u.String())
 }
 
 // Cookie is one --browser-cookie: set in the browser before a path

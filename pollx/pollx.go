@@ -14,15 +14,13 @@ import (
 	"hash/maphash"
 	"io"
 	"math/rand/v2"
-	"net"
 	"net/http"
-	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/fanscope/fanscope/feed"
 	"github.com/fanscope/fanscope/internal/netx"
+	"github.com/fanscope/fanscope/internal/secrets"
 )
 
 var (
@@ -45,27 +43,15 @@ const (
 // maxRetryAfter bounds a server's Retry-After.
 const maxRetryAfter = 10 * time.Minute
 
-type kindError struct {
-	kind error
-	err  error
-}
-
-func (e *kindError) Error() string   { return e.err.Error() }
-func (e *kindError) Unwrap() []error { return []error{e.kind, e.err} }
-
 func usageErrorf(format string, args ...any) error {
-	return &kindError{kind: ErrUsage, err: fmt.Errorf(format, args...)}
+	return netx.Errorf(ErrUsage, format, args...)
 }
 
 // ParseEndpoint splits a --poll flag value "[NAME=]URL" into the
 // endpoint's name and URL. NAME defaults to the URL's host:port; http and
 // https URLs are accepted. Errors wrap ErrUsage and never quote a secret.
 func ParseEndpoint(flag string) (name, rawURL string, err error) {
-	name, rawURL, err = netx.SplitEndpoint(flag, "poll endpoint", "http", "https")
-	if err != nil {
-		return "", "", &kindError{kind: ErrUsage, err: err}
-	}
-	return name, rawURL, nil
+	return netx.SplitEndpoint(flag, "poll endpoint", ErrUsage, "http", "https")
 }
 
 // Config describes one polled URL.
@@ -79,7 +65,8 @@ type Config struct {
 	Header http.Header
 
 	// TLSCA (a PEM file) and TLSInsecure configure the transport; they are
-	// ignored when HTTPClient is set.
+	// ignored when HTTPClient is set. The client is copied with fanscope's
+	// redirect policy (credentials stay with the origin named).
 	TLSCA       string
 	TLSInsecure bool
 	HTTPClient  *http.Client
@@ -97,13 +84,9 @@ type Client struct {
 	host     string
 	header   http.Header
 	hc       *http.Client
-	scrub    *netx.Scrubber
 	seed     maphash.Seed
 	jitter   func(int64) int64
-
-	connected     chan struct{}
-	connectedOnce sync.Once
-	running       atomic.Bool
+	h        *netx.Health // the Status, the Connected signal and state records
 
 	// Conditional request state; only the Run goroutine touches it.
 	etag, lastModified string
@@ -111,8 +94,7 @@ type Client struct {
 	haveBody           bool
 
 	mu sync.Mutex
-	st feed.Status // guarded by mu
-	ct counts      // guarded by mu
+	ct counts // guarded by mu
 }
 
 type counts struct {
@@ -121,31 +103,17 @@ type counts struct {
 
 // NewClient checks cfg and returns a client ready to Run. Errors wrap ErrUsage.
 func NewClient(cfg Config) (*Client, error) {
-	u, err := netx.CheckURL(cfg.URL, "http", "https")
+	ep, err := netx.CheckEndpoint("poll endpoint", cfg.Name, cfg.URL, cfg.Header, nil, ErrUsage, "http", "https")
 	if err != nil {
-		return nil, usageErrorf("poll endpoint %q: %w", cfg.Name, err)
+		return nil, err
 	}
-	if cfg.Name == "" {
-		cfg.Name = netx.HostPort(u)
-	}
-	if err := netx.CheckHeader(cfg.Header); err != nil {
+	cfg.Name = ep.Name
+	if err := netx.SetDurations(
+		netx.Duration{V: &cfg.Interval, Default: DefaultInterval, Name: "interval"},
+		netx.Duration{V: &cfg.MaxBackoff, Default: DefaultMaxBackoff, Name: "max backoff"},
+		netx.Duration{V: &cfg.Timeout, Default: DefaultTimeout, Name: "timeout"},
+	); err != nil {
 		return nil, usageErrorf("poll endpoint %s: %w", cfg.Name, err)
-	}
-	for _, d := range []struct {
-		v    *time.Duration
-		def  time.Duration
-		name string
-	}{
-		{&cfg.Interval, DefaultInterval, "interval"},
-		{&cfg.MaxBackoff, DefaultMaxBackoff, "max backoff"},
-		{&cfg.Timeout, DefaultTimeout, "timeout"},
-	} {
-		if *d.v == 0 {
-			*d.v = d.def
-		}
-		if *d.v < 0 {
-			return nil, usageErrorf("poll endpoint %s: %s %s is negative", cfg.Name, d.name, *d.v)
-		}
 	}
 	if cfg.MaxBody == 0 {
 		cfg.MaxBody = DefaultMaxBody
@@ -154,32 +122,20 @@ func NewClient(cfg Config) (*Client, error) {
 		return nil, usageErrorf("poll endpoint %s: max body size %d is negative", cfg.Name, cfg.MaxBody)
 	}
 	c := &Client{
-		cfg:       cfg,
-		shownURL:  netx.RedactURL(u),
-		header:    http.Header{},
-		scrub:     netx.NewScrubber(u, cfg.Header),
-		seed:      maphash.MakeSeed(),
-		jitter:    rand.Int64N,
-		connected: make(chan struct{}),
-		hc:        cfg.HTTPClient,
+		cfg:      cfg,
+		shownURL: ep.Shown,
+		header:   ep.Header,
+		host:     ep.Host,
+		seed:     maphash.MakeSeed(),
+		jitter:   rand.Int64N,
+		h:        netx.NewHealth(feed.Status{Source: feed.SourcePoll, Name: cfg.Name, URL: ep.Shown, Conn: cfg.Conn}),
 	}
-	for k, vs := range cfg.Header {
-		if http.CanonicalHeaderKey(k) == "Host" {
-			if len(vs) > 0 {
-				c.host = vs[len(vs)-1]
-			}
-			continue
-		}
-		c.header[http.CanonicalHeaderKey(k)] = append([]string(nil), vs...)
+	// Credentials stay with the origin the user named (netx.Redirects).
+	c.hc, err = netx.Client(cfg.HTTPClient, cfg.TLSCA, cfg.TLSInsecure,
+		&netx.Redirects{Schemes: []string{"http", "https"}, UserHeaders: ep.Names})
+	if err != nil {
+		return nil, usageErrorf("poll endpoint %s: %w", cfg.Name, err)
 	}
-	if c.hc == nil {
-		t, err := netx.Transport(cfg.TLSCA, cfg.TLSInsecure)
-		if err != nil {
-			return nil, usageErrorf("poll endpoint %s: %w", cfg.Name, err)
-		}
-		c.hc = &http.Client{Transport: t}
-	}
-	c.st = feed.Status{Source: feed.SourcePoll, Name: cfg.Name, URL: c.shownURL, Conn: cfg.Conn, State: feed.StateDisconnected}
 	return c, nil
 }
 
@@ -187,7 +143,7 @@ func NewClient(cfg Config) (*Client, error) {
 func (c *Client) Path() string { return feed.PathName(feed.SourcePoll, c.cfg.Name) }
 
 // Connected is closed once a poll first succeeded.
-func (c *Client) Connected() <-chan struct{} { return c.connected }
+func (c *Client) Connected() <-chan struct{} { return c.h.Connected() }
 
 // Interval is the time between polls: a probe's latency on this path is
 // bounded by it, so it belongs next to the latency.
@@ -196,8 +152,9 @@ func (c *Client) Interval() time.Duration { return c.cfg.Interval }
 // Status copies the poller's health. Details: the interval, the 304 share,
 // unchanged and oversized bodies, the last change.
 func (c *Client) Status() feed.Status {
+	st := c.h.Status()
 	c.mu.Lock()
-	st, ct := c.st, c.ct
+	ct := c.ct
 	c.mu.Unlock()
 	st.Details = []string{fmt.Sprintf("interval %s", c.cfg.Interval)}
 	if ct.polls > 0 {
@@ -230,24 +187,22 @@ type result struct {
 // interval doubling per failure, with jitter, up to MaxBackoff) or the
 // server's Retry-After, whichever is longer. Run may be called once.
 func (c *Client) Run(ctx context.Context, sink feed.Sink) error {
-	if !c.running.CompareAndSwap(false, true) {
-		return fmt.Errorf("run poll endpoint %s: already running", c.cfg.Name)
-	}
-	if sink == nil {
-		sink = feed.SinkFunc(func(feed.Record) {})
+	sink, err := c.h.Start(sink)
+	if err != nil {
+		return err
 	}
 	failures, attempt := 0, 1
 	up := false
-	c.emitState(sink, feed.StateConnecting, 0, "", attempt)
+	c.h.Emit(sink, feed.StateConnecting, 0, "", attempt)
 	for {
 		started := time.Now()
 		res := c.poll(ctx, sink)
 		if ctx.Err() != nil {
-			c.setState(feed.StateDisconnected)
+			c.h.Stopped()
 			return nil
 		}
 		if res.fatal != nil {
-			c.emitState(sink, feed.StateFailed, res.status, res.reason, attempt)
+			c.h.Emit(sink, feed.StateFailed, res.status, res.reason, attempt)
 			return res.fatal
 		}
 		var wait time.Duration
@@ -255,33 +210,24 @@ func (c *Client) Run(ctx context.Context, sink feed.Sink) error {
 			failures, attempt = 0, 1
 			if !up {
 				up = true
-				c.connectedOnce.Do(func() { close(c.connected) })
-				c.emitState(sink, feed.StateConnected, res.status, "", 1)
+				c.h.Emit(sink, feed.StateConnected, res.status, "", 1)
 			}
 			wait = time.Until(started.Add(c.cfg.Interval))
 		} else {
 			failures++
 			attempt++
 			up = false
-			wait = netx.Backoff(c.cfg.Interval, max(c.cfg.MaxBackoff, c.cfg.Interval), failures, c.jitter)
+			wait = netx.Backoff(c.cfg.Interval, c.cfg.MaxBackoff, c.cfg.Interval, failures, c.jitter)
 			if res.retryAfter > wait {
 				wait = min(res.retryAfter, maxRetryAfter)
 			}
-			c.mu.Lock()
-			c.st.Reconnects++
-			c.mu.Unlock()
-			c.emitState(sink, feed.StateReconnecting, res.status,
+			c.h.Update(func(st *feed.Status) { st.Reconnects++ })
+			c.h.Emit(sink, feed.StateReconnecting, res.status,
 				fmt.Sprintf("%s (retry in %s)", res.reason, wait.Round(time.Millisecond)), attempt)
 		}
-		if wait > 0 {
-			t := time.NewTimer(wait)
-			select {
-			case <-ctx.Done():
-				t.Stop()
-				c.setState(feed.StateDisconnected)
-				return nil
-			case <-t.C:
-			}
+		if !netx.Sleep(ctx, wait) {
+			c.h.Stopped()
+			return nil
 		}
 	}
 }
@@ -292,7 +238,7 @@ func (c *Client) poll(ctx context.Context, sink feed.Sink) result {
 	defer cancel()
 	req, err := http.NewRequestWithContext(rctx, http.MethodGet, c.cfg.URL, nil)
 	if err != nil {
-		reason := "build request: " + c.scrub.Scrub(netx.Unwrap(err).Error())
+		reason := "build request: " + secrets.Reason(err)
 		return result{reason: reason, fatal: c.fatal(reason)}
 	}
 	req.Header = c.header.Clone()
@@ -311,38 +257,33 @@ func (c *Client) poll(ctx context.Context, sink feed.Sink) result {
 		return c.requestFailed(ctx, rctx, err)
 	}
 	defer resp.Body.Close()
+	ttfb := time.Since(start)
 	c.mu.Lock()
 	c.ct.polls++
-	c.st.HTTPStatus = resp.StatusCode
-	c.st.TTFB = time.Since(start)
 	c.mu.Unlock()
+	c.h.Update(func(st *feed.Status) {
+		st.HTTPStatus = resp.StatusCode
+		st.TTFB = ttfb
+	})
 	switch code := resp.StatusCode; {
 	case code == http.StatusNotModified:
 		now := time.Now()
 		c.mu.Lock()
 		c.ct.notModified++
-		c.st.LastByte = now
 		c.mu.Unlock()
+		c.h.Update(func(st *feed.Status) { st.LastByte = now })
 		return result{status: code, ok: true}
 	case code == http.StatusOK:
 		return c.body(sink, resp)
-	case code == http.StatusRequestTimeout, code == http.StatusTooManyRequests, code >= 500:
-		return result{status: code, reason: netx.StatusText(code) + bodySnippet(resp),
-			retryAfter: netx.ParseRetryAfter(resp.Header.Get("Retry-After"), time.Now())}
 	case code >= 200 && code < 300:
 		// 204 and friends: nothing to compare; count the poll as fine.
 		return result{status: code, ok: true}
 	default:
-		reason := netx.StatusText(code) + bodySnippet(resp)
-		switch code {
-		case http.StatusUnauthorized:
-			reason += " (check -H/--bearer-env)"
-		case http.StatusForbidden:
-			reason += " (the credentials sent lack access; check -H/--bearer-env)"
-		case http.StatusNotFound:
-			reason += " (check the --poll URL path)"
+		r := netx.Refused(resp, netx.BodySnippet(resp), "check the --poll URL path", time.Now())
+		if r.Retry {
+			return result{status: code, reason: r.Reason, retryAfter: r.RetryAfter}
 		}
-		return result{status: code, reason: reason, fatal: c.fatal(reason)}
+		return result{status: code, reason: r.Reason, fatal: c.fatal(r.Reason)}
 	}
 }
 
@@ -351,11 +292,9 @@ func (c *Client) body(sink feed.Sink, resp *http.Response) result {
 	b, err := io.ReadAll(io.LimitReader(resp.Body, c.cfg.MaxBody+1))
 	at := time.Now()
 	if err != nil {
-		return result{status: resp.StatusCode, reason: "read body: " + c.scrub.Scrub(netx.Unwrap(err).Error())}
+		return result{status: resp.StatusCode, reason: "read body: " + secrets.Reason(err)}
 	}
-	c.mu.Lock()
-	c.st.LastByte = at
-	c.mu.Unlock()
+	c.h.Update(func(st *feed.Status) { st.LastByte = at })
 	if int64(len(b)) > c.cfg.MaxBody {
 		// Not remembered: its validators would turn the next polls into
 		// 304s for a body never seen.
@@ -387,9 +326,11 @@ func (c *Client) body(sink feed.Sink, resp *http.Response) result {
 	})
 	c.mu.Lock()
 	c.ct.changed++
-	c.st.Events++
-	c.st.LastEvent = at
 	c.mu.Unlock()
+	c.h.Update(func(st *feed.Status) {
+		st.Events++
+		st.LastEvent = at
+	})
 	return result{status: resp.StatusCode, ok: true}
 }
 
@@ -398,81 +339,19 @@ func (c *Client) requestFailed(ctx, rctx context.Context, err error) result {
 	if ctx.Err() != nil {
 		return result{reason: "stopped"}
 	}
-	err = netx.Unwrap(err)
-	if reason, ok := netx.TLSProblem(err); ok {
-		return result{reason: reason, fatal: c.fatal(reason)}
+	var redirect *netx.RedirectError
+	if errors.As(err, &redirect) {
+		return result{status: redirect.Status, reason: redirect.Reason, fatal: c.fatal(redirect.Reason)}
 	}
-	var dnsErr *net.DNSError
-	if errors.As(err, &dnsErr) && dnsErr.IsNotFound && !c.everConnected() {
-		reason := fmt.Sprintf("host %q not found (check the --poll URL)", dnsErr.Name)
+	if reason, ok := netx.Unrecoverable(err, c.h.EverConnected(), "check the --poll URL"); ok {
 		return result{reason: reason, fatal: c.fatal(reason)}
 	}
 	if errors.Is(rctx.Err(), context.DeadlineExceeded) {
 		return result{reason: fmt.Sprintf("no response within %s", c.cfg.Timeout)}
 	}
-	return result{reason: "GET: " + c.scrub.Scrub(err.Error())}
-}
-
-func (c *Client) everConnected() bool {
-	select {
-	case <-c.connected:
-		return true
-	default:
-		return false
-	}
+	return result{reason: "GET: " + secrets.Reason(err)}
 }
 
 func (c *Client) fatal(reason string) error {
-	return &kindError{kind: ErrFatal, err: fmt.Errorf("poll endpoint %s (%s): %s", c.cfg.Name, c.shownURL, c.scrub.Scrub(reason))}
-}
-
-// bodySnippet is the start of an error response's body as `: "text"`, or "".
-func bodySnippet(resp *http.Response) string {
-	b, _ := io.ReadAll(io.LimitReader(resp.Body, 200))
-	s := strings.TrimSpace(strings.ToValidUTF8(string(b), "\uFFFD"))
-	if s == "" {
-		return ""
-	}
-	if i := strings.IndexAny(s, "\r\n"); i >= 0 {
-		s = s[:i] + " …"
-	}
-	return fmt.Sprintf(": %q", s)
-}
-
-func (c *Client) emitState(sink feed.Sink, state string, status int, errText string, attempt int) {
-	now := time.Now()
-	errText = c.scrub.Scrub(errText)
-	c.mu.Lock()
-	c.st.State = state
-	c.st.Attempt = attempt
-	switch state {
-	case feed.StateConnected:
-		c.st.Error = ""
-		c.st.ConnectedAt = now
-	case feed.StateConnecting:
-	default:
-		c.st.ConnectedAt = time.Time{}
-		if errText != "" {
-			c.st.Error = errText
-		}
-	}
-	c.mu.Unlock()
-	sink.Emit(feed.Record{
-		TS:       now,
-		Source:   feed.SourcePoll,
-		Kind:     feed.KindState,
-		Endpoint: c.cfg.Name,
-		Conn:     c.cfg.Conn,
-		State:    state,
-		Status:   status,
-		Error:    errText,
-		Attempt:  attempt,
-	})
-}
-
-func (c *Client) setState(state string) {
-	c.mu.Lock()
-	c.st.State = state
-	c.st.ConnectedAt = time.Time{}
-	c.mu.Unlock()
+	return netx.Errorf(ErrFatal, "poll endpoint %s (%s): %s", c.cfg.Name, c.shownURL, reason)
 }

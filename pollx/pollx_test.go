@@ -13,59 +13,8 @@ import (
 	"time"
 
 	"github.com/fanscope/fanscope/feed"
+	"github.com/fanscope/fanscope/internal/feedtest"
 )
-
-type collector struct {
-	mu   sync.Mutex
-	recs []feed.Record
-}
-
-func (c *collector) Emit(r feed.Record) {
-	c.mu.Lock()
-	c.recs = append(c.recs, r)
-	c.mu.Unlock()
-}
-
-func (c *collector) all() []feed.Record {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return append([]feed.Record(nil), c.recs...)
-}
-
-func (c *collector) waitFor(t *testing.T, what string, ok func([]feed.Record) bool) []feed.Record {
-	t.Helper()
-	deadline := time.Now().Add(15 * time.Second)
-	for {
-		recs := c.all()
-		if ok(recs) {
-			return recs
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s; records: %+v", what, recs)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
-
-func events(recs []feed.Record) []feed.Record {
-	var e []feed.Record
-	for _, r := range recs {
-		if r.Kind == feed.KindEvent {
-			e = append(e, r)
-		}
-	}
-	return e
-}
-
-func statesOf(recs []feed.Record, state string) []feed.Record {
-	var s []feed.Record
-	for _, r := range recs {
-		if r.Kind == feed.KindState && r.State == state {
-			s = append(s, r)
-		}
-	}
-	return s
-}
 
 // server answers poll n (from 1) with h; it records each request's
 // headers and arrival time.
@@ -115,27 +64,6 @@ func newTestClient(t *testing.T, cfg Config) *Client {
 	return c
 }
 
-func run(t *testing.T, c *Client, sink feed.Sink) (stop func() error) {
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- c.Run(ctx, sink) }()
-	var once sync.Once
-	var err error
-	stop = func() error {
-		once.Do(func() {
-			cancel()
-			select {
-			case err = <-done:
-			case <-time.After(15 * time.Second):
-				t.Error("Run did not return after its context ended")
-			}
-		})
-		return err
-	}
-	t.Cleanup(func() { stop() })
-	return stop
-}
-
 func runToEnd(t *testing.T, c *Client, sink feed.Sink) error {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
@@ -161,13 +89,13 @@ func TestPollETag(t *testing.T) {
 	if c.Path() != "poll:app" {
 		t.Errorf("Path() = %q, want poll:app", c.Path())
 	}
-	sink := &collector{}
-	stop := run(t, c, sink)
-	recs := sink.waitFor(t, "two versions and more polls", func(r []feed.Record) bool {
-		return len(events(r)) >= 2 && srv.polls() >= 6
+	sink := feedtest.NewSink()
+	run := feedtest.Start(t, c, sink)
+	recs := sink.WaitFor(t, 0, "two versions and more polls", func(r []feed.Record) bool {
+		return len(feedtest.OfKind(r, feed.KindEvent)) >= 2 && srv.polls() >= 6
 	})
-	stop()
-	ev := events(recs)
+	run.Stop(t)
+	ev := feedtest.OfKind(recs, feed.KindEvent)
 	if len(ev) != 2 || ev[0].Data != `{"version":"v1"}` || ev[1].Data != `{"version":"v2"}` {
 		t.Fatalf("events = %+v, want v1 then v2 only", ev)
 	}
@@ -190,7 +118,7 @@ func TestPollETag(t *testing.T) {
 	if st.Events != 2 {
 		t.Errorf("Status.Events = %d, want 2", st.Events)
 	}
-	if got := len(statesOf(recs, feed.StateConnected)); got != 1 {
+	if got := len(feedtest.StateRecords(recs, feed.StateConnected)); got != 1 {
 		t.Errorf("%d connected states, want 1", got)
 	}
 }
@@ -206,11 +134,11 @@ func TestPollLastModified(t *testing.T) {
 		w.Write([]byte("snapshot"))
 	})
 	c := newTestClient(t, Config{URL: srv.URL})
-	sink := &collector{}
-	stop := run(t, c, sink)
-	sink.waitFor(t, "several polls", func([]feed.Record) bool { return srv.polls() >= 4 })
-	stop()
-	if ev := events(sink.all()); len(ev) != 1 || ev[0].Data != "snapshot" {
+	sink := feedtest.NewSink()
+	run := feedtest.Start(t, c, sink)
+	sink.WaitFor(t, 0, "several polls", func([]feed.Record) bool { return srv.polls() >= 4 })
+	run.Stop(t)
+	if ev := feedtest.OfKind(sink.All(), feed.KindEvent); len(ev) != 1 || ev[0].Data != "snapshot" {
 		t.Errorf("events = %+v, want one snapshot", ev)
 	}
 	if r, _ := srv.request(1); r.Header.Get("If-Modified-Since") != t1.Format(http.TimeFormat) {
@@ -222,11 +150,11 @@ func TestPollLastModified(t *testing.T) {
 func TestPollUnchangedBody(t *testing.T) {
 	srv := newServer(t, func(w http.ResponseWriter, r *http.Request, n int) { w.Write([]byte("same")) })
 	c := newTestClient(t, Config{URL: srv.URL})
-	sink := &collector{}
-	stop := run(t, c, sink)
-	sink.waitFor(t, "several polls", func([]feed.Record) bool { return srv.polls() >= 4 })
-	stop()
-	if ev := events(sink.all()); len(ev) != 1 {
+	sink := feedtest.NewSink()
+	run := feedtest.Start(t, c, sink)
+	sink.WaitFor(t, 0, "several polls", func([]feed.Record) bool { return srv.polls() >= 4 })
+	run.Stop(t)
+	if ev := feedtest.OfKind(sink.All(), feed.KindEvent); len(ev) != 1 {
 		t.Errorf("%d events, want 1", len(ev))
 	}
 	if d := strings.Join(c.Status().Details, "; "); !strings.Contains(d, "unchanged bodies") || !strings.Contains(d, "304 on 0 of") {
@@ -241,11 +169,11 @@ func TestPollGrowingBody(t *testing.T) {
 		}
 	})
 	c := newTestClient(t, Config{URL: srv.URL})
-	sink := &collector{}
-	stop := run(t, c, sink)
-	sink.waitFor(t, "five bodies", func(r []feed.Record) bool { return len(events(r)) >= 5 })
-	stop()
-	ev := events(sink.all())
+	sink := feedtest.NewSink()
+	run := feedtest.Start(t, c, sink)
+	sink.WaitFor(t, 0, "five bodies", feedtest.CountKind(feed.KindEvent, 5))
+	run.Stop(t)
+	ev := feedtest.OfKind(sink.All(), feed.KindEvent)
 	for i, e := range ev[:5] {
 		want := ""
 		for j := 1; j <= i+1; j++ {
@@ -269,12 +197,12 @@ func TestPollTokenInNthPoll(t *testing.T) {
 		fmt.Fprintf(w, `[{"data":"{\"fanscope_probe\":\"%s\"}"}]`, token)
 	})
 	c := newTestClient(t, Config{URL: srv.URL})
-	sink := &collector{}
-	stop := run(t, c, sink)
-	sink.waitFor(t, "polls after the token", func(r []feed.Record) bool { return srv.polls() >= 6 })
-	stop()
+	sink := feedtest.NewSink()
+	run := feedtest.Start(t, c, sink)
+	sink.WaitFor(t, 0, "polls after the token", func(r []feed.Record) bool { return srv.polls() >= 6 })
+	run.Stop(t)
 	var with []feed.Record
-	ev := events(sink.all())
+	ev := feedtest.OfKind(sink.All(), feed.KindEvent)
 	for _, e := range ev {
 		if strings.Contains(e.Data, token) {
 			with = append(with, e)
@@ -301,11 +229,11 @@ func TestPollRetryAfter(t *testing.T) {
 		fmt.Fprintf(w, "body %d", n)
 	})
 	c := newTestClient(t, Config{URL: srv.URL})
-	sink := &collector{}
-	stop := run(t, c, sink)
-	recs := sink.waitFor(t, "the poll after the 429", func(r []feed.Record) bool { return len(statesOf(r, feed.StateConnected)) >= 2 })
-	stop()
-	re := statesOf(recs, feed.StateReconnecting)
+	sink := feedtest.NewSink()
+	run := feedtest.Start(t, c, sink)
+	recs := sink.WaitFor(t, 0, "the poll after the 429", func(r []feed.Record) bool { return len(feedtest.StateRecords(r, feed.StateConnected)) >= 2 })
+	run.Stop(t)
+	re := feedtest.StateRecords(recs, feed.StateReconnecting)
 	if len(re) != 1 || re[0].Status != 429 || !strings.Contains(re[0].Error, `429 Too Many Requests: "slow down" (retry in 1s)`) {
 		t.Fatalf("reconnecting = %+v, want one 429 naming the Retry-After wait", re)
 	}
@@ -325,13 +253,13 @@ func TestPollServerErrorBackoff(t *testing.T) {
 		fmt.Fprintf(w, "body %d", n)
 	})
 	c := newTestClient(t, Config{URL: srv.URL, Interval: 20 * time.Millisecond})
-	sink := &collector{}
-	stop := run(t, c, sink)
-	recs := sink.waitFor(t, "recovery", func(r []feed.Record) bool { return len(statesOf(r, feed.StateConnected)) >= 2 })
+	sink := feedtest.NewSink()
+	run := feedtest.Start(t, c, sink)
+	recs := sink.WaitFor(t, 0, "recovery", func(r []feed.Record) bool { return len(feedtest.StateRecords(r, feed.StateConnected)) >= 2 })
 	st := c.Status()
-	stop()
+	run.Stop(t)
 	var got []string
-	for _, r := range statesOf(recs, feed.StateReconnecting) {
+	for _, r := range feedtest.StateRecords(recs, feed.StateReconnecting) {
 		got = append(got, r.Error)
 	}
 	want := []string{"502 Bad Gateway (retry in 40ms)", "502 Bad Gateway (retry in 80ms)", "502 Bad Gateway (retry in 160ms)"}
@@ -359,7 +287,7 @@ func TestPollFatal(t *testing.T) {
 				w.Write([]byte("who are you"))
 			})
 			c := newTestClient(t, Config{URL: srv.URL + "/events?token=t0psecret", Header: http.Header{"Authorization": {"Bearer b3arer"}}})
-			sink := &collector{}
+			sink := feedtest.NewSink()
 			err := runToEnd(t, c, sink)
 			if !errors.Is(err, ErrFatal) || !strings.Contains(err.Error(), tc.want) {
 				t.Fatalf("Run = %v, want ErrFatal with %q", err, tc.want)
@@ -367,7 +295,7 @@ func TestPollFatal(t *testing.T) {
 			if strings.Contains(err.Error(), "t0psecret") || !strings.Contains(err.Error(), "token=***") {
 				t.Errorf("error %q shows the token or not the masked URL", err)
 			}
-			if f := statesOf(sink.all(), feed.StateFailed); len(f) != 1 || f[0].Status != tc.code {
+			if f := feedtest.StateRecords(sink.All(), feed.StateFailed); len(f) != 1 || f[0].Status != tc.code {
 				t.Errorf("failed states = %+v, want one with status %d", f, tc.code)
 			}
 			if srv.polls() != 1 {
@@ -386,11 +314,11 @@ func TestPollOversizedBody(t *testing.T) {
 		fmt.Fprintf(w, "body %d", n)
 	})
 	c := newTestClient(t, Config{URL: srv.URL, MaxBody: 64})
-	sink := &collector{}
-	stop := run(t, c, sink)
-	sink.waitFor(t, "three polls", func(r []feed.Record) bool { return len(events(r)) >= 2 })
-	stop()
-	ev := events(sink.all())
+	sink := feedtest.NewSink()
+	run := feedtest.Start(t, c, sink)
+	sink.WaitFor(t, 0, "three polls", feedtest.CountKind(feed.KindEvent, 2))
+	run.Stop(t)
+	ev := feedtest.OfKind(sink.All(), feed.KindEvent)
 	if ev[0].Data != "body 1" || ev[1].Data != "body 3" {
 		t.Errorf("events %q, %q; want body 1, body 3", ev[0].Data, ev[1].Data)
 	}
@@ -404,13 +332,13 @@ func TestPollUnreachable(t *testing.T) {
 	url := srv.URL + "/?key=k3y"
 	srv.Close()
 	c := newTestClient(t, Config{URL: url})
-	sink := &collector{}
-	stop := run(t, c, sink)
-	recs := sink.waitFor(t, "retries", func(r []feed.Record) bool { return len(statesOf(r, feed.StateReconnecting)) >= 2 })
-	if err := stop(); err != nil {
+	sink := feedtest.NewSink()
+	run := feedtest.Start(t, c, sink)
+	recs := sink.WaitFor(t, 0, "retries", func(r []feed.Record) bool { return len(feedtest.StateRecords(r, feed.StateReconnecting)) >= 2 })
+	if err := run.Stop(t); err != nil {
 		t.Errorf("Run = %v, want nil after cancel", err)
 	}
-	re := statesOf(recs, feed.StateReconnecting)[0]
+	re := feedtest.StateRecords(recs, feed.StateReconnecting)[0]
 	if !strings.Contains(re.Error, "refused") || strings.Contains(re.Error, "k3y") {
 		t.Errorf("reconnecting error = %q, want refused without the key", re.Error)
 	}
@@ -444,5 +372,80 @@ func TestPollBadConfig(t *testing.T) {
 	}
 	if name, u, err := ParseEndpoint("feed=https://h/x?token=a"); err != nil || name != "feed" || u != "https://h/x?token=a" {
 		t.Errorf("ParseEndpoint = %q %q %v", name, u, err)
+	}
+}
+
+// TestPollSecretsNeverShown: the URL's password and token and the bearer
+// token appear in no record, Status or error, whatever went wrong; and
+// masking is by field, so a one-letter password that also occurs in the
+// error's words leaves those words whole.
+func TestPollSecretsNeverShown(t *testing.T) {
+	closed := httptest.NewServer(http.NotFoundHandler())
+	closedAddr := strings.TrimPrefix(closed.URL, "http://")
+	closed.Close() // nothing listens there now
+	loop := newServer(t, func(w http.ResponseWriter, r *http.Request, n int) {
+		http.Redirect(w, r, fmt.Sprintf("/again%d?token=tok-s3cret", n), http.StatusFound)
+	})
+	refuses := newServer(t, func(w http.ResponseWriter, r *http.Request, n int) {
+		w.WriteHeader(http.StatusUnauthorized)
+	})
+	header := http.Header{"Authorization": {"Bearer b3arer-s3cret"}, "Cookie": {"sid=c00kie-s3cret"}}
+	secrets := []string{"pw-s3cret", "tok-s3cret", "b3arer-s3cret", "c00kie-s3cret"}
+	tests := []struct {
+		name, url string
+		fatal     bool
+		want      string // in the last state record's error
+	}{
+		{"refused", "http://u:pw-s3cret@" + closedAddr + "/x?token=tok-s3cret", false, "connection refused"},
+		{"redirect loop", strings.Replace(loop.URL, "://", "://u:pw-s3cret@", 1) + "/?token=tok-s3cret", true, "stopped after 10 redirects"},
+		{"401", strings.Replace(refuses.URL, "://", "://u:pw-s3cret@", 1) + "/?token=tok-s3cret", true, "401 Unauthorized"},
+		// A password that is a letter of the error's words: by field, the
+		// words stay whole (substring masking would print "conn***ction").
+		{"short password", "http://u:e@" + closedAddr + "/x", false, "connection refused"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			c := newTestClient(t, Config{URL: tc.url, Header: header})
+			if err := feedtest.CheckMasked(t, c, tc.fatal, tc.want, secrets...); tc.fatal && !errors.Is(err, ErrFatal) {
+				t.Errorf("Run = %v, want ErrFatal", err)
+			}
+		})
+	}
+}
+
+// TestPollRedirectKeepsCredentials: a poll redirected to another origin
+// goes there without the credentials and -H headers (and no Referer);
+// within the origin they go along.
+func TestPollRedirectKeepsCredentials(t *testing.T) {
+	b := newServer(t, func(w http.ResponseWriter, r *http.Request, n int) {
+		w.Write([]byte("from b"))
+	})
+	a := newServer(t, func(w http.ResponseWriter, r *http.Request, n int) {
+		if r.URL.Path == "/same" {
+			http.Redirect(w, r, "/here", http.StatusFound)
+			return
+		}
+		if r.URL.Path == "/here" {
+			w.Write([]byte("from a"))
+			return
+		}
+		http.Redirect(w, r, b.URL+"/x?token=tok-s3cret", http.StatusFound)
+	})
+	header := http.Header{"Authorization": {"Bearer b3arer-s3cret"}, "Cookie": {"sid=c"}, "X-Team": {"t"}}
+	for _, tc := range []struct {
+		path string
+		srv  *server
+		keep bool
+	}{{"/away", b, false}, {"/same", a, true}} {
+		c := newTestClient(t, Config{URL: a.URL + tc.path, Header: header})
+		sink := feedtest.NewSink()
+		run := feedtest.Start(t, c, sink)
+		sink.WaitFor(t, 0, "a body", feedtest.CountKind(feed.KindEvent, 1))
+		run.Stop(t)
+		r, _ := tc.srv.request(tc.srv.polls() - 1)
+		kept := r.Header.Get("Authorization") != "" && r.Header.Get("Cookie") != "" && r.Header.Get("X-Team") != ""
+		if kept != tc.keep || r.Header.Get("Referer") != "" {
+			t.Errorf("%s: the redirect target got %v, want credentials kept %v and no Referer", tc.path, r.Header, tc.keep)
+		}
 	}
 }

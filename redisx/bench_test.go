@@ -15,7 +15,8 @@ import (
 
 // BenchmarkSubscriberIngest measures how many 100-byte messages a
 // subscription absorbs per second when they are flooded pipelined (the
-// sink only counts). Compare with NOTES.md's bare ReceiveTimeout loop.
+// sink only counts). Compare with go-redis's bare ReceiveTimeout loop (about 1.4 µs and 9
+// allocations per message).
 func BenchmarkSubscriberIngest(b *testing.B) {
 	s := redistest.Start(b)
 	ctx := context.Background()

@@ -56,7 +56,7 @@ func TestDeployNamesExist(t *testing.T) {
 		}
 	}
 	if len(have) != 14 {
-		t.Fatalf("got %d metric names, want SPEC.md's 14: %v", len(have), have)
+		t.Fatalf("got %d metric names, want the 14 of the contract: %v", len(have), have)
 	}
 	used := regexp.MustCompile(`fanscope_[a-z_]+`)
 	for _, f := range []string{"prometheus/fanscope-rules.yml", "grafana/fanscope-dashboard.json"} {

@@ -71,7 +71,8 @@ func ValidateLabelName(name string) error {
 	return nil
 }
 
-// Metrics are every metric of SPEC.md's table. Each carries the constant
+// Metrics are every metric serve exports: names, types and labels are a
+// contract with dashboards and alert rules. Each carries the constant
 // labels (--label), "target", the per-target label names (the union over
 // all targets; "" where a target does not set one, which Prometheus treats
 // as absent), and "path" or "channel" where the table says so.

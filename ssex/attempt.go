@@ -3,18 +3,16 @@ package ssex
 import (
 	"bufio"
 	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/http/httptrace"
 	"sync/atomic"
 	"time"
 
 	"github.com/fanscope/fanscope/feed"
+	"github.com/fanscope/fanscope/internal/netx"
 	"github.com/fanscope/fanscope/internal/secrets"
 )
 
@@ -148,7 +146,7 @@ func (a *attempt) open() {
 		req.Host = c.host
 	}
 	if id := c.parser.LastEventID(); id != "" {
-		if validHeaderValue(id) {
+		if netx.ValidHeaderValue(id) {
 			req.Header.Set("Last-Event-ID", id)
 			a.lastID = id
 		} else {
@@ -242,19 +240,7 @@ func (a *attempt) requestFailed(err error) outcome {
 	}
 	err = secrets.Error(err)
 	reason := secrets.Reason(err) // url.Error repeats the URL
-	var (
-		verifyErr *tls.CertificateVerificationError
-		unknownCA x509.UnknownAuthorityError
-		badHost   x509.HostnameError
-		badCert   x509.CertificateInvalidError
-		dnsErr    *net.DNSError
-	)
-	switch {
-	case errors.As(err, &verifyErr), errors.As(err, &unknownCA), errors.As(err, &badHost), errors.As(err, &badCert):
-		reason = fmt.Sprintf("tls: %s (use --tls-ca FILE or --tls-insecure)", reason)
-		return outcome{reason: reason, fatal: c.fatal(because(reason, err))}
-	case errors.As(err, &dnsErr) && dnsErr.IsNotFound && !a.everConnected:
-		reason = fmt.Sprintf("host %q not found (check the --sse URL)", dnsErr.Name)
+	if reason, ok := netx.Unrecoverable(err, a.everConnected, "check the --sse URL"); ok {
 		return outcome{reason: reason, fatal: c.fatal(because(reason, err))}
 	}
 	return outcome{reason: "GET: " + reason}

@@ -21,6 +21,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/fanscope/fanscope/internal/feedtest"
 )
 
 // browserCase is an event stream served to a real browser. The chunks are
@@ -521,13 +523,13 @@ func (s *browserServer) fail(msg string) {
 
 // startChromium runs a headless Chromium on url in its own process group,
 // killed (with every helper process) when the test ends.
-func startChromium(t *testing.T, bin, url string) *lockedBuffer {
+func startChromium(t *testing.T, bin, url string) *feedtest.Buffer {
 	t.Helper()
 	cmd := exec.Command(bin,
 		"--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
 		"--disable-background-networking", "--disable-component-update", "--disable-sync",
 		"--user-data-dir="+t.TempDir(), url)
-	out := &lockedBuffer{}
+	out := &feedtest.Buffer{Limit: 64 << 10}
 	cmd.Stdout, cmd.Stderr = out, out
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := cmd.Start(); err != nil {
@@ -544,28 +546,11 @@ func startChromium(t *testing.T, bin, url string) *lockedBuffer {
 	return out
 }
 
-// lockedBuffer lets exec's copying goroutines write while the test reads.
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if b.buf.Len() > 64<<10 {
-		return len(p), nil
-	}
-	return b.buf.Write(p)
-}
-
-// String returns the output without the D-Bus complaints of a machine
-// without a session bus.
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
+// withoutDBus is Chromium's output without the D-Bus complaints of a
+// machine without a session bus.
+func withoutDBus(out string) string {
 	var keep []string
-	for _, l := range strings.Split(b.buf.String(), "\n") {
+	for _, l := range strings.Split(out, "\n") {
 		if !strings.Contains(l, "dbus") {
 			keep = append(keep, l)
 		}
@@ -692,7 +677,7 @@ wait:
 			}
 		}
 		t.Errorf("harness: got results for %d of %d cases after %v, want all; missing %s\nchromium output:\n%s",
-			len(srv.results), len(cases), elapsed.Round(time.Millisecond), strings.Join(missing, ", "), chromeOut.String())
+			len(srv.results), len(cases), elapsed.Round(time.Millisecond), strings.Join(missing, ", "), withoutDBus(chromeOut.String()))
 	}
 
 	compared, idCompared := 0, 0

@@ -5,13 +5,12 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net/http"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/fanscope/fanscope/feed"
-	"github.com/fanscope/fanscope/internal/secrets"
+	"github.com/fanscope/fanscope/internal/netx"
 )
 
 const (
@@ -22,14 +21,10 @@ const (
 	DefaultRetry = 3 * time.Second
 
 	// readBufSize is the per-connection read buffer, which holds the
-	// response head and then the stream. It is small because a process may
-	// hold 10,000 connections; the parser keeps its own line buffer, so
-	// events larger than this still arrive whole.
-	readBufSize = 2 << 10
-	// DefaultMaxHeadBytes bounds a response head. net/http allows 10 MB;
-	// an SSE response has a handful of headers, and a process may hold
-	// thousands of connections.
-	DefaultMaxHeadBytes = 1 << 20
+	// response head and then the stream (netx.ReadBufferSize).
+	readBufSize = netx.ReadBufferSize
+	// DefaultMaxHeadBytes bounds a response head (netx.MaxHeadBytes).
+	DefaultMaxHeadBytes = netx.MaxHeadBytes
 	// MinRetry is the least wait between attempts, whatever the server
 	// asks (`retry: 0`): with jitter on top, a server that closes every
 	// stream at once gets at most two attempts a second per connection,
@@ -38,7 +33,7 @@ const (
 	// MaxRetry caps the reconnection time a server may ask for with
 	// `retry:` or Retry-After (a value that overflows a Duration is
 	// clamped to it too).
-	MaxRetry = time.Hour
+	MaxRetry = netx.MaxRetryAfter
 	// healthyAfter is how long a connection that delivered no event must
 	// have lasted to count as working: one that ends sooner is a failure
 	// and backs off, so "connect, close, connect" cannot storm.
@@ -88,12 +83,9 @@ type Client struct {
 	shownURL string // the URL with its secrets masked (internal/secrets)
 	header   http.Header
 	host     string // Host header override
-	// userHeaders are the names of the headers the user set (-H,
-	// --bearer-env): they never follow a redirect to another origin.
-	userHeaders []string
-	hc          *http.Client
-	parser      *Parser
-	buf         []byte // the read buffer for bodies not read in place (proxies, gzip), reused across connections
+	hc       *http.Client
+	parser   *Parser
+	buf      []byte // the read buffer for bodies not read in place (proxies, gzip), reused across connections
 
 	// Tunables; tests in this package shorten them.
 	retry       time.Duration // reconnection time until the server sends retry:
@@ -113,23 +105,23 @@ type Client struct {
 
 // NewClient checks cfg and returns a client ready to Run. Errors wrap ErrUsage.
 func NewClient(cfg Config) (*Client, error) {
-	u, err := checkURL(cfg.URL)
+	header := make(http.Header, len(cfg.Header)+2)
+	// EventSource sends these; a user's -H may replace them.
+	header.Set("Accept", "text/event-stream")
+	header.Set("Cache-Control", "no-cache")
+	ep, err := netx.CheckEndpoint("sse endpoint", cfg.Name, cfg.URL, cfg.Header, header, ErrUsage, "http", "https")
 	if err != nil {
-		return nil, usageErrorf("sse endpoint %q: %w", cfg.Name, err)
+		return nil, err
 	}
-	if cfg.Name == "" {
-		cfg.Name = hostPort(u)
-	}
-	if cfg.MaxBackoff == 0 {
-		cfg.MaxBackoff = DefaultMaxBackoff
-	}
-	if cfg.MaxBackoff < 0 {
-		return nil, usageErrorf("sse endpoint %s: max backoff %s is negative", cfg.Name, cfg.MaxBackoff)
+	cfg.Name = ep.Name
+	if err := netx.SetDurations(netx.Duration{V: &cfg.MaxBackoff, Default: DefaultMaxBackoff, Name: "max backoff"}); err != nil {
+		return nil, usageErrorf("sse endpoint %s: %w", cfg.Name, err)
 	}
 	c := &Client{
 		cfg:         cfg,
-		shownURL:    secrets.URL(cfg.URL),
-		header:      make(http.Header, len(cfg.Header)+2),
+		shownURL:    ep.Shown,
+		header:      ep.Header,
+		host:        ep.Host,
 		retry:       DefaultRetry,
 		burstQuiet:  time.Second,
 		burstMin:    3,
@@ -137,27 +129,6 @@ func NewClient(cfg Config) (*Client, error) {
 		jitter:      rand.Int64N,
 		floor:       MinRetry,
 		connected:   make(chan struct{}),
-	}
-	// EventSource sends these; a user's -H may replace them.
-	c.header.Set("Accept", "text/event-stream")
-	c.header.Set("Cache-Control", "no-cache")
-	for k, vs := range cfg.Header {
-		if !validHeaderName(k) {
-			return nil, usageErrorf("sse endpoint %s: invalid header name %q", cfg.Name, k)
-		}
-		for _, v := range vs {
-			if !validHeaderValue(v) {
-				return nil, usageErrorf("sse endpoint %s: header %s: value contains control characters", cfg.Name, k)
-			}
-		}
-		if http.CanonicalHeaderKey(k) == "Host" {
-			if len(vs) > 0 {
-				c.host = vs[len(vs)-1]
-			}
-			continue
-		}
-		c.header[http.CanonicalHeaderKey(k)] = append([]string(nil), vs...)
-		c.userHeaders = append(c.userHeaders, http.CanonicalHeaderKey(k))
 	}
 	rt, err := transportFor(cfg)
 	if err != nil {
@@ -170,7 +141,7 @@ func NewClient(cfg Config) (*Client, error) {
 	if t, ok := rt.(*http.Transport); ok {
 		rt = &directTransport{base: t, maxHead: cfg.MaxHeadBytes}
 	}
-	c.hc = &http.Client{Transport: rt, CheckRedirect: c.checkRedirect}
+	c.hc = &http.Client{Transport: rt, CheckRedirect: c.redirects(ep.Names).Check}
 	c.parser = NewParser(cfg.MaxLine)
 	// One oversized event must not end the stream: reconnecting would
 	// replay it through Last-Event-ID forever.
@@ -266,35 +237,22 @@ func (c *Client) between(ctx context.Context, sink feed.Sink, out *outcome, rs *
 	}
 	c.emitState(sink, feed.StateReconnecting, status,
 		fmt.Sprintf("%s (retry in %s)", out.reason, wait.Round(time.Millisecond)), rs.attempt+1)
-	t := time.NewTimer(wait)
-	select {
-	case <-ctx.Done():
-		t.Stop()
+	if !netx.Sleep(ctx, wait) {
 		c.setState(feed.StateDisconnected, "")
 		return true, nil
-	case <-t.C:
 	}
 	return false, nil
 }
 
-// backoff is the wait before the next attempt: the reconnection time after
-// a connection that worked, then doubling per failure, capped at maxWait
-// (or at retry when the server asked for more); never below floor, and
-// always with jitter (up to a quarter more after a connection that worked,
-// the upper half after failures) so many clients do not reconnect in step.
+// backoff is netx.Backoff from the reconnection time, with jitter after a
+// connection that worked too (up to a quarter more): a server that closes
+// every stream at once must not get them all back in the same instant.
 func backoff(retry, maxWait, floor time.Duration, failures int, jitter func(int64) int64) time.Duration {
-	retry = max(retry, floor)
+	d := netx.Backoff(retry, maxWait, floor, failures, jitter)
 	if failures <= 0 {
-		return retry + time.Duration(jitter(int64(retry/4)+1))
+		d += time.Duration(jitter(int64(d/4) + 1))
 	}
-	limit := max(maxWait, retry)
-	d := retry
-	for i := 0; i < failures && d < limit; i++ {
-		d *= 2
-	}
-	d = min(d, limit)
-	half := d / 2
-	return max(half+time.Duration(jitter(int64(d-half)+1)), floor)
+	return d
 }
 
 // retryDuration is a reconnection time in ms as a Duration, clamped to
@@ -322,17 +280,7 @@ func (c *Client) emitState(sink feed.Sink, state string, status int, errText str
 	}
 	c.diag.Attempt = attempt
 	c.mu.Unlock()
-	sink.Emit(feed.Record{
-		TS:       now,
-		Source:   feed.SourceSSE,
-		Kind:     feed.KindState,
-		Endpoint: c.cfg.Name,
-		Conn:     c.cfg.Conn,
-		State:    state,
-		Status:   status,
-		Error:    errText,
-		Attempt:  attempt,
-	})
+	sink.Emit(netx.StateRecord(now, feed.SourceSSE, c.cfg.Name, c.cfg.Conn, state, status, errText, attempt))
 }
 
 func (c *Client) setState(state, errText string) {
@@ -348,30 +296,4 @@ func (c *Client) retryMS() int64 {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.diag.RetryMS
-}
-
-// validHeaderName reports whether k is an HTTP token.
-func validHeaderName(k string) bool {
-	if k == "" {
-		return false
-	}
-	for i := 0; i < len(k); i++ {
-		b := k[i]
-		if b <= ' ' || b >= 0x7f || strings.IndexByte(`"(),/:;<=>?@[\]{}`, b) >= 0 {
-			return false
-		}
-	}
-	return true
-}
-
-// validHeaderValue reports whether net/http will send v: no control
-// characters except tab. An event id may hold others (only NUL is
-// excluded by the parser), and sending it would fail every reconnect.
-func validHeaderValue(v string) bool {
-	for i := 0; i < len(v); i++ {
-		if b := v[i]; (b < ' ' && b != '\t') || b == 0x7f {
-			return false
-		}
-	}
-	return true
 }

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/fanscope/fanscope/feed"
+	"github.com/fanscope/fanscope/internal/feedtest"
 )
 
 // TestManyConnectionsOneTransport opens 1,000 connections to one host
@@ -65,7 +66,7 @@ func TestManyConnectionsOneTransport(t *testing.T) {
 			<-done
 		}
 	})
-	deadline := time.After(2 * eventually)
+	deadline := time.After(2 * feedtest.Eventually)
 	for i, c := range clients {
 		select {
 		case <-c.Connected():

@@ -22,99 +22,14 @@ import (
 	"time"
 
 	"github.com/fanscope/fanscope/feed"
+	"github.com/fanscope/fanscope/internal/feedtest"
 )
-
-// eventually is how long "eventually" checks wait; generous for -race on
-// a loaded machine.
-const eventually = 20 * time.Second
-
-// recSink collects records and lets a test wait for a condition on them.
-type recSink struct {
-	mu   sync.Mutex
-	recs []feed.Record
-	wake chan struct{}
-}
-
-func newRecSink() *recSink { return &recSink{wake: make(chan struct{}, 1)} }
-
-func (s *recSink) Emit(r feed.Record) {
-	s.mu.Lock()
-	s.recs = append(s.recs, r)
-	s.mu.Unlock()
-	select {
-	case s.wake <- struct{}{}:
-	default:
-	}
-}
-
-func (s *recSink) all() []feed.Record {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return append([]feed.Record(nil), s.recs...)
-}
-
-// waitFor waits until cond holds for the records so far.
-func (s *recSink) waitFor(t *testing.T, what string, cond func([]feed.Record) bool) []feed.Record {
-	t.Helper()
-	deadline := time.NewTimer(eventually)
-	defer deadline.Stop()
-	for {
-		recs := s.all()
-		if cond(recs) {
-			return recs
-		}
-		select {
-		case <-s.wake:
-		case <-deadline.C:
-			t.Fatalf("timed out waiting for %s; records:\n%s", what, dump(recs))
-		}
-	}
-}
-
-func dump(recs []feed.Record) string {
-	var b strings.Builder
-	for _, r := range recs {
-		d := r.Data
-		if len(d) > 60 {
-			d = d[:60] + "…"
-		}
-		fmt.Fprintf(&b, "  %s state=%q status=%d attempt=%d err=%q type=%q id=%q retry=%d data=%q\n",
-			r.Kind, r.State, r.Status, r.Attempt, r.Error, r.Type, r.ID, r.RetryMS, d)
-	}
-	return b.String()
-}
-
-func ofKind(recs []feed.Record, k feed.Kind) []feed.Record {
-	var out []feed.Record
-	for _, r := range recs {
-		if r.Kind == k {
-			out = append(out, r)
-		}
-	}
-	return out
-}
-
-func countKind(k feed.Kind, n int) func([]feed.Record) bool {
-	return func(recs []feed.Record) bool { return len(ofKind(recs, k)) >= n }
-}
-
-func hasState(state, errPart string) func([]feed.Record) bool {
-	return func(recs []feed.Record) bool {
-		for _, r := range recs {
-			if r.Kind == feed.KindState && r.State == state && strings.Contains(r.Error, errPart) {
-				return true
-			}
-		}
-		return false
-	}
-}
 
 // running is a client started by startClient.
 type running struct {
+	*feedtest.Running
 	c    *Client
-	sink *recSink
-	done chan error
-	stop context.CancelFunc
+	sink *feedtest.Sink
 }
 
 // startClient runs a client for cfg (with tune applied before Run) until
@@ -130,31 +45,8 @@ func startClient(t *testing.T, cfg Config, tune func(*Client)) *running {
 	if tune != nil {
 		tune(c)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	rn := &running{c: c, sink: newRecSink(), done: make(chan error, 1), stop: cancel}
-	go func() { rn.done <- c.Run(ctx, rn.sink) }()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case <-rn.done:
-		case <-time.After(eventually):
-			t.Errorf("Run did not return after its context ended")
-		}
-	})
-	return rn
-}
-
-// wait waits for Run to return and gives its error.
-func (rn *running) wait(t *testing.T) error {
-	t.Helper()
-	select {
-	case err := <-rn.done:
-		rn.done <- err // for the cleanup
-		return err
-	case <-time.After(eventually):
-		t.Fatalf("Run did not return; records:\n%s", dump(rn.sink.all()))
-		return nil
-	}
+	sink := feedtest.NewSink()
+	return &running{Running: feedtest.Start(t, c, sink), c: c, sink: sink}
 }
 
 // waitDiag waits until cond holds for c's diagnostics and returns them.
@@ -162,7 +54,7 @@ func (rn *running) wait(t *testing.T) error {
 // out, so a test that saw a record may have to wait a moment for them.
 func waitDiag(t testing.TB, c *Client, cond func(Diagnostics) bool) Diagnostics {
 	t.Helper()
-	deadline := time.Now().Add(eventually)
+	deadline := time.Now().Add(feedtest.Eventually)
 	for {
 		d := c.Diagnostics()
 		if cond(d) || time.Now().After(deadline) {
@@ -227,7 +119,7 @@ func TestReconnectAfterCleanCloseSendsLastEventID(t *testing.T) {
 	}))
 
 	rn := startClient(t, Config{Name: "app-1", URL: srv.URL, Conn: 3}, nil)
-	recs := rn.sink.waitFor(t, "two events", countKind(feed.KindEvent, 2))
+	recs := rn.sink.WaitFor(t, 0, "two events", feedtest.CountKind(feed.KindEvent, 2))
 
 	mu.Lock()
 	gotSent := append([]string(nil), sent...)
@@ -235,16 +127,16 @@ func TestReconnectAfterCleanCloseSendsLastEventID(t *testing.T) {
 	if len(gotSent) != 2 || gotSent[0] != "" || gotSent[1] != "7" {
 		t.Errorf("Last-Event-ID per request: got %q, want [\"\" \"7\"]", gotSent)
 	}
-	events := ofKind(recs, feed.KindEvent)
+	events := feedtest.OfKind(recs, feed.KindEvent)
 	for i, want := range []struct{ id, data string }{{"7", "one"}, {"8", "two"}} {
 		if e := events[i]; e.ID != want.id || e.Data != want.data || e.Type != "message" {
 			t.Errorf("event %d: got id %q type %q data %q, want id %q type message data %q", i, e.ID, e.Type, e.Data, want.id, want.data)
 		}
 	}
-	if c := ofKind(recs, feed.KindComment); len(c) != 1 || c[0].Data != "hello" {
+	if c := feedtest.OfKind(recs, feed.KindComment); len(c) != 1 || c[0].Data != "hello" {
 		t.Errorf("comments: got %+v, want one with data %q", c, "hello")
 	}
-	if r := ofKind(recs, feed.KindRetry); len(r) != 1 || r[0].RetryMS != 20 {
+	if r := feedtest.OfKind(recs, feed.KindRetry); len(r) != 1 || r[0].RetryMS != 20 {
 		t.Errorf("retry records: got %+v, want one with 20 ms", r)
 	}
 	for _, r := range recs {
@@ -253,7 +145,7 @@ func TestReconnectAfterCleanCloseSendsLastEventID(t *testing.T) {
 		}
 	}
 	var states []string
-	for _, r := range ofKind(recs, feed.KindState) {
+	for _, r := range feedtest.OfKind(recs, feed.KindState) {
 		states = append(states, fmt.Sprintf("%s/%d", r.State, r.Attempt))
 	}
 	// The attempt count starts again after a connection that worked.
@@ -261,8 +153,8 @@ func TestReconnectAfterCleanCloseSendsLastEventID(t *testing.T) {
 	if strings.Join(states, " ") != strings.Join(want, " ") {
 		t.Errorf("states: got %v, want %v", states, want)
 	}
-	if !hasState(feed.StateDisconnected, "server closed the stream")(recs) {
-		t.Errorf("no disconnected record saying the server closed the stream:\n%s", dump(recs))
+	if !feedtest.HasState(feed.StateDisconnected, "server closed the stream")(recs) {
+		t.Errorf("no disconnected record saying the server closed the stream:\n%s", feedtest.Dump(recs))
 	}
 	d := waitDiag(t, rn.c, eventsAtLeast(2))
 	if d.LastEventIDSent != "7" || d.LastEventIDHonoured != "yes" || d.Connects != 2 || d.Reconnects != 1 ||
@@ -293,7 +185,7 @@ func TestRetryFieldSetsReconnectionTime(t *testing.T) {
 	}))
 
 	rn := startClient(t, Config{URL: srv.URL}, nil)
-	recs := rn.sink.waitFor(t, "event after reconnect", countKind(feed.KindEvent, 2))
+	recs := rn.sink.WaitFor(t, 0, "event after reconnect", feedtest.CountKind(feed.KindEvent, 2))
 	// A lower bound only: the client must wait at least the retry time.
 	if gap := time.Duration(reconnectedAt.Load() - closedAt.Load()); gap < retryMS*time.Millisecond {
 		t.Errorf("reconnected %s after the close, want at least %d ms", gap, retryMS)
@@ -307,7 +199,7 @@ func TestRetryFieldSetsReconnectionTime(t *testing.T) {
 		}
 	}
 	if !found {
-		t.Errorf("no reconnecting record announcing a wait of 300 to 375ms:\n%s", dump(recs))
+		t.Errorf("no reconnecting record announcing a wait of 300 to 375ms:\n%s", feedtest.Dump(recs))
 	}
 	if d := rn.c.Diagnostics(); d.RetryMS != retryMS || !d.RetryFromServer {
 		t.Errorf("diagnostics retry: got %d ms (from server %v), want %d ms from server", d.RetryMS, d.RetryFromServer, retryMS)
@@ -345,15 +237,15 @@ func TestTransientErrorsRetryThenConnect(t *testing.T) {
 			}))
 
 			rn := startClient(t, Config{URL: srv.URL}, nil)
-			recs := rn.sink.waitFor(t, "an event after the errors", countKind(feed.KindEvent, 1))
+			recs := rn.sink.WaitFor(t, 0, "an event after the errors", feedtest.CountKind(feed.KindEvent, 1))
 			var retries []feed.Record
-			for _, r := range ofKind(recs, feed.KindState) {
+			for _, r := range feedtest.OfKind(recs, feed.KindState) {
 				if r.State == feed.StateReconnecting {
 					retries = append(retries, r)
 				}
 			}
 			if len(retries) != 2 {
-				t.Fatalf("reconnecting records: got %d, want 2:\n%s", len(retries), dump(recs))
+				t.Fatalf("reconnecting records: got %d, want 2:\n%s", len(retries), feedtest.Dump(recs))
 			}
 			for i, r := range retries {
 				if r.Status != tc.status || !strings.Contains(r.Error, tc.want) || r.Attempt != i+2 {
@@ -383,10 +275,10 @@ func TestRetryAfterHonoured(t *testing.T) {
 		<-r.Context().Done()
 	}))
 	rn := startClient(t, Config{URL: srv.URL}, nil)
-	recs := rn.sink.waitFor(t, "an event", countKind(feed.KindEvent, 1))
+	recs := rn.sink.WaitFor(t, 0, "an event", feedtest.CountKind(feed.KindEvent, 1))
 	// The backoff alone would wait about 100-200 ms here.
-	if !hasState(feed.StateReconnecting, "503 Service Unavailable (retry in 1s)")(recs) {
-		t.Errorf("no reconnecting record waiting the 1 s the server asked for:\n%s", dump(recs))
+	if !feedtest.HasState(feed.StateReconnecting, "503 Service Unavailable (retry in 1s)")(recs) {
+		t.Errorf("no reconnecting record waiting the 1 s the server asked for:\n%s", feedtest.Dump(recs))
 	}
 }
 
@@ -425,7 +317,7 @@ func TestFatalResponsesStop(t *testing.T) {
 			}))
 
 			rn := startClient(t, Config{Name: "app", URL: srv.URL}, nil)
-			err := rn.wait(t)
+			err := rn.Wait(t)
 			if !errors.Is(err, ErrFatal) {
 				t.Fatalf("Run: got %v, want an error wrapping ErrFatal", err)
 			}
@@ -444,7 +336,7 @@ func TestFatalResponsesStop(t *testing.T) {
 			if !errors.As(err, &se) || se.Code != tc.status {
 				t.Errorf("Run: got %v, want it to wrap a StatusError with code %d", err, tc.status)
 			}
-			recs := rn.sink.all()
+			recs := rn.sink.All()
 			last := recs[len(recs)-1]
 			if last.Kind != feed.KindState || last.State != feed.StateFailed || last.Status != tc.status {
 				t.Errorf("last record: got %s %s status %d, want state failed status %d", last.Kind, last.State, last.Status, tc.status)
@@ -464,7 +356,7 @@ func TestContentTypeWithParametersAccepted(t *testing.T) {
 		<-r.Context().Done()
 	}))
 	rn := startClient(t, Config{URL: srv.URL}, nil)
-	rn.sink.waitFor(t, "an event", countKind(feed.KindEvent, 1))
+	rn.sink.WaitFor(t, 0, "an event", feedtest.CountKind(feed.KindEvent, 1))
 }
 
 func TestStallWatchdogReconnects(t *testing.T) {
@@ -490,7 +382,7 @@ func TestStallWatchdogReconnects(t *testing.T) {
 			}))
 
 			rn := startClient(t, Config{URL: srv.URL, StallTimeout: 200 * time.Millisecond}, nil)
-			recs := rn.sink.waitFor(t, "the event after the stall", func(recs []feed.Record) bool {
+			recs := rn.sink.WaitFor(t, 0, "the event after the stall", func(recs []feed.Record) bool {
 				for _, r := range recs {
 					if r.Kind == feed.KindEvent && r.Data == "after" {
 						return true
@@ -498,17 +390,17 @@ func TestStallWatchdogReconnects(t *testing.T) {
 				}
 				return false
 			})
-			if !hasState(feed.StateReconnecting, "stalled: no bytes for 200ms")(recs) {
-				t.Errorf("no reconnecting record reporting the stall:\n%s", dump(recs))
+			if !feedtest.HasState(feed.StateReconnecting, "stalled: no bytes for 200ms")(recs) {
+				t.Errorf("no reconnecting record reporting the stall:\n%s", feedtest.Dump(recs))
 			}
-			if tc.headers && !hasState(feed.StateDisconnected, "stalled")(recs) {
-				t.Errorf("no disconnected record reporting the stall:\n%s", dump(recs))
+			if tc.headers && !feedtest.HasState(feed.StateDisconnected, "stalled")(recs) {
+				t.Errorf("no disconnected record reporting the stall:\n%s", feedtest.Dump(recs))
 			}
 			if tc.headers && !inOrder(recs, feed.StateStalled, feed.StateDisconnected, feed.StateReconnecting) {
-				t.Errorf("want stalled before disconnected and reconnecting:\n%s", dump(recs))
+				t.Errorf("want stalled before disconnected and reconnecting:\n%s", feedtest.Dump(recs))
 			}
 			if !tc.headers && !inOrder(recs, feed.StateStalled, feed.StateReconnecting) {
-				t.Errorf("want stalled before reconnecting:\n%s", dump(recs))
+				t.Errorf("want stalled before reconnecting:\n%s", feedtest.Dump(recs))
 			}
 			if d := rn.c.Diagnostics(); d.Stalls < 1 {
 				t.Errorf("diagnostics stalls: got %d, want at least 1", d.Stalls)
@@ -534,7 +426,7 @@ func TestKeepAliveCommentsPreventStall(t *testing.T) {
 		<-r.Context().Done()
 	}))
 	rn := startClient(t, Config{URL: srv.URL, StallTimeout: 2 * time.Second}, nil)
-	rn.sink.waitFor(t, "the event after the pings", countKind(feed.KindEvent, 1))
+	rn.sink.WaitFor(t, 0, "the event after the pings", feedtest.CountKind(feed.KindEvent, 1))
 	d := waitDiag(t, rn.c, eventsAtLeast(1))
 	if d.Stalls != 0 || d.Connects != 1 || d.Comments != 40 || d.LastComment.IsZero() {
 		t.Errorf("diagnostics: got stalls %d connects %d comments %d last comment %v, want 0 1 40 and a time",
@@ -557,8 +449,8 @@ func TestFiveMegabyteEventArrivesWhole(t *testing.T) {
 		<-r.Context().Done()
 	}))
 	rn := startClient(t, Config{URL: srv.URL}, nil)
-	recs := rn.sink.waitFor(t, "two events", countKind(feed.KindEvent, 2))
-	events := ofKind(recs, feed.KindEvent)
+	recs := rn.sink.WaitFor(t, 0, "two events", feedtest.CountKind(feed.KindEvent, 2))
+	events := feedtest.OfKind(recs, feed.KindEvent)
 	if events[0].Type != "big" || len(events[0].Data) != len(data) || events[0].Data != string(data) {
 		t.Errorf("big event: got type %q and %d bytes, want type big and the %d bytes sent", events[0].Type, len(events[0].Data), len(data))
 	}
@@ -600,7 +492,7 @@ func TestThousandEventsPerSecondForTenSecondsNoneLost(t *testing.T) {
 	deadline := time.Now().Add(60 * time.Second)
 	var events []feed.Record
 	for time.Now().Before(deadline) {
-		events = ofKind(rn.sink.all(), feed.KindEvent)
+		events = feedtest.OfKind(rn.sink.All(), feed.KindEvent)
 		if len(events) >= total {
 			break
 		}
@@ -632,12 +524,12 @@ func TestDataBytesDeliveredRaw(t *testing.T) {
 		<-r.Context().Done()
 	}))
 	rn := startClient(t, Config{URL: srv.URL}, nil)
-	recs := rn.sink.waitFor(t, "an event", countKind(feed.KindEvent, 1))
-	e := ofKind(recs, feed.KindEvent)[0]
+	recs := rn.sink.WaitFor(t, 0, "an event", feedtest.CountKind(feed.KindEvent, 1))
+	e := feedtest.OfKind(recs, feed.KindEvent)[0]
 	if e.Data != data || e.Type != "\x1b[1mtype" {
 		t.Errorf("event: got type %q data %q, want type %q data %q", e.Type, e.Data, "\x1b[1mtype", data)
 	}
-	if c := ofKind(recs, feed.KindComment); len(c) != 1 || c[0].Data != "\x1b[2Jcomment" {
+	if c := feedtest.OfKind(recs, feed.KindComment); len(c) != 1 || c[0].Data != "\x1b[2Jcomment" {
 		t.Errorf("comment: got %+v, want data %q", c, "\x1b[2Jcomment")
 	}
 }
@@ -660,7 +552,7 @@ func TestRequestHeaders(t *testing.T) {
 	var r *http.Request
 	select {
 	case r = <-got:
-	case <-time.After(eventually):
+	case <-time.After(feedtest.Eventually):
 		t.Fatal("no request arrived")
 	}
 	want := map[string]string{
@@ -696,7 +588,7 @@ func TestUserHeaderOverridesAccept(t *testing.T) {
 		if a != "*/*" {
 			t.Errorf("Accept: got %q, want the user's %q", a, "*/*")
 		}
-	case <-time.After(eventually):
+	case <-time.After(feedtest.Eventually):
 		t.Fatal("no request arrived")
 	}
 }
@@ -729,8 +621,8 @@ func TestTLS(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			rn := startClient(t, tc.cfg, nil)
-			recs := rn.sink.waitFor(t, "an event", countKind(feed.KindEvent, 1))
-			if e := ofKind(recs, feed.KindEvent)[0]; e.Data != "secure" {
+			recs := rn.sink.WaitFor(t, 0, "an event", feedtest.CountKind(feed.KindEvent, 1))
+			if e := feedtest.OfKind(recs, feed.KindEvent)[0]; e.Data != "secure" {
 				t.Errorf("event data: got %q, want %q", e.Data, "secure")
 			}
 			if d := rn.c.Diagnostics(); d.Proto != "HTTP/1.1" {
@@ -741,7 +633,7 @@ func TestTLS(t *testing.T) {
 
 	t.Run("untrusted", func(t *testing.T) {
 		rn := startClient(t, Config{URL: srv.URL}, nil)
-		err := rn.wait(t)
+		err := rn.Wait(t)
 		if !errors.Is(err, ErrFatal) || !strings.Contains(err.Error(), "--tls-ca") {
 			t.Errorf("Run: got %v, want an ErrFatal naming --tls-ca", err)
 		}
@@ -787,10 +679,10 @@ func TestSharedTransportServesManyConnections(t *testing.T) {
 	for i, rn := range clients {
 		select {
 		case <-rn.c.Connected():
-		case <-time.After(eventually):
+		case <-time.After(feedtest.Eventually):
 			t.Fatalf("connection %d never connected", i)
 		}
-		rn.sink.waitFor(t, "an event", countKind(feed.KindEvent, 1))
+		rn.sink.WaitFor(t, 0, "an event", feedtest.CountKind(feed.KindEvent, 1))
 	}
 	if got := open.Load(); got != conns {
 		t.Errorf("open server connections: got %d, want %d", got, conns)
@@ -817,7 +709,7 @@ func TestTLSOptionsWithSharedTransport(t *testing.T) {
 	t.Cleanup(base.CloseIdleConnections)
 
 	rn := startClient(t, Config{URL: srv.URL, TLSCA: ca, Transport: base}, nil)
-	rn.sink.waitFor(t, "an event", countKind(feed.KindEvent, 1))
+	rn.sink.WaitFor(t, 0, "an event", feedtest.CountKind(feed.KindEvent, 1))
 
 	c2, err := NewClient(Config{URL: srv.URL, TLSCA: ca, Transport: base, Conn: 1})
 	if err != nil {
@@ -854,7 +746,7 @@ func TestConnectionRefusedRetries(t *testing.T) {
 	addr := l.Addr().String()
 	l.Close()
 	rn := startClient(t, Config{URL: "http://" + addr + "/events"}, nil)
-	rn.sink.waitFor(t, "two retries", func(recs []feed.Record) bool {
+	rn.sink.WaitFor(t, 0, "two retries", func(recs []feed.Record) bool {
 		n := 0
 		for _, r := range recs {
 			if r.Kind == feed.KindState && r.State == feed.StateReconnecting && strings.Contains(r.Error, "refused") {
@@ -863,10 +755,8 @@ func TestConnectionRefusedRetries(t *testing.T) {
 		}
 		return n >= 2
 	})
-	select {
-	case err := <-rn.done:
+	if err, ok := rn.Returned(); ok {
 		t.Fatalf("Run returned %v, want it to keep retrying", err)
-	default:
 	}
 	if d := rn.c.Diagnostics(); !strings.Contains(d.LastError, "refused") || d.Connects != 0 {
 		t.Errorf("diagnostics: got error %q connects %d, want a refused error and 0", d.LastError, d.Connects)
@@ -880,7 +770,7 @@ func TestUnknownHostIsFatal(t *testing.T) {
 		t.Skipf("resolver does not answer NXDOMAIN here: %v", err)
 	}
 	rn := startClient(t, Config{URL: "http://" + host + "/events"}, nil)
-	if err := rn.wait(t); !errors.Is(err, ErrFatal) || !strings.Contains(err.Error(), "not found") {
+	if err := rn.Wait(t); !errors.Is(err, ErrFatal) || !strings.Contains(err.Error(), "not found") {
 		t.Errorf("Run: got %v, want an ErrFatal saying the host was not found", err)
 	}
 }
@@ -893,7 +783,7 @@ func TestRunEndsWithContext(t *testing.T) {
 	rn := startClient(t, Config{URL: srv.URL}, nil)
 	select {
 	case <-rn.c.Connected():
-	case <-time.After(eventually):
+	case <-time.After(feedtest.Eventually):
 		t.Fatal("never connected")
 	}
 	// Diagnostics is read while Run writes; -race checks the locking.
@@ -909,8 +799,7 @@ func TestRunEndsWithContext(t *testing.T) {
 			}
 		}
 	})
-	rn.stop()
-	if err := rn.wait(t); err != nil {
+	if err := rn.Stop(t); err != nil {
 		t.Errorf("Run after cancel: got %v, want nil", err)
 	}
 	close(stop)
@@ -918,7 +807,7 @@ func TestRunEndsWithContext(t *testing.T) {
 	if d := rn.c.Diagnostics(); d.State != feed.StateDisconnected {
 		t.Errorf("state after cancel: got %s, want disconnected", d.State)
 	}
-	if err := rn.c.Run(context.Background(), newRecSink()); err == nil {
+	if err := rn.c.Run(context.Background(), feedtest.NewSink()); err == nil {
 		t.Errorf("second Run: got nil, want an error")
 	}
 }
@@ -936,7 +825,7 @@ func TestUnsendableLastEventID(t *testing.T) {
 		<-r.Context().Done()
 	}))
 	rn := startClient(t, Config{URL: srv.URL}, nil)
-	rn.sink.waitFor(t, "the reconnect", func(recs []feed.Record) bool {
+	rn.sink.WaitFor(t, 0, "the reconnect", func(recs []feed.Record) bool {
 		c := 0
 		for _, r := range recs {
 			if r.State == feed.StateConnected {
@@ -967,8 +856,8 @@ func TestOversizedEventSkipped(t *testing.T) {
 		<-r.Context().Done()
 	}))
 	rn := startClient(t, Config{URL: srv.URL, MaxLine: 50}, nil)
-	recs := rn.sink.waitFor(t, "the event after the oversized one", countKind(feed.KindEvent, 1))
-	if e := ofKind(recs, feed.KindEvent)[0]; e.Data != "short" || e.ID != "2" {
+	recs := rn.sink.WaitFor(t, 0, "the event after the oversized one", feedtest.CountKind(feed.KindEvent, 1))
+	if e := feedtest.OfKind(recs, feed.KindEvent)[0]; e.Data != "short" || e.ID != "2" {
 		t.Errorf("event: got %q id %q, want %q id 2", e.Data, e.ID, "short")
 	}
 	d := rn.c.Diagnostics()
@@ -978,8 +867,8 @@ func TestOversizedEventSkipped(t *testing.T) {
 	if w := strings.Join(rn.c.Status().Warnings, "\n"); !strings.Contains(w, "1 events skipped") || !strings.Contains(w, "50-byte cap") {
 		t.Errorf("Status warnings: got %q, want the skipped event named", w)
 	}
-	if hasState(feed.StateDisconnected, "")(recs) {
-		t.Errorf("the oversized event ended the stream:\n%s", dump(recs))
+	if feedtest.HasState(feed.StateDisconnected, "")(recs) {
+		t.Errorf("the oversized event ended the stream:\n%s", feedtest.Dump(recs))
 	}
 }
 
@@ -991,8 +880,8 @@ func TestGzipBombSkipped(t *testing.T) {
 	stream := "data: " + strings.Repeat("x", 8<<20) + "\n\nid: 9\ndata: after\n\n"
 	u := rawServer(t, []string{"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nContent-Encoding: gzip\r\n\r\n", gzipped(t, stream)}, false)
 	rn := startClient(t, Config{URL: u, MaxLine: maxLine}, nil)
-	recs := rn.sink.waitFor(t, "the event after the bomb", countKind(feed.KindEvent, 1))
-	if e := ofKind(recs, feed.KindEvent)[0]; e.Data != "after" {
+	recs := rn.sink.WaitFor(t, 0, "the event after the bomb", feedtest.CountKind(feed.KindEvent, 1))
+	if e := feedtest.OfKind(recs, feed.KindEvent)[0]; e.Data != "after" {
 		t.Errorf("event: got %q, want %q", e.Data, "after")
 	}
 	// Events are counted after the read is parsed: waiting for the count
@@ -1044,27 +933,6 @@ func TestBackoff(t *testing.T) {
 	for _, ms := range []int64{-1, 0, 1, 1 << 40, 1<<63 - 1} {
 		if d := retryDuration(ms); d < 0 || d > MaxRetry {
 			t.Errorf("retryDuration(%d) = %s, want within [0, %s]", ms, d, MaxRetry)
-		}
-	}
-}
-
-func TestParseRetryAfter(t *testing.T) {
-	now := time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC)
-	cases := []struct {
-		in   string
-		want time.Duration
-	}{
-		{"", 0},
-		{"5", 5 * time.Second},
-		{" 0 ", 0},
-		{"-3", 0},
-		{"soon", 0},
-		{now.Add(90 * time.Second).Format(http.TimeFormat), 90 * time.Second},
-		{now.Add(-time.Hour).Format(http.TimeFormat), 0},
-	}
-	for _, tc := range cases {
-		if got := parseRetryAfter(tc.in, now); got != tc.want {
-			t.Errorf("parseRetryAfter(%q): got %s, want %s", tc.in, got, tc.want)
 		}
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/fanscope/fanscope/feed"
+	"github.com/fanscope/fanscope/internal/feedtest"
 )
 
 func TestDiagnosticsHeaderWarnings(t *testing.T) {
@@ -75,12 +76,12 @@ func TestDiagnosticsHeaderWarnings(t *testing.T) {
 				<-r.Context().Done()
 			}))
 			rn := startClient(t, Config{URL: srv.URL}, nil)
-			recs := rn.sink.waitFor(t, "an event", countKind(feed.KindEvent, 1))
+			recs := rn.sink.WaitFor(t, 0, "an event", feedtest.CountKind(feed.KindEvent, 1))
 			wantData := "plain"
 			if tc.gzip {
 				wantData = "zipped" // decoded, as a browser decodes it
 			}
-			if e := ofKind(recs, feed.KindEvent)[0]; e.Data != wantData {
+			if e := feedtest.OfKind(recs, feed.KindEvent)[0]; e.Data != wantData {
 				t.Errorf("event data: got %q, want %q", e.Data, wantData)
 			}
 			d := rn.c.Diagnostics()
@@ -111,7 +112,7 @@ func TestDiagnosticsTimingAndCounts(t *testing.T) {
 	}))
 	before := time.Now()
 	rn := startClient(t, Config{Name: "n", URL: srv.URL, Conn: 2}, nil)
-	recs := rn.sink.waitFor(t, "two events", countKind(feed.KindEvent, 2))
+	recs := rn.sink.WaitFor(t, 0, "two events", feedtest.CountKind(feed.KindEvent, 2))
 	d := waitDiag(t, rn.c, eventsAtLeast(2))
 	if d.Name != "n" || d.Conn != 2 || d.URL != srv.URL || d.State != feed.StateConnected || d.Status != 200 || d.Proto != "HTTP/1.1" {
 		t.Errorf("identity: got %q conn %d url %q state %s status %d proto %s", d.Name, d.Conn, d.URL, d.State, d.Status, d.Proto)
@@ -122,7 +123,7 @@ func TestDiagnosticsTimingAndCounts(t *testing.T) {
 	if d.Events != 2 || d.Comments != 1 || d.Bytes != int64(len(": ping\n\ndata: a\n\ndata: b\n\n")) {
 		t.Errorf("counts: got %d events %d comments %d bytes", d.Events, d.Comments, d.Bytes)
 	}
-	events := ofKind(recs, feed.KindEvent)
+	events := feedtest.OfKind(recs, feed.KindEvent)
 	if !d.LastEvent.Equal(events[1].TS) || d.LastEvent.Before(before) || d.LastComment.After(d.LastEvent) || d.ConnectedAt.After(d.LastComment) {
 		t.Errorf("times: got connected %v, last comment %v, last event %v (record %v)", d.ConnectedAt, d.LastComment, d.LastEvent, events[1].TS)
 	}
@@ -151,7 +152,7 @@ func TestDiagnosticsBurstWarning(t *testing.T) {
 		<-r.Context().Done()
 	}))
 	rn := startClient(t, Config{URL: srv.URL}, func(c *Client) { c.burstQuiet = 100 * time.Millisecond })
-	rn.sink.waitFor(t, "20 events", countKind(feed.KindEvent, 20))
+	rn.sink.WaitFor(t, 0, "20 events", feedtest.CountKind(feed.KindEvent, 20))
 	d := waitDiag(t, rn.c, eventsAtLeast(20))
 	if d.Bursts < 3 {
 		t.Fatalf("bursts: got %d, want at least 3", d.Bursts)
@@ -175,7 +176,7 @@ func TestDiagnosticsSteadyStreamIsNoBurst(t *testing.T) {
 		<-r.Context().Done()
 	}))
 	rn := startClient(t, Config{URL: srv.URL}, nil)
-	rn.sink.waitFor(t, "10 events", countKind(feed.KindEvent, 10))
+	rn.sink.WaitFor(t, 0, "10 events", feedtest.CountKind(feed.KindEvent, 10))
 	if d := waitDiag(t, rn.c, eventsAtLeast(10)); d.Bursts != 0 || len(d.Warnings) != 0 {
 		t.Errorf("got %d bursts and warnings %q, want none", d.Bursts, d.Warnings)
 	}
@@ -193,7 +194,7 @@ func TestLastEventIDNotHonoured(t *testing.T) {
 		<-r.Context().Done()
 	}))
 	rn := startClient(t, Config{URL: srv.URL}, nil)
-	rn.sink.waitFor(t, "the replayed events", countKind(feed.KindEvent, 4))
+	rn.sink.WaitFor(t, 0, "the replayed events", feedtest.CountKind(feed.KindEvent, 4))
 	d := rn.c.Diagnostics()
 	if d.LastEventIDSent != "2" || d.LastEventIDHonoured != "no" || !strings.Contains(d.ResumeDetail, "replayed") {
 		t.Errorf("resume: got sent %q honoured %q detail %q, want 2, no, and a detail about replaying", d.LastEventIDSent, d.LastEventIDHonoured, d.ResumeDetail)

@@ -15,12 +15,13 @@ import (
 	"time"
 
 	"github.com/fanscope/fanscope/feed"
+	"github.com/fanscope/fanscope/internal/feedtest"
 )
 
-// rawServer answers every request with the given pieces of bytes, each
-// written on its own, then holds the connection until the client closes
-// it, or closes it itself when hangUp is set. It returns the server's URL.
-func rawServer(t *testing.T, pieces []string, hangUp bool) string {
+// tcpServer reads each request's head and hands the connection to answer,
+// which writes exact bytes; the connection closes when answer returns. It
+// returns the server's URL.
+func tcpServer(t *testing.T, answer func(c net.Conn)) string {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -53,19 +54,28 @@ func rawServer(t *testing.T, pieces []string, hangUp bool) string {
 						break
 					}
 				}
-				for _, p := range pieces {
-					if _, err := c.Write([]byte(p)); err != nil {
-						return
-					}
-				}
-				if hangUp {
-					return
-				}
-				_, _ = io.Copy(io.Discard, c) // until the client closes
+				answer(c)
 			}()
 		}
 	}()
 	return "http://" + ln.Addr().String() + "/events"
+}
+
+// rawServer answers every request with the given pieces of bytes, each
+// written on its own, then holds the connection until the client closes
+// it, or closes it itself when hangUp is set. It returns the server's URL.
+func rawServer(t *testing.T, pieces []string, hangUp bool) string {
+	t.Helper()
+	return tcpServer(t, func(c net.Conn) {
+		for _, p := range pieces {
+			if _, err := c.Write([]byte(p)); err != nil {
+				return
+			}
+		}
+		if !hangUp {
+			_, _ = io.Copy(io.Discard, c) // until the client closes
+		}
+	})
 }
 
 // chunked frames body as chunks of the given sizes (the rest in one last
@@ -169,17 +179,17 @@ func TestDirectBodyFraming(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			u := rawServer(t, tc.pieces, tc.hangUp)
 			rn := startClient(t, Config{URL: u}, func(c *Client) { c.retry = time.Hour })
-			recs := rn.sink.waitFor(t, "three events", countKind(feed.KindEvent, 3))
-			for i, e := range ofKind(recs, feed.KindEvent)[:3] {
+			recs := rn.sink.WaitFor(t, 0, "three events", feedtest.CountKind(feed.KindEvent, 3))
+			for i, e := range feedtest.OfKind(recs, feed.KindEvent)[:3] {
 				if e.Data != wantData[i] || e.ID != fmt.Sprint(i+1) {
 					t.Errorf("event %d: got id %q and %d bytes of data, want id %d and %q (%d bytes)",
 						i, e.ID, len(e.Data), i+1, wantData[i][:min(10, len(wantData[i]))], len(wantData[i]))
 				}
 			}
 			if tc.ended != "" {
-				rn.sink.waitFor(t, "the end of the stream", hasState(feed.StateDisconnected, tc.ended))
-			} else if hasState(feed.StateDisconnected, "")(rn.sink.all()) {
-				t.Errorf("the stream ended; records:\n%s", dump(rn.sink.all()))
+				rn.sink.WaitFor(t, 0, "the end of the stream", feedtest.HasState(feed.StateDisconnected, tc.ended))
+			} else if feedtest.HasState(feed.StateDisconnected, "")(rn.sink.All()) {
+				t.Errorf("the stream ended; records:\n%s", feedtest.Dump(rn.sink.All()))
 			}
 		})
 	}
@@ -253,7 +263,7 @@ func TestChunksOfOneReadCountAsOne(t *testing.T) {
 	u := rawServer(t, []string{streamHead + "Transfer-Encoding: chunked\r\n\r\n" +
 		strings.Join(chunked(strings.Join(events, ""), false, 9, 9, 9, 9, 9), "")}, false)
 	rn := startClient(t, Config{URL: u}, func(c *Client) { c.burstQuiet = 0 })
-	rn.sink.waitFor(t, "5 events", countKind(feed.KindEvent, 5))
+	rn.sink.WaitFor(t, 0, "5 events", feedtest.CountKind(feed.KindEvent, 5))
 	d := waitDiag(t, rn.c, eventsAtLeast(5))
 	if d.Bursts != 1 || d.Bytes != 45 {
 		t.Errorf("got %d bursts and %d bytes, want 1 burst (5 events in one read) and 45 bytes", d.Bursts, d.Bytes)
@@ -281,8 +291,8 @@ func TestRedirectAndURLCredentials(t *testing.T) {
 		t.Run(path, func(t *testing.T) {
 			u := strings.Replace(srv.URL, "http://", "http://user:secret@", 1) + path
 			rn := startClient(t, Config{URL: u}, nil)
-			recs := rn.sink.waitFor(t, "an event", countKind(feed.KindEvent, 1))
-			if got := ofKind(recs, feed.KindEvent)[0].Data; got != "/events" {
+			recs := rn.sink.WaitFor(t, 0, "an event", feedtest.CountKind(feed.KindEvent, 1))
+			if got := feedtest.OfKind(recs, feed.KindEvent)[0].Data; got != "/events" {
 				t.Errorf("event data: got %q, want %q", got, "/events")
 			}
 		})
@@ -312,8 +322,8 @@ func TestProxyGoesThroughHTTPTransport(t *testing.T) {
 	tr := &http.Transport{Proxy: http.ProxyURL(proxyURL)}
 	t.Cleanup(tr.CloseIdleConnections)
 	rn := startClient(t, Config{URL: "http://origin.invalid/events", Transport: tr}, nil)
-	recs := rn.sink.waitFor(t, "two events", countKind(feed.KindEvent, 2))
-	events := ofKind(recs, feed.KindEvent)
+	recs := rn.sink.WaitFor(t, 0, "two events", feedtest.CountKind(feed.KindEvent, 2))
+	events := feedtest.OfKind(recs, feed.KindEvent)
 	if events[0].Data != big || events[1].Data != "/events" {
 		t.Errorf("events: got %d bytes and %q, want %d bytes and %q", len(events[0].Data), events[1].Data, len(big), "/events")
 	}

@@ -1,7 +1,6 @@
 package ssex
 
 import (
-	"bufio"
 	"errors"
 	"net"
 	"net/http"
@@ -14,6 +13,7 @@ import (
 	"time"
 
 	"github.com/fanscope/fanscope/feed"
+	"github.com/fanscope/fanscope/internal/feedtest"
 )
 
 var waitRE = regexp.MustCompile(`retry in ([0-9a-zµ.]+)\)$`)
@@ -55,7 +55,7 @@ func TestRetryZeroNoStorm(t *testing.T) {
 				write(w, tc.body)
 			}))
 			rn := startClient(t, Config{URL: srv.URL}, func(c *Client) { c.floor = MinRetry })
-			recs := rn.sink.waitFor(t, "three reconnects", func(recs []feed.Record) bool {
+			recs := rn.sink.WaitFor(t, 0, "three reconnects", func(recs []feed.Record) bool {
 				return len(announcedWaits(recs)) >= 3
 			})
 			for i, w := range announcedWaits(recs)[:3] {
@@ -73,7 +73,7 @@ func TestRetryZeroNoStorm(t *testing.T) {
 			}
 			if tc.name == "no event" {
 				// Connections that deliver nothing back off like failures.
-				waits := announcedWaits(rn.sink.all())
+				waits := announcedWaits(rn.sink.All())
 				if last := waits[len(waits)-1]; len(waits) >= 4 && last < 2*MinRetry {
 					t.Errorf("after %d empty connections the wait is %s, want it to grow", len(waits), last)
 				}
@@ -92,7 +92,7 @@ func TestRetryOverflowClamped(t *testing.T) {
 		write(w, "retry: "+strconv.FormatInt(1<<63-1, 10)+"\ndata: x\n\n")
 	}))
 	rn := startClient(t, Config{URL: srv.URL}, nil)
-	recs := rn.sink.waitFor(t, "a reconnecting record", func(recs []feed.Record) bool { return len(announcedWaits(recs)) >= 1 })
+	recs := rn.sink.WaitFor(t, 0, "a reconnecting record", func(recs []feed.Record) bool { return len(announcedWaits(recs)) >= 1 })
 	if w := announcedWaits(recs)[0]; w < MaxRetry {
 		t.Errorf("wait after retry: max int64: got %s, want at least %s", w, MaxRetry)
 	}
@@ -105,51 +105,18 @@ func TestRetryOverflowClamped(t *testing.T) {
 // over until the client goes away. It returns the server's URL.
 func endlessServer(t *testing.T, prefix, repeat string) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var wg sync.WaitGroup
-	t.Cleanup(func() {
-		ln.Close()
-		wg.Wait()
-	})
 	chunk := []byte(strings.Repeat(repeat, max(1, 4096/len(repeat))))
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for {
-			c, err := ln.Accept()
-			if err != nil {
+	return tcpServer(t, func(c net.Conn) {
+		if _, err := c.Write([]byte(prefix)); err != nil {
+			return
+		}
+		// Bounded: 256 MiB at most, far past any limit.
+		for i := 0; i < (256<<20)/len(chunk); i++ {
+			if _, err := c.Write(chunk); err != nil {
 				return
 			}
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				defer c.Close()
-				br := bufio.NewReader(c)
-				for {
-					line, err := br.ReadString('\n')
-					if err != nil {
-						return
-					}
-					if line == "\r\n" {
-						break
-					}
-				}
-				if _, err := c.Write([]byte(prefix)); err != nil {
-					return
-				}
-				// Bounded: 256 MiB at most, far past any limit.
-				for i := 0; i < (256<<20)/len(chunk); i++ {
-					if _, err := c.Write(chunk); err != nil {
-						return
-					}
-				}
-			}()
 		}
-	}()
-	return "http://" + ln.Addr().String() + "/events"
+	})
 }
 
 // TestEndlessResponseHead: a head that never ends (one endless header
@@ -167,9 +134,9 @@ func TestEndlessResponseHead(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			u := endlessServer(t, tc.prefix, tc.repeat)
 			rn := startClient(t, Config{URL: u, MaxHeadBytes: limit}, nil)
-			recs := rn.sink.waitFor(t, "a reconnect naming the endless head", hasState(feed.StateReconnecting, tc.want))
-			if hasState(feed.StateConnected, "")(recs) {
-				t.Errorf("connected to an endless head:\n%s", dump(recs))
+			recs := rn.sink.WaitFor(t, 0, "a reconnect naming the endless head", feedtest.HasState(feed.StateReconnecting, tc.want))
+			if feedtest.HasState(feed.StateConnected, "")(recs) {
+				t.Errorf("connected to an endless head:\n%s", feedtest.Dump(recs))
 			}
 			if d := rn.c.Diagnostics(); d.HeadBytes > limit {
 				t.Errorf("head bytes buffered: got %d, want at most %d", d.HeadBytes, limit)
@@ -188,8 +155,8 @@ func TestInterimResponsesSkipped(t *testing.T) {
 		streamHead + "\r\ndata: hi\n\n",
 	}, false)
 	rn := startClient(t, Config{URL: u}, nil)
-	recs := rn.sink.waitFor(t, "the event after the interim responses", countKind(feed.KindEvent, 1))
-	if e := ofKind(recs, feed.KindEvent)[0]; e.Data != "hi" {
+	recs := rn.sink.WaitFor(t, 0, "the event after the interim responses", feedtest.CountKind(feed.KindEvent, 1))
+	if e := feedtest.OfKind(recs, feed.KindEvent)[0]; e.Data != "hi" {
 		t.Errorf("event: got %q, want hi", e.Data)
 	}
 	if d := rn.c.Diagnostics(); d.Interim != 3 || d.Status != 200 || d.HeadBytes <= 0 {
@@ -270,7 +237,7 @@ func TestRedirectsKeepCredentialsAtHome(t *testing.T) {
 		t.Run("across origins via "+path, func(t *testing.T) {
 			before := len(atB.all())
 			rn := startClient(t, Config{URL: a.URL + path + "?token=orig42", Header: header}, nil)
-			recs := rn.sink.waitFor(t, "the event at the other origin", countKind(feed.KindEvent, 1))
+			recs := rn.sink.WaitFor(t, 0, "the event at the other origin", feedtest.CountKind(feed.KindEvent, 1))
 			got := atB.all()[before]
 			for _, k := range []string{"Authorization", "Cookie", "X-Api-Key", "X-Trace", "Referer"} {
 				if v := got.Get(k); v != "" {
@@ -280,8 +247,8 @@ func TestRedirectsKeepCredentialsAtHome(t *testing.T) {
 			if got.Get("Accept") != "text/event-stream" {
 				t.Errorf("the other origin got Accept %q, want text/event-stream", got.Get("Accept"))
 			}
-			if !hasState(feed.StateConnecting, "redirected (302) to "+b.URL+"/events?token=***")(recs) {
-				t.Errorf("no state record showing the redirect, masked:\n%s", dump(recs))
+			if !feedtest.HasState(feed.StateConnecting, "redirected (302) to "+b.URL+"/events?token=***")(recs) {
+				t.Errorf("no state record showing the redirect, masked:\n%s", feedtest.Dump(recs))
 			}
 			secretsIn(t, recs)
 			if d := rn.c.Diagnostics(); d.Redirects < 1 {
@@ -292,7 +259,7 @@ func TestRedirectsKeepCredentialsAtHome(t *testing.T) {
 
 	t.Run("within the origin", func(t *testing.T) {
 		rn := startClient(t, Config{URL: a.URL + "/same?token=orig42", Header: header}, nil)
-		recs := rn.sink.waitFor(t, "the event", countKind(feed.KindEvent, 1))
+		recs := rn.sink.WaitFor(t, 0, "the event", feedtest.CountKind(feed.KindEvent, 1))
 		got := atA.all()[0]
 		if got.Get("Authorization") != "Bearer bearer42" || got.Get("X-Trace") != "trace42" || got.Get("Cookie") != "sid=cookie42" {
 			t.Errorf("same origin got %v, want the credentials and -H headers", got)
@@ -309,7 +276,7 @@ func TestRedirectsKeepCredentialsAtHome(t *testing.T) {
 	} {
 		t.Run("refused "+tc.path, func(t *testing.T) {
 			rn := startClient(t, Config{URL: a.URL + tc.path, Header: header}, nil)
-			err := rn.wait(t)
+			err := rn.Wait(t)
 			var re *RedirectError
 			if !errors.Is(err, ErrFatal) || !errors.As(err, &re) || !strings.Contains(err.Error(), tc.want) {
 				t.Fatalf("Run: got %v, want an ErrFatal RedirectError saying %q", err, tc.want)
@@ -319,7 +286,7 @@ func TestRedirectsKeepCredentialsAtHome(t *testing.T) {
 					t.Errorf("error %q holds %q", err, s)
 				}
 			}
-			recs := rn.sink.all()
+			recs := rn.sink.All()
 			if last := recs[len(recs)-1]; last.State != feed.StateFailed || last.Status != http.StatusFound {
 				t.Errorf("last record: got %s status %d, want failed 302", last.State, last.Status)
 			}

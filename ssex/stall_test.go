@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/fanscope/fanscope/feed"
+	"github.com/fanscope/fanscope/internal/feedtest"
 )
 
 // inOrder reports whether state records with the given states appear in
@@ -30,7 +31,7 @@ func inOrder(recs []feed.Record, states ...string) bool {
 // states lists the state records' states.
 func states(recs []feed.Record) []string {
 	var out []string
-	for _, r := range ofKind(recs, feed.KindState) {
+	for _, r := range feedtest.OfKind(recs, feed.KindState) {
 		out = append(out, r.State)
 	}
 	return out
@@ -75,13 +76,13 @@ func TestStalledThenConnectedOnSameConnection(t *testing.T) {
 		<-r.Context().Done()
 	}))
 	rn := startClient(t, Config{URL: srv.URL, StallTimeout: 300 * time.Millisecond}, nil)
-	rn.sink.waitFor(t, "stalled", hasState(feed.StateStalled, "no bytes for"))
+	rn.sink.WaitFor(t, 0, "stalled", feedtest.HasState(feed.StateStalled, "no bytes for"))
 	if s := rn.c.Status(); s.State != feed.StateStalled || s.Stalls != 1 || s.StallAfter != 300*time.Millisecond || !strings.Contains(s.Error, "stall threshold 300ms") {
 		t.Errorf("Status while stalled: state %q stalls %d after %s error %q, want stalled 1 300ms and the threshold named", s.State, s.Stalls, s.StallAfter, s.Error)
 	}
 	close(resume)
-	recs := rn.sink.waitFor(t, "the event after the stall", func(recs []feed.Record) bool {
-		ev := ofKind(recs, feed.KindEvent)
+	recs := rn.sink.WaitFor(t, 0, "the event after the stall", func(recs []feed.Record) bool {
+		ev := feedtest.OfKind(recs, feed.KindEvent)
 		return len(ev) == 2 && ev[1].Data == "after"
 	})
 	if got := strings.Join(states(recs), " "); got != "connecting connected stalled connected" {
@@ -127,10 +128,10 @@ func TestStallThresholdLearnedFromKeepAlives(t *testing.T) {
 	if d.StallAfter != MinStallTimeout {
 		t.Errorf("threshold after 3 fast keep-alives: got %s, want %s", d.StallAfter, MinStallTimeout)
 	}
-	rn.sink.waitFor(t, "stalled", hasState(feed.StateStalled, "stall threshold 5s"))
+	rn.sink.WaitFor(t, 0, "stalled", feedtest.HasState(feed.StateStalled, "stall threshold 5s"))
 	close(resume)
-	recs := rn.sink.waitFor(t, "the event after the stall", countKind(feed.KindEvent, 1))
-	if !inOrder(recs, feed.StateConnected, feed.StateStalled, feed.StateConnected) || len(ofKind(recs, feed.KindState)) != 4 {
+	recs := rn.sink.WaitFor(t, 0, "the event after the stall", feedtest.CountKind(feed.KindEvent, 1))
+	if !inOrder(recs, feed.StateConnected, feed.StateStalled, feed.StateConnected) || len(feedtest.OfKind(recs, feed.KindState)) != 4 {
 		t.Errorf("states: got %q, want connecting connected stalled connected", states(recs))
 	}
 }
@@ -197,19 +198,19 @@ func TestStallOfFrozenProcess(t *testing.T) {
 		t.Fatalf("helper server: got %q, %v, want its URL", line, err)
 	}
 	rn := startClient(t, Config{URL: strings.TrimSpace(line), StallTimeout: time.Second}, nil)
-	rn.sink.waitFor(t, "events", countKind(feed.KindEvent, 3))
+	rn.sink.WaitFor(t, 0, "events", feedtest.CountKind(feed.KindEvent, 3))
 	if err := cmd.Process.Signal(syscall.SIGSTOP); err != nil {
 		t.Fatal(err)
 	}
-	rn.sink.waitFor(t, "stalled", hasState(feed.StateStalled, "no bytes for"))
+	rn.sink.WaitFor(t, 0, "stalled", feedtest.HasState(feed.StateStalled, "no bytes for"))
 	if err := cmd.Process.Signal(syscall.SIGCONT); err != nil {
 		t.Fatal(err)
 	}
-	recs := rn.sink.waitFor(t, "connected after the stall", func(recs []feed.Record) bool {
+	recs := rn.sink.WaitFor(t, 0, "connected after the stall", func(recs []feed.Record) bool {
 		return inOrder(recs, feed.StateStalled, feed.StateConnected)
 	})
 	if inOrder(recs, feed.StateStalled, feed.StateReconnecting) {
-		t.Errorf("reconnected instead of resuming:\n%s", dump(recs))
+		t.Errorf("reconnected instead of resuming:\n%s", feedtest.Dump(recs))
 	}
 	if d := rn.c.Diagnostics(); d.Connects != 1 || d.Stalls != 1 {
 		t.Errorf("diagnostics: connects %d stalls %d, want 1 1", d.Connects, d.Stalls)

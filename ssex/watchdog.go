@@ -5,6 +5,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/fanscope/fanscope/internal/netx"
 )
 
 // Stall detection. A connection that sends nothing at all (no event, no
@@ -25,23 +27,18 @@ import (
 const (
 	// DefaultStallTimeout is the stall threshold until the connection has
 	// sent two keep-alives.
-	DefaultStallTimeout = 45 * time.Second
+	DefaultStallTimeout = netx.StallBefore
 	// MinStallTimeout is the least threshold learned from a fast stream.
-	MinStallTimeout = 5 * time.Second
+	MinStallTimeout = netx.StallFloor
 	// stallDropFactor × the threshold of silence drops a stalled connection.
 	stallDropFactor = 2
 )
 
-// stallThreshold is the threshold in force: fixed when the user set one
-// (> 0), else learned from the connection's keep-alives and longest gap.
+// stallThreshold is the threshold in force (netx.StallThreshold): fixed
+// when the user set one, else learned from the connection's keep-alives
+// and longest gap.
 func stallThreshold(fixed time.Duration, keepAlives int64, maxGap time.Duration) time.Duration {
-	switch {
-	case fixed > 0:
-		return fixed
-	case keepAlives < 2:
-		return DefaultStallTimeout
-	}
-	return max(3*maxGap, MinStallTimeout)
+	return netx.StallThreshold(fixed, keepAlives, maxGap, DefaultStallTimeout, MinStallTimeout)
 }
 
 // watchdog watches one attempt for silence. Before the stream it drops

@@ -2,7 +2,7 @@ package tui
 
 import "charm.land/bubbles/v2/key"
 
-// KeyMap is every key the TUI answers to (SPEC.md, watch).
+// KeyMap is every key the TUI answers to; the README documents them.
 type KeyMap struct {
 	Help        key.Binding
 	Quit        key.Binding
@@ -30,7 +30,7 @@ type KeyMap struct {
 	Yes         key.Binding // answers a production confirmation
 }
 
-// DefaultKeyMap returns the bindings of SPEC.md.
+// DefaultKeyMap returns the bindings users know from the README and --help.
 func DefaultKeyMap() KeyMap {
 	return KeyMap{
 		Help:        key.NewBinding(key.WithKeys("?"), key.WithHelp("?", "help")),

@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/fanscope/fanscope/feed"
+	"github.com/fanscope/fanscope/internal/feedtest"
 )
 
 // FuzzSocketIOMessage feeds arbitrary Socket.IO packets (and binary
@@ -23,13 +24,13 @@ func FuzzSocketIOMessage(f *testing.F) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		sink := &collector{}
+		sink := feedtest.NewSink()
 		sc := &sioConn{s: s, sink: sink, lv: newLiveness(0, time.Hour, time.Second), connectTimer: time.NewTimer(time.Hour)}
 		defer sc.connectTimer.Stop()
 		now := time.Now()
 		sc.message(p, now)
 		sc.attachment(att, now)
-		for _, r := range sink.all() {
+		for _, r := range sink.All() {
 			if r.Kind == feed.KindEvent && (len(p) == 0 || (p[0] != '2' && p[0] != '5')) {
 				t.Errorf("event %q from packet %q", r.Type, p)
 			}

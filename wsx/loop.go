@@ -10,13 +10,13 @@ import (
 	"net/http"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/coder/websocket"
 
 	"github.com/fanscope/fanscope/feed"
 	"github.com/fanscope/fanscope/internal/netx"
+	"github.com/fanscope/fanscope/internal/secrets"
 )
 
 // maxRetryAfter bounds a server's Retry-After, so a typo on the server
@@ -30,7 +30,7 @@ var errStalled = errors.New("stalled")
 type ending struct {
 	connected  bool          // the handshake (and for Socket.IO the namespace connect) succeeded
 	status     int           // HTTP status of a refused handshake
-	reason     string        // for state records, secrets scrubbed
+	reason     string        // for state records; names no secret
 	fatal      error         // set when retrying would not help
 	clean      bool          // the server closed normally (1000/1001): next attempt after the floor
 	stalled    bool          // the watchdog dropped it
@@ -51,12 +51,16 @@ type loop struct {
 	stallBefore time.Duration
 	stallFloor  time.Duration
 
-	connected     chan struct{}
-	connectedOnce sync.Once
-	running       atomic.Bool
+	h *netx.Health // the Status, the Connected signal and state records
+
+	// cur is the attempt under way, for the redirect policy's records;
+	// only the Run goroutine (which makes the handshake) uses it.
+	cur struct {
+		sink    feed.Sink
+		attempt int
+	}
 
 	mu     sync.Mutex
-	st     feed.Status // guarded by mu
 	tr     transport   // guarded by mu
 	lv     *liveness   // the current connection's, guarded by mu
 	buf    []byte      // message buffer, only the Run goroutine uses it
@@ -86,16 +90,12 @@ func newLoop(cfg *checked, source feed.Source, what string) *loop {
 		jitter:      rand.Int64N,
 		stallBefore: stallBeforeKeepAlives,
 		stallFloor:  stallFloor,
-		connected:   make(chan struct{}),
-	}
-	l.st = feed.Status{
-		Source: source,
-		Name:   cfg.Name,
-		URL:    cfg.shownURL,
-		Conn:   cfg.Conn,
-		State:  feed.StateDisconnected,
+		h:           netx.NewHealth(feed.Status{Source: source, Name: cfg.Name, URL: cfg.shownURL, Conn: cfg.Conn}),
 	}
 	l.record = feed.Record{Source: source, Kind: feed.KindEvent, Endpoint: cfg.Name, Conn: cfg.Conn}
+	cfg.redirects.Followed = func(_ *http.Request, code int, shown string) {
+		l.h.Emit(l.cur.sink, feed.StateConnecting, code, fmt.Sprintf("redirected (%d) to %s", code, shown), l.cur.attempt)
+	}
 	return l
 }
 
@@ -103,12 +103,12 @@ func newLoop(cfg *checked, source feed.Source, what string) *loop {
 func (l *loop) Path() string { return feed.PathName(l.source, l.cfg.Name) }
 
 // Connected is closed once the first connection was established.
-func (l *loop) Connected() <-chan struct{} { return l.connected }
+func (l *loop) Connected() <-chan struct{} { return l.h.Connected() }
 
 // Status copies the connection's health.
 func (l *loop) Status() feed.Status {
+	st := l.h.Status()
 	l.mu.Lock()
-	st := l.st
 	tr := l.tr
 	lv := l.lv
 	l.mu.Unlock()
@@ -168,34 +168,31 @@ func sizeText(n int64) string {
 // run connects and keeps reconnecting until ctx ends (nil) or the endpoint
 // refuses for good (an error wrapping ErrFatal).
 func (l *loop) run(ctx context.Context, sink feed.Sink) error {
-	if !l.running.CompareAndSwap(false, true) {
-		return fmt.Errorf("run %s %s: already running", l.what, l.cfg.Name)
-	}
-	if sink == nil {
-		sink = feed.SinkFunc(func(feed.Record) {})
+	sink, err := l.h.Start(sink)
+	if err != nil {
+		return err
 	}
 	failures, attempt := 0, 0
 	for {
 		attempt++
-		l.emitState(sink, feed.StateConnecting, 0, "", attempt)
+		l.h.Emit(sink, feed.StateConnecting, 0, "", attempt)
 		lv := newLiveness(l.cfg.StallTimeout, l.stallBefore, l.stallFloor)
 		l.mu.Lock()
 		l.lv = lv
 		l.mu.Unlock()
+		l.cur.sink, l.cur.attempt = sink, attempt
 		e := l.attempt(ctx, sink, lv, attempt)
 		lv.stop()
 		if ctx.Err() != nil {
-			l.setState(feed.StateDisconnected, "")
+			l.h.Stopped()
 			return nil
 		}
 		if e.stalled {
-			l.mu.Lock()
-			l.st.Stalls++
-			l.mu.Unlock()
-			l.emitState(sink, feed.StateStalled, 0, e.reason, attempt)
+			l.h.Update(func(st *feed.Status) { st.Stalls++ })
+			l.h.Emit(sink, feed.StateStalled, 0, e.reason, attempt)
 		}
 		if e.fatal != nil {
-			l.emitState(sink, feed.StateFailed, e.status, e.reason, attempt)
+			l.h.Emit(sink, feed.StateFailed, e.status, e.reason, attempt)
 			return e.fatal
 		}
 		switch {
@@ -209,102 +206,58 @@ func (l *loop) run(ctx context.Context, sink feed.Sink) error {
 		if e.connected {
 			attempt = 0
 			if !e.stalled {
-				l.emitState(sink, feed.StateDisconnected, 0, e.reason, attempt)
+				l.h.Emit(sink, feed.StateDisconnected, 0, e.reason, attempt)
 			}
 		}
-		wait := netx.Backoff(l.cfg.MinBackoff, l.cfg.MaxBackoff, failures, l.jitter)
+		wait := netx.Backoff(l.cfg.MinBackoff, l.cfg.MaxBackoff, l.cfg.MinBackoff, failures, l.jitter)
 		if e.retryAfter > wait {
 			wait = min(e.retryAfter, maxRetryAfter)
 		}
-		l.mu.Lock()
-		l.st.Reconnects++
-		l.mu.Unlock()
-		l.emitState(sink, feed.StateReconnecting, e.status,
+		l.h.Update(func(st *feed.Status) { st.Reconnects++ })
+		l.h.Emit(sink, feed.StateReconnecting, e.status,
 			fmt.Sprintf("%s (retry in %s)", e.reason, wait.Round(time.Millisecond)), attempt+1)
-		t := time.NewTimer(wait)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			l.setState(feed.StateDisconnected, "")
+		if !netx.Sleep(ctx, wait) {
+			l.h.Stopped()
 			return nil
-		case <-t.C:
 		}
 	}
-}
-
-// emitState records a state change in the Status and sends a state record.
-func (l *loop) emitState(sink feed.Sink, state string, status int, errText string, attempt int) {
-	now := time.Now()
-	errText = l.cfg.scrub.Scrub(errText)
-	l.mu.Lock()
-	l.st.State = state
-	if status != 0 {
-		l.st.HTTPStatus = status
-	}
-	switch state {
-	case feed.StateConnected:
-		l.st.Error = ""
-		l.st.ConnectedAt = now
-	case feed.StateConnecting:
-	default:
-		l.st.ConnectedAt = time.Time{}
-		if errText != "" {
-			l.st.Error = errText
-		}
-	}
-	l.st.Attempt = attempt
-	l.mu.Unlock()
-	sink.Emit(feed.Record{
-		TS:       now,
-		Source:   l.source,
-		Kind:     feed.KindState,
-		Endpoint: l.cfg.Name,
-		Conn:     l.cfg.Conn,
-		State:    state,
-		Status:   status,
-		Error:    errText,
-		Attempt:  attempt,
-	})
-}
-
-func (l *loop) setState(state, errText string) {
-	l.mu.Lock()
-	l.st.State = state
-	l.st.ConnectedAt = time.Time{}
-	if errText != "" {
-		l.st.Error = l.cfg.scrub.Scrub(errText)
-	}
-	l.mu.Unlock()
 }
 
 // noteConnected marks the connection established.
 func (l *loop) noteConnected(sink feed.Sink, status, attempt int, start time.Time) {
-	l.mu.Lock()
-	l.st.TTFB = time.Since(start)
-	l.mu.Unlock()
-	l.connectedOnce.Do(func() { close(l.connected) })
-	l.emitState(sink, feed.StateConnected, status, "", attempt)
+	ttfb := time.Since(start)
+	l.h.Update(func(st *feed.Status) { st.TTFB = ttfb })
+	l.h.Emit(sink, feed.StateConnected, status, "", attempt)
 }
 
 // everConnected reports whether a connection was ever established.
-func (l *loop) everConnected() bool {
-	select {
-	case <-l.connected:
-		return true
-	default:
-		return false
-	}
-}
+func (l *loop) everConnected() bool { return l.h.EverConnected() }
 
 // event sends one delivery. at is when its read returned.
 func (l *loop) event(sink feed.Sink, at time.Time, typ, data string) {
 	r := l.record
 	r.TS, r.Type, r.Data = at, typ, data
 	sink.Emit(r)
-	l.mu.Lock()
-	l.st.Events++
-	l.st.LastEvent = at
-	l.mu.Unlock()
+	l.h.Update(func(st *feed.Status) {
+		st.Events++
+		st.LastEvent = at
+	})
+}
+
+// open makes the handshake and sets the connection up for reading: no
+// library read limit (its own closes the connection with 1009; readMessage
+// skips an oversized message instead and keeps going), and the stall
+// watchdog armed to cancel cctx with errStalled. The caller closes conn
+// and calls cancel.
+func (l *loop) open(ctx context.Context, rawURL string, lv *liveness) (conn *websocket.Conn, cctx context.Context, cancel context.CancelCauseFunc, e *ending) {
+	conn, e = l.dial(ctx, rawURL, lv, l.everConnected())
+	if e != nil {
+		return nil, nil, nil, e
+	}
+	conn.SetReadLimit(-1)
+	cctx, cancel = context.WithCancelCause(ctx)
+	lv.arm(time.Now(), func() { cancel(errStalled) })
+	return conn, cctx, cancel, nil
 }
 
 // dial makes the WebSocket handshake. On failure it says why and whether
@@ -330,25 +283,24 @@ func (l *loop) dial(ctx context.Context, rawURL string, lv *liveness, everConnec
 	if ctx.Err() != nil {
 		return nil, &ending{reason: "stopped"}
 	}
+	var redirect *netx.RedirectError
+	if errors.As(err, &redirect) {
+		return nil, &ending{status: redirect.Status, reason: redirect.Reason, fatal: l.fatal(redirect.Reason)}
+	}
 	if resp != nil && resp.StatusCode != http.StatusSwitchingProtocols && resp.StatusCode != 0 {
 		return nil, l.refused(resp)
 	}
-	err = netx.Unwrap(err)
-	var dnsErr *net.DNSError
-	if reason, ok := netx.TLSProblem(err); ok {
+	if reason, ok := netx.Unrecoverable(err, everConnected, "check the URL"); ok {
 		return nil, &ending{reason: reason, fatal: l.fatal(reason)}
 	}
 	switch {
 	case resp != nil:
-		reason := "handshake: " + err.Error()
+		reason := "handshake: " + secrets.Reason(err)
 		return nil, &ending{status: resp.StatusCode, reason: reason, fatal: l.fatal(reason)}
-	case errors.As(err, &dnsErr) && dnsErr.IsNotFound && !everConnected:
-		reason := fmt.Sprintf("host %q not found (check the URL)", dnsErr.Name)
-		return nil, &ending{reason: reason, fatal: l.fatal(reason)}
 	case errors.Is(dctx.Err(), context.DeadlineExceeded):
 		return nil, &ending{reason: fmt.Sprintf("handshake timed out after %s", l.cfg.DialTimeout)}
 	}
-	return nil, &ending{reason: "dial: " + trimWrap(err.Error())}
+	return nil, &ending{reason: "dial: " + trimWrap(secrets.Reason(err))}
 }
 
 // trimWrap drops coder/websocket's "failed to …:" prefixes, which say
@@ -366,45 +318,22 @@ func trimWrap(s string) string {
 
 // refused classifies a handshake answered with something other than 101.
 func (l *loop) refused(resp *http.Response) *ending {
-	code := resp.StatusCode
-	reason := netx.StatusText(code) + bodySnippet(resp)
-	switch {
-	case code == http.StatusRequestTimeout, code == http.StatusTooManyRequests, code >= 500:
-		return &ending{status: code, reason: reason,
-			retryAfter: netx.ParseRetryAfter(resp.Header.Get("Retry-After"), time.Now())}
-	case code == http.StatusUnauthorized:
-		reason += " (check -H/--bearer-env)"
-	case code == http.StatusForbidden:
-		reason += " (the credentials sent lack access; check -H/--bearer-env)"
-	case code == http.StatusNotFound && l.source == feed.SourceSocketIO:
-		reason += " (check the URL and --socketio-path)"
-	case code == http.StatusNotFound:
-		reason += " (check the URL path)"
-	case code < 400:
-		reason = "not a WebSocket endpoint: the upgrade was answered " + reason
+	hint := "check the URL path"
+	if l.source == feed.SourceSocketIO {
+		hint = "check the URL and --socketio-path"
 	}
-	return &ending{status: code, reason: reason, fatal: l.fatal(reason)}
+	r := netx.Refused(resp, netx.BodySnippet(resp), hint, time.Now())
+	if r.Retry {
+		return &ending{status: resp.StatusCode, reason: r.Reason, retryAfter: r.RetryAfter}
+	}
+	if resp.StatusCode < 400 {
+		r.Reason = "not a WebSocket endpoint: the upgrade was answered " + r.Reason
+	}
+	return &ending{status: resp.StatusCode, reason: r.Reason, fatal: l.fatal(r.Reason)}
 }
 
 func (l *loop) fatal(reason string) error {
-	return fatalErrorf("connect to %s %s (%s): %s", l.what, l.cfg.Name, l.cfg.shownURL, l.cfg.scrub.Scrub(reason))
-}
-
-// bodySnippet is the start of a refused handshake's body (servers often
-// say why there) as `: "text"`, or "".
-func bodySnippet(resp *http.Response) string {
-	if resp.Body == nil {
-		return ""
-	}
-	b, _ := io.ReadAll(io.LimitReader(resp.Body, 200))
-	s := strings.TrimSpace(strings.ToValidUTF8(string(b), "\uFFFD"))
-	if s == "" {
-		return ""
-	}
-	if i := strings.IndexAny(s, "\r\n"); i >= 0 {
-		s = s[:i] + " …"
-	}
-	return fmt.Sprintf(": %q", s)
+	return fatalErrorf("connect to %s %s (%s): %s", l.what, l.cfg.Name, l.cfg.shownURL, reason)
 }
 
 // closeText names a close code: "close 1011 internal error: boom".
@@ -468,7 +397,7 @@ func (l *loop) readEnded(ctx, cctx context.Context, lv *liveness, err error) *en
 		l.tr.lastClose = "close 1006 abnormal closure (no close frame)"
 		l.mu.Unlock()
 	default:
-		e.reason = "read: " + trimWrap(netx.Unwrap(err).Error())
+		e.reason = "read: " + trimWrap(secrets.Reason(err))
 	}
 	return e
 }
@@ -611,13 +540,7 @@ func (lv *liveness) threshold() time.Duration {
 }
 
 func (lv *liveness) thresholdLocked() time.Duration {
-	switch {
-	case lv.fixed != 0:
-		return max(lv.fixed, 0)
-	case lv.keepAlives < 2:
-		return lv.before
-	}
-	return max(3*lv.maxGap, lv.floor)
+	return netx.StallThreshold(lv.fixed, int64(lv.keepAlives), lv.maxGap, lv.before, lv.floor)
 }
 
 func (lv *liveness) check() {

@@ -121,15 +121,12 @@ var errConnectTimeout = errors.New("namespace connect timed out")
 // then events until the connection ends.
 func (s *SocketIO) session(ctx context.Context, sink feed.Sink, lv *liveness, attempt int) *ending {
 	start := time.Now()
-	conn, e := s.dial(ctx, s.dialURL, lv, s.everConnected())
+	conn, cctx, cancel, e := s.open(ctx, s.dialURL, lv)
 	if e != nil {
 		return e
 	}
 	defer conn.CloseNow()
-	conn.SetReadLimit(-1)
-	cctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
-	lv.arm(time.Now(), func() { cancel(errStalled) })
 	sc := &sioConn{s: s, sink: sink, conn: conn, lv: lv, attempt: attempt, start: start}
 	// A server that pings but never answers the namespace connect would
 	// keep the client "connecting" for good; Socket.IO's own client gives
@@ -137,17 +134,30 @@ func (s *SocketIO) session(ctx context.Context, sink feed.Sink, lv *liveness, at
 	connectTimer := time.AfterFunc(s.cfg.DialTimeout, func() { cancel(errConnectTimeout) })
 	defer connectTimer.Stop()
 	sc.connectTimer = connectTimer
+	// When the connect timer ended the attempt, whatever was under way
+	// (a read, the pong, the connect packet) fails with what closing the
+	// connection gave it; the timeout is the reason, checked before
+	// anything notes how the connection ended.
+	timedOut := func() *ending {
+		if errors.Is(context.Cause(cctx), errConnectTimeout) && ctx.Err() == nil {
+			return &ending{reason: fmt.Sprintf("namespace %s did not answer the connect packet within %s", s.ns, s.cfg.DialTimeout)}
+		}
+		return nil
+	}
 	for {
 		typ, r, err := conn.Reader(cctx)
 		if err != nil {
-			if errors.Is(context.Cause(cctx), errConnectTimeout) && ctx.Err() == nil {
-				return &ending{reason: fmt.Sprintf("namespace %s did not answer the connect packet within %s", s.ns, s.cfg.DialTimeout)}
+			if e := timedOut(); e != nil {
+				return e
 			}
 			return sc.ended(s.readEnded(ctx, cctx, lv, err))
 		}
 		data, over, err := s.readMessage(r, lv)
 		at := time.Now()
 		if err != nil {
+			if e := timedOut(); e != nil {
+				return e
+			}
 			return sc.ended(s.readEnded(ctx, cctx, lv, err))
 		}
 		if over {
@@ -164,6 +174,9 @@ func (s *SocketIO) session(ctx context.Context, sink feed.Sink, lv *liveness, at
 			end = sc.packet(cctx, data, at)
 		}
 		if end != nil {
+			if e := timedOut(); e != nil {
+				return e
+			}
 			return end
 		}
 	}

@@ -16,6 +16,7 @@ import (
 	"github.com/coder/websocket"
 
 	"github.com/fanscope/fanscope/feed"
+	"github.com/fanscope/fanscope/internal/feedtest"
 )
 
 // sioDir is the folder holding the reference server (server.js) and its
@@ -113,10 +114,10 @@ func TestSocketIOEvents(t *testing.T) {
 	if got, want := s.Path(), "socketio:rt"; got != want {
 		t.Errorf("Path() = %q, want %q", got, want)
 	}
-	sink := &collector{}
-	start(t, s, sink)
-	recs := sink.waitFor(t, "the done event", func(r []feed.Record) bool {
-		ev := events(r)
+	sink := feedtest.NewSink()
+	feedtest.Start(t, s, sink)
+	recs := sink.WaitFor(t, 0, "the done event", func(r []feed.Record) bool {
+		ev := feedtest.OfKind(r, feed.KindEvent)
 		return len(ev) > 0 && ev[len(ev)-1].Type == "done"
 	})
 	want := []struct{ typ, data string }{
@@ -131,9 +132,9 @@ func TestSocketIOEvents(t *testing.T) {
 		{"query", "qt0k"}, // the URL's query reached the handshake
 		{"done", "end"},
 	}
-	ev := events(recs)
+	ev := feedtest.OfKind(recs, feed.KindEvent)
 	if len(ev) != len(want) {
-		t.Fatalf("got %d events, want %d:\n%s", len(ev), len(want), dump(recs))
+		t.Fatalf("got %d events, want %d:\n%s", len(ev), len(want), feedtest.Dump(recs))
 	}
 	for i, w := range want {
 		if ev[i].Type != w.typ || ev[i].Data != w.data || ev[i].Source != feed.SourceSocketIO || ev[i].Endpoint != "rt" {
@@ -157,8 +158,8 @@ func TestSocketIONamespaceAuth(t *testing.T) {
 	srv := startSIO(t)
 	t.Run("rejected", func(t *testing.T) {
 		s := newTestSIO(t, Config{URL: srv.url("/private"), Token: "wrong-t0ken"})
-		sink := &collector{}
-		err := start(t, s, sink).wait(t)
+		sink := feedtest.NewSink()
+		err := feedtest.Start(t, s, sink).Wait(t)
 		want := `namespace /private refused the connection (44): not authorized (data: {"reason":"bad token"})`
 		if !errors.Is(err, ErrFatal) || !strings.Contains(err.Error(), want) {
 			t.Fatalf("Run = %v, want ErrFatal with %q", err, want)
@@ -166,8 +167,8 @@ func TestSocketIONamespaceAuth(t *testing.T) {
 		if strings.Contains(err.Error(), "wrong-t0ken") {
 			t.Errorf("error shows the token: %v", err)
 		}
-		recs := sink.all()
-		if got := strings.Join(states(recs), " "); got != "connecting failed" {
+		recs := sink.All()
+		if got := strings.Join(feedtest.States(recs), " "); got != "connecting failed" {
 			t.Errorf("states = %q, want \"connecting failed\"", got)
 		}
 		st := s.Status()
@@ -182,10 +183,10 @@ func TestSocketIONamespaceAuth(t *testing.T) {
 	})
 	t.Run("admitted", func(t *testing.T) {
 		s := newTestSIO(t, Config{URL: srv.url("/private"), Token: "s3cret"})
-		sink := &collector{}
-		start(t, s, sink)
-		recs := sink.waitFor(t, "welcome", func(r []feed.Record) bool { return len(events(r)) >= 1 })
-		if e := events(recs)[0]; e.Type != "welcome" || e.Data != "s3cret" {
+		sink := feedtest.NewSink()
+		feedtest.Start(t, s, sink)
+		recs := sink.WaitFor(t, 0, "welcome", feedtest.CountKind(feed.KindEvent, 1))
+		if e := feedtest.OfKind(recs, feed.KindEvent)[0]; e.Type != "welcome" || e.Data != "s3cret" {
 			t.Errorf("event = %q %q, want welcome s3cret (the auth payload)", e.Type, e.Data)
 		}
 	})
@@ -194,16 +195,16 @@ func TestSocketIONamespaceAuth(t *testing.T) {
 func TestSocketIOServerDisconnect(t *testing.T) {
 	srv := startSIO(t)
 	s := newTestSIO(t, Config{URL: srv.url("/?scenario=kick")})
-	sink := &collector{}
-	start(t, s, sink)
-	recs := sink.waitFor(t, "a reconnect after the kick", func(r []feed.Record) bool {
-		return countState(r, feed.StateConnected) >= 2 && len(events(r)) >= 2
+	sink := feedtest.NewSink()
+	feedtest.Start(t, s, sink)
+	recs := sink.WaitFor(t, 0, "a reconnect after the kick", func(r []feed.Record) bool {
+		return len(feedtest.StateRecords(r, feed.StateConnected)) >= 2 && len(feedtest.OfKind(r, feed.KindEvent)) >= 2
 	})
-	got := strings.Join(states(recs), " ")
+	got := strings.Join(feedtest.States(recs), " ")
 	if !strings.HasPrefix(got, "connecting connected disconnected reconnecting connecting connected") {
 		t.Errorf("states = %q, want a disconnect then a reconnect", got)
 	}
-	d, _ := lastState(recs, feed.StateDisconnected)
+	d, _ := feedtest.LastState(recs, feed.StateDisconnected)
 	if !strings.Contains(d.Error, "server disconnected the socket (41 on namespace /)") {
 		t.Errorf("disconnected error = %q, want the 41 named", d.Error)
 	}
@@ -214,28 +215,30 @@ func TestSocketIOServerDisconnect(t *testing.T) {
 func TestSocketIOPingTimeout(t *testing.T) {
 	srv := startSIO(t, "PING_INTERVAL=300", "PING_TIMEOUT=300")
 	s := newTestSIO(t, Config{URL: srv.url("/?scenario=tick"), DialTimeout: 300 * time.Millisecond})
-	sink := &collector{}
-	start(t, s, sink)
-	sink.waitFor(t, "ticks and a ping", func(r []feed.Record) bool { return len(events(r)) >= 3 && !s.Status().LastKeepAlive.IsZero() })
+	sink := feedtest.NewSink()
+	feedtest.Start(t, s, sink)
+	sink.WaitFor(t, 0, "ticks and a ping", func(r []feed.Record) bool {
+		return len(feedtest.OfKind(r, feed.KindEvent)) >= 3 && !s.Status().LastKeepAlive.IsZero()
+	})
 	if st := s.Status(); st.StallAfter != 600*time.Millisecond {
 		t.Errorf("StallAfter = %s, want 600ms", st.StallAfter)
 	}
 	if err := srv.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
 		t.Fatal(err)
 	}
-	recs := sink.waitFor(t, "stalled", func(r []feed.Record) bool { return countState(r, feed.StateReconnecting) >= 1 })
-	if got := strings.Join(states(recs), " "); !strings.HasPrefix(got, "connecting connected stalled reconnecting") {
+	recs := sink.WaitFor(t, 0, "stalled", func(r []feed.Record) bool { return len(feedtest.StateRecords(r, feed.StateReconnecting)) >= 1 })
+	if got := strings.Join(feedtest.States(recs), " "); !strings.HasPrefix(got, "connecting connected stalled reconnecting") {
 		t.Errorf("states = %q, want stalled before reconnecting", got)
 	}
-	if st, _ := lastState(recs, feed.StateStalled); !strings.Contains(st.Error, "nothing received for 600ms") {
+	if st, _ := feedtest.LastState(recs, feed.StateStalled); !strings.Contains(st.Error, "nothing received for 600ms") {
 		t.Errorf("stalled error = %q", st.Error)
 	}
 	if err := srv.cmd.Process.Signal(syscall.SIGCONT); err != nil {
 		t.Fatal(err)
 	}
-	n := len(events(recs))
-	sink.waitFor(t, "ticks after the reconnect", func(r []feed.Record) bool {
-		return countState(r, feed.StateConnected) >= 2 && len(events(r)) >= n+2
+	n := len(feedtest.OfKind(recs, feed.KindEvent))
+	sink.WaitFor(t, 0, "ticks after the reconnect", func(r []feed.Record) bool {
+		return len(feedtest.StateRecords(r, feed.StateConnected)) >= 2 && len(feedtest.OfKind(r, feed.KindEvent)) >= n+2
 	})
 }
 
@@ -280,14 +283,14 @@ func TestSocketIOFraming(t *testing.T) {
 		`42/ns,["last","x"]`,
 	)
 	s := newTestSIO(t, Config{URL: url + "/ns", Token: "tk"})
-	sink := &collector{}
-	start(t, s, sink)
-	recs := sink.waitFor(t, "the last event", func(r []feed.Record) bool {
-		ev := events(r)
+	sink := feedtest.NewSink()
+	feedtest.Start(t, s, sink)
+	recs := sink.WaitFor(t, 0, "the last event", func(r []feed.Record) bool {
+		ev := feedtest.OfKind(r, feed.KindEvent)
 		return len(ev) > 0 && ev[len(ev)-1].Type == "last"
 	})
 	want := []string{`acked a`, `nested {"k":[1,"two"]}`, `two one`, `last x`}
-	ev := events(recs)
+	ev := feedtest.OfKind(recs, feed.KindEvent)
 	var got []string
 	for _, e := range ev {
 		got = append(got, e.Type+" "+e.Data)
@@ -344,14 +347,14 @@ func TestSocketIOConnectUnanswered(t *testing.T) {
 		}
 	})
 	s := newTestSIO(t, Config{URL: srv.URL, DialTimeout: 300 * time.Millisecond})
-	sink := &collector{}
-	start(t, s, sink)
-	recs := sink.waitFor(t, "a retry", func(r []feed.Record) bool { return countState(r, feed.StateReconnecting) >= 1 })
-	re, _ := lastState(recs, feed.StateReconnecting)
+	sink := feedtest.NewSink()
+	feedtest.Start(t, s, sink)
+	recs := sink.WaitFor(t, 0, "a retry", func(r []feed.Record) bool { return len(feedtest.StateRecords(r, feed.StateReconnecting)) >= 1 })
+	re, _ := feedtest.LastState(recs, feed.StateReconnecting)
 	if !strings.Contains(re.Error, "namespace / did not answer the connect packet within 300ms") {
 		t.Errorf("reconnecting error = %q", re.Error)
 	}
-	if n := countState(recs, feed.StateConnected); n != 0 {
+	if n := len(feedtest.StateRecords(recs, feed.StateConnected)); n != 0 {
 		t.Errorf("%d connected states, want 0", n)
 	}
 }

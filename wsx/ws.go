@@ -44,17 +44,12 @@ func (c *Client) Run(ctx context.Context, sink feed.Sink) error { return c.run(c
 // connect makes one attempt and reads messages until the connection ends.
 func (c *Client) connect(ctx context.Context, sink feed.Sink, lv *liveness, attempt int) *ending {
 	start := time.Now()
-	conn, e := c.dial(ctx, c.cfg.URL, lv, c.everConnected())
+	conn, cctx, cancel, e := c.open(ctx, c.cfg.URL, lv)
 	if e != nil {
 		return e
 	}
 	defer conn.CloseNow()
-	// The library's own limit closes the connection with 1009; fanscope
-	// skips an oversized message instead (readMessage) and keeps going.
-	conn.SetReadLimit(-1)
-	cctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
-	lv.arm(time.Now(), func() { cancel(errStalled) })
 	c.noteConnected(sink, http.StatusSwitchingProtocols, attempt, start)
 
 	var wg sync.WaitGroup

@@ -17,6 +17,7 @@ import (
 	"github.com/coder/websocket"
 
 	"github.com/fanscope/fanscope/feed"
+	"github.com/fanscope/fanscope/internal/feedtest"
 )
 
 // wsHandler serves one accepted connection; n counts connections from 1.
@@ -97,11 +98,11 @@ func TestWSMessages(t *testing.T) {
 	if got, want := cl.Path(), "ws:app"; got != want {
 		t.Errorf("Path() = %q, want %q", got, want)
 	}
-	sink := &collector{}
-	start(t, cl, sink)
-	recs := sink.waitFor(t, "five messages", func(r []feed.Record) bool { return len(events(r)) >= 5 })
+	sink := feedtest.NewSink()
+	feedtest.Start(t, cl, sink)
+	recs := sink.WaitFor(t, 0, "five messages", feedtest.CountKind(feed.KindEvent, 5))
 	want := []string{"hello", string(binary), "fragmented", string(big), ""}
-	ev := events(recs)
+	ev := feedtest.OfKind(recs, feed.KindEvent)
 	for i, w := range want {
 		r := ev[i]
 		if r.Data != w {
@@ -114,7 +115,7 @@ func TestWSMessages(t *testing.T) {
 			t.Errorf("message %d has no timestamp", i)
 		}
 	}
-	if got := states(recs); len(got) < 2 || got[0] != feed.StateConnecting || got[1] != feed.StateConnected {
+	if got := feedtest.States(recs); len(got) < 2 || got[0] != feed.StateConnecting || got[1] != feed.StateConnected {
 		t.Errorf("states = %v, want connecting, connected first", got)
 	}
 	select {
@@ -152,19 +153,19 @@ func TestWSCloseCodes(t *testing.T) {
 				hold(ctx, c, done)
 			})
 			cl := newTestClient(t, Config{URL: wsURL(srv)})
-			sink := &collector{}
-			r := start(t, cl, sink)
+			sink := feedtest.NewSink()
+			r := feedtest.Start(t, cl, sink)
 			if tc.fatal {
-				err := r.wait(t)
+				err := r.Wait(t)
 				if !errors.Is(err, ErrFatal) || !strings.Contains(err.Error(), tc.wantText) {
 					t.Fatalf("Run = %v, want an ErrFatal naming %q", err, tc.wantText)
 				}
-				recs := sink.all()
-				f, ok := lastState(recs, feed.StateFailed)
+				recs := sink.All()
+				f, ok := feedtest.LastState(recs, feed.StateFailed)
 				if !ok || !strings.Contains(f.Error, tc.wantText) {
-					t.Errorf("no failed state naming %q:\n%s", tc.wantText, dump(recs))
+					t.Errorf("no failed state naming %q:\n%s", tc.wantText, feedtest.Dump(recs))
 				}
-				if n := countState(recs, feed.StateReconnecting); n != 0 {
+				if n := len(feedtest.StateRecords(recs, feed.StateReconnecting)); n != 0 {
 					t.Errorf("%d reconnecting states after a fatal close, want 0", n)
 				}
 				if st := cl.Status(); st.State != feed.StateFailed || !strings.Contains(strings.Join(st.Details, "; "), tc.wantText) {
@@ -172,14 +173,14 @@ func TestWSCloseCodes(t *testing.T) {
 				}
 				return
 			}
-			recs := sink.waitFor(t, "a second connection", func(r []feed.Record) bool {
-				return countState(r, feed.StateConnected) >= 2 && len(events(r)) >= 2
+			recs := sink.WaitFor(t, 0, "a second connection", func(r []feed.Record) bool {
+				return len(feedtest.StateRecords(r, feed.StateConnected)) >= 2 && len(feedtest.OfKind(r, feed.KindEvent)) >= 2
 			})
-			re, _ := lastState(recs, feed.StateReconnecting)
+			re, _ := feedtest.LastState(recs, feed.StateReconnecting)
 			if !strings.Contains(re.Error, tc.wantText) || !strings.Contains(re.Error, tc.wantRetry) {
 				t.Errorf("reconnecting error = %q, want %q and %q", re.Error, tc.wantText, tc.wantRetry)
 			}
-			d, _ := lastState(recs, feed.StateDisconnected)
+			d, _ := feedtest.LastState(recs, feed.StateDisconnected)
 			if !strings.Contains(d.Error, tc.wantText) {
 				t.Errorf("disconnected error = %q, want %q", d.Error, tc.wantText)
 			}
@@ -214,17 +215,17 @@ func TestWSHandshakeRefused(t *testing.T) {
 			}))
 			defer srv.Close()
 			cl := newTestClient(t, Config{URL: wsURL(srv) + "/feed?token=hunter2"})
-			sink := &collector{}
-			r := start(t, cl, sink)
+			sink := feedtest.NewSink()
+			r := feedtest.Start(t, cl, sink)
 			if tc.fatal {
-				err := r.wait(t)
+				err := r.Wait(t)
 				if !errors.Is(err, ErrFatal) || !strings.Contains(err.Error(), tc.want) {
 					t.Fatalf("Run = %v, want ErrFatal with %q", err, tc.want)
 				}
 				if strings.Contains(err.Error(), "hunter2") || !strings.Contains(err.Error(), "token=***") {
 					t.Errorf("error %q shows the token or not the masked URL", err)
 				}
-				f, _ := lastState(sink.all(), feed.StateFailed)
+				f, _ := feedtest.LastState(sink.All(), feed.StateFailed)
 				if f.Status != tc.code {
 					t.Errorf("failed state status = %d, want %d", f.Status, tc.code)
 				}
@@ -233,12 +234,12 @@ func TestWSHandshakeRefused(t *testing.T) {
 				}
 				return
 			}
-			recs := sink.waitFor(t, "three attempts", func(r []feed.Record) bool { return countState(r, feed.StateReconnecting) >= 3 })
-			re, _ := lastState(recs, feed.StateReconnecting)
+			recs := sink.WaitFor(t, 0, "three attempts", func(r []feed.Record) bool { return len(feedtest.StateRecords(r, feed.StateReconnecting)) >= 3 })
+			re, _ := feedtest.LastState(recs, feed.StateReconnecting)
 			if re.Status != tc.code || !strings.Contains(re.Error, tc.want) {
 				t.Errorf("reconnecting = status %d %q, want %d %q", re.Status, re.Error, tc.code, tc.want)
 			}
-			if err := r.stop(t); err != nil {
+			if err := r.Stop(t); err != nil {
 				t.Errorf("Run after cancel = %v, want nil", err)
 			}
 		})
@@ -248,8 +249,8 @@ func TestWSHandshakeRefused(t *testing.T) {
 func TestWSPing(t *testing.T) {
 	srv := wsServer(t, func(ctx context.Context, c *websocket.Conn, _ int, done <-chan struct{}) { hold(ctx, c, done) })
 	cl := newTestClient(t, Config{URL: wsURL(srv), PingInterval: 20 * time.Millisecond})
-	sink := &collector{}
-	start(t, cl, sink)
+	sink := feedtest.NewSink()
+	feedtest.Start(t, cl, sink)
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		st := cl.Status()
@@ -282,16 +283,16 @@ func TestWSStalledThenReconnect(t *testing.T) {
 		hold(ctx, c, done)
 	})
 	cl := newTestClient(t, Config{URL: wsURL(srv), StallTimeout: 300 * time.Millisecond, PingInterval: 50 * time.Millisecond})
-	sink := &collector{}
-	start(t, cl, sink)
-	recs := sink.waitFor(t, "stalled and a new connection", func(r []feed.Record) bool {
-		return countState(r, feed.StateConnected) >= 2
+	sink := feedtest.NewSink()
+	feedtest.Start(t, cl, sink)
+	recs := sink.WaitFor(t, 0, "stalled and a new connection", func(r []feed.Record) bool {
+		return len(feedtest.StateRecords(r, feed.StateConnected)) >= 2
 	})
-	got := strings.Join(states(recs), " ")
+	got := strings.Join(feedtest.States(recs), " ")
 	if want := "connecting connected stalled reconnecting connecting connected"; !strings.HasPrefix(got, want) {
 		t.Errorf("states = %q, want %q first", got, want)
 	}
-	s, _ := lastState(recs, feed.StateStalled)
+	s, _ := feedtest.LastState(recs, feed.StateStalled)
 	if !strings.Contains(s.Error, "nothing received for 300ms") {
 		t.Errorf("stalled error = %q, want it to name the 300ms threshold", s.Error)
 	}
@@ -309,8 +310,8 @@ func TestWSAdaptiveStall(t *testing.T) {
 	cl := newTestClient(t, Config{URL: "ws://" + fz.addr(), PingInterval: 30 * time.Millisecond})
 	cl.stallBefore = time.Hour // only the measured threshold can fire
 	cl.stallFloor = 500 * time.Millisecond
-	sink := &collector{}
-	start(t, cl, sink)
+	sink := feedtest.NewSink()
+	feedtest.Start(t, cl, sink)
 	<-cl.Connected()
 	deadline := time.Now().Add(10 * time.Second)
 	for {
@@ -327,10 +328,10 @@ func TestWSAdaptiveStall(t *testing.T) {
 		time.Sleep(5 * time.Millisecond)
 	}
 	fz.freeze()
-	recs := sink.waitFor(t, "stalled, then connected again", func(r []feed.Record) bool {
-		return countState(r, feed.StateStalled) == 1 && countState(r, feed.StateConnected) >= 2
+	recs := sink.WaitFor(t, 0, "stalled, then connected again", func(r []feed.Record) bool {
+		return len(feedtest.StateRecords(r, feed.StateStalled)) == 1 && len(feedtest.StateRecords(r, feed.StateConnected)) >= 2
 	})
-	got := states(recs)
+	got := feedtest.States(recs)
 	if i := strings.Index(strings.Join(got, " "), "stalled reconnecting connecting connected"); i < 0 {
 		t.Errorf("states = %v, want stalled before the reconnect", got)
 	}
@@ -344,14 +345,14 @@ func TestWSOversizedMessageSkipped(t *testing.T) {
 		hold(ctx, c, done)
 	})
 	cl := newTestClient(t, Config{URL: wsURL(srv), MaxMessage: 1024})
-	sink := &collector{}
-	start(t, cl, sink)
-	recs := sink.waitFor(t, "two messages", func(r []feed.Record) bool { return len(events(r)) >= 2 })
-	ev := events(recs)
+	sink := feedtest.NewSink()
+	feedtest.Start(t, cl, sink)
+	recs := sink.WaitFor(t, 0, "two messages", feedtest.CountKind(feed.KindEvent, 2))
+	ev := feedtest.OfKind(recs, feed.KindEvent)
 	if ev[0].Data != "small" || len(ev[1].Data) != 1024 {
 		t.Errorf("got %q and %d bytes, want small and the 1024-byte message", ev[0].Data, len(ev[1].Data))
 	}
-	if n := countState(recs, feed.StateConnected); n != 1 {
+	if n := len(feedtest.StateRecords(recs, feed.StateConnected)); n != 1 {
 		t.Errorf("%d connections, want 1: an oversized message must not cost the connection", n)
 	}
 	st := cl.Status()
@@ -375,25 +376,25 @@ func TestWSTLS(t *testing.T) {
 
 	t.Run("test CA", func(t *testing.T) {
 		cl := newTestClient(t, Config{URL: url, TLSCA: ca})
-		sink := &collector{}
-		start(t, cl, sink)
-		recs := sink.waitFor(t, "a message over TLS", func(r []feed.Record) bool { return len(events(r)) >= 1 })
-		if d := events(recs)[0].Data; d != "secure" {
+		sink := feedtest.NewSink()
+		feedtest.Start(t, cl, sink)
+		recs := sink.WaitFor(t, 0, "a message over TLS", feedtest.CountKind(feed.KindEvent, 1))
+		if d := feedtest.OfKind(recs, feed.KindEvent)[0].Data; d != "secure" {
 			t.Errorf("data = %q, want secure", d)
 		}
 	})
 	t.Run("unknown CA is fatal", func(t *testing.T) {
 		cl := newTestClient(t, Config{URL: url})
-		err := start(t, cl, &collector{}).wait(t)
+		err := feedtest.Start(t, cl, feedtest.NewSink()).Wait(t)
 		if !errors.Is(err, ErrFatal) || !strings.Contains(err.Error(), "--tls-ca") {
 			t.Errorf("Run = %v, want ErrFatal with a --tls-ca hint", err)
 		}
 	})
 	t.Run("insecure", func(t *testing.T) {
 		cl := newTestClient(t, Config{URL: url, TLSInsecure: true})
-		sink := &collector{}
-		start(t, cl, sink)
-		sink.waitFor(t, "a message over TLS", func(r []feed.Record) bool { return len(events(r)) >= 1 })
+		sink := feedtest.NewSink()
+		feedtest.Start(t, cl, sink)
+		sink.WaitFor(t, 0, "a message over TLS", feedtest.CountKind(feed.KindEvent, 1))
 	})
 }
 
@@ -405,7 +406,7 @@ func TestWSHeadersSent(t *testing.T) {
 	}))
 	defer srv.Close()
 	cl := newTestClient(t, Config{URL: wsURL(srv), Header: http.Header{"Authorization": {"Bearer sekrit"}, "X-Team": {"a"}}})
-	err := start(t, cl, &collector{}).wait(t)
+	err := feedtest.Start(t, cl, feedtest.NewSink()).Wait(t)
 	h := <-got
 	if h.Get("Authorization") != "Bearer sekrit" || h.Get("X-Team") != "a" {
 		t.Errorf("handshake headers = %v, want Authorization and X-Team", h)
@@ -420,17 +421,17 @@ func TestWSUnreachableRetries(t *testing.T) {
 	addr := strings.TrimPrefix(ln.URL, "http://")
 	ln.Close() // nothing listens there now
 	cl := newTestClient(t, Config{URL: "ws://" + addr + "/?apikey=k3y"})
-	sink := &collector{}
-	r := start(t, cl, sink)
-	recs := sink.waitFor(t, "retries", func(r []feed.Record) bool { return countState(r, feed.StateReconnecting) >= 3 })
-	re, _ := lastState(recs, feed.StateReconnecting)
+	sink := feedtest.NewSink()
+	r := feedtest.Start(t, cl, sink)
+	recs := sink.WaitFor(t, 0, "retries", func(r []feed.Record) bool { return len(feedtest.StateRecords(r, feed.StateReconnecting)) >= 3 })
+	re, _ := feedtest.LastState(recs, feed.StateReconnecting)
 	if !strings.Contains(re.Error, "refused") || strings.Contains(re.Error, "k3y") {
 		t.Errorf("reconnecting error = %q, want a refused connection without the key", re.Error)
 	}
 	if st := cl.Status(); !strings.Contains(st.URL, "apikey=***") {
 		t.Errorf("Status.URL = %q, want apikey masked", st.URL)
 	}
-	if err := r.stop(t); err != nil {
+	if err := r.Stop(t); err != nil {
 		t.Errorf("Run = %v, want nil after cancel", err)
 	}
 }
@@ -498,7 +499,7 @@ func TestWSSubprotocol(t *testing.T) {
 	}))
 	defer srv.Close()
 	cl := newTestClient(t, Config{URL: wsURL(srv), Subprotocols: []string{"graphql-ws"}})
-	start(t, cl, &collector{})
+	feedtest.Start(t, cl, feedtest.NewSink())
 	select {
 	case p := <-got:
 		if p != "graphql-ws" {
@@ -506,5 +507,100 @@ func TestWSSubprotocol(t *testing.T) {
 		}
 	case <-time.After(10 * time.Second):
 		t.Fatal("no handshake")
+	}
+}
+
+// TestSecretsNeverShown: the URL's password and token, the -H credentials
+// and the Socket.IO auth token appear in no record, Status or error,
+// whatever went wrong; and masking is by field, so a one-letter password
+// that also occurs in the error's words leaves those words whole.
+func TestSecretsNeverShown(t *testing.T) {
+	closed := httptest.NewServer(http.NotFoundHandler())
+	closedAddr := strings.TrimPrefix(closed.URL, "http://")
+	closed.Close() // nothing listens there now
+	refuses := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(http.StatusUnauthorized)
+	}))
+	defer refuses.Close()
+	refusesAddr := strings.TrimPrefix(refuses.URL, "http://")
+	header := http.Header{"Authorization": {"Bearer b3arer-s3cret"}, "Cookie": {"sid=c00kie-s3cret"}}
+	secrets := []string{"pw-s3cret", "tok-s3cret", "b3arer-s3cret", "c00kie-s3cret", "auth-s3cret"}
+	tests := []struct {
+		name, url string
+		socketIO  bool
+		fatal     bool
+		want      string // in the last state record's error
+	}{
+		{"refused", "ws://u:pw-s3cret@" + closedAddr + "/x?token=tok-s3cret", false, false, "connection refused"},
+		{"socketio refused", "http://u:pw-s3cret@" + closedAddr + "/ns?token=tok-s3cret", true, false, "connection refused"},
+		{"401", "ws://u:pw-s3cret@" + refusesAddr + "/x?token=tok-s3cret", false, true, "401 Unauthorized"},
+		{"socketio 401", "http://u:pw-s3cret@" + refusesAddr + "/ns?token=tok-s3cret", true, true, "401 Unauthorized"},
+		// A password that is a letter of the error's words: by field, the
+		// words stay whole (substring masking would print "conn***ction").
+		{"short password", "ws://u:e@" + closedAddr + "/x", false, false, "connection refused"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := Config{Name: "app", URL: tc.url, Header: header, Token: "auth-s3cret",
+				MinBackoff: 10 * time.Millisecond, MaxBackoff: 80 * time.Millisecond}
+			var src feedtest.StatusSource
+			var err error
+			if tc.socketIO {
+				src, err = NewSocketIO(cfg)
+			} else {
+				src, err = NewClient(cfg)
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := feedtest.CheckMasked(t, src, tc.fatal, tc.want, secrets...); tc.fatal && !errors.Is(err, ErrFatal) {
+				t.Errorf("Run = %v, want ErrFatal", err)
+			}
+		})
+	}
+}
+
+// TestWSRedirects: a handshake redirected to another origin goes there
+// without the credentials and -H headers, and the redirect is shown,
+// masked; a redirect loop is refused after netx.MaxRedirects, not
+// followed until the dial timeout.
+func TestWSRedirects(t *testing.T) {
+	got := make(chan http.Header, 4)
+	b := wsServer(t, func(ctx context.Context, c *websocket.Conn, n int, done <-chan struct{}) {
+		c.Write(ctx, websocket.MessageText, []byte("from b"))
+		hold(ctx, c, done)
+	})
+	inner := b.Config.Handler
+	b.Config.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		got <- r.Header.Clone()
+		inner.ServeHTTP(w, r)
+	})
+	a := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/loop" {
+			http.Redirect(w, r, "/loop", http.StatusFound)
+			return
+		}
+		http.Redirect(w, r, wsURL(b)+"/feed?token=tok-s3cret", http.StatusFound)
+	}))
+	defer a.Close()
+	header := http.Header{"Authorization": {"Bearer b3arer-s3cret"}, "X-Team": {"t"}}
+
+	cl := newTestClient(t, Config{URL: wsURL(a) + "/away", Header: header})
+	sink := feedtest.NewSink()
+	feedtest.Start(t, cl, sink)
+	recs := sink.WaitFor(t, 0, "the message from b", feedtest.CountKind(feed.KindEvent, 1))
+	h := <-got
+	if h.Get("Authorization") != "" || h.Get("X-Team") != "" || h.Get("Referer") != "" {
+		t.Errorf("the other origin got %v, want no credentials, -H headers or Referer", h)
+	}
+	if !feedtest.HasState(feed.StateConnecting, "redirected (302) to ")(recs) {
+		t.Errorf("no state record showing the redirect:\n%s", feedtest.Dump(recs))
+	}
+	feedtest.NoSecrets(t, recs, nil, "tok-s3cret", "b3arer-s3cret")
+
+	loop := newTestClient(t, Config{URL: wsURL(a) + "/loop", Header: header})
+	err := feedtest.Start(t, loop, feedtest.NewSink()).Wait(t)
+	if !errors.Is(err, ErrFatal) || !strings.Contains(err.Error(), "stopped after 10 redirects") {
+		t.Errorf("Run = %v, want ErrFatal saying it stopped after 10 redirects", err)
 	}
 }

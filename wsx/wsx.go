@@ -11,7 +11,6 @@ package wsx
 
 import (
 	"errors"
-	"fmt"
 	"net/http"
 	"net/url"
 	"strings"
@@ -52,24 +51,16 @@ const (
 
 // Stall thresholds (SPEC.md, "Health that tells the truth").
 const (
-	stallBeforeKeepAlives = 45 * time.Second // until the connection sent two keep-alives
-	stallFloor            = 5 * time.Second  // the least threshold once measured
+	stallBeforeKeepAlives = netx.StallBefore // until the connection sent two keep-alives
+	stallFloor            = netx.StallFloor  // the least threshold once measured
 )
 
-type kindError struct {
-	kind error
-	err  error
-}
-
-func (e *kindError) Error() string   { return e.err.Error() }
-func (e *kindError) Unwrap() []error { return []error{e.kind, e.err} }
-
 func usageErrorf(format string, args ...any) error {
-	return &kindError{kind: ErrUsage, err: fmt.Errorf(format, args...)}
+	return netx.Errorf(ErrUsage, format, args...)
 }
 
 func fatalErrorf(format string, args ...any) error {
-	return &kindError{kind: ErrFatal, err: fmt.Errorf(format, args...)}
+	return netx.Errorf(ErrFatal, format, args...)
 }
 
 // ParseEndpoint splits a --ws flag value "[NAME=]URL" into the endpoint's
@@ -87,11 +78,7 @@ func ParseSocketIOEndpoint(flag string) (name, rawURL string, err error) {
 }
 
 func parseEndpoint(flag, what string) (string, string, error) {
-	name, rawURL, err := netx.SplitEndpoint(flag, what, "ws", "wss", "http", "https")
-	if err != nil {
-		return "", "", &kindError{kind: ErrUsage, err: err}
-	}
-	return name, rawURL, nil
+	return netx.SplitEndpoint(flag, what, ErrUsage, "ws", "wss", "http", "https")
 }
 
 // Config describes one connection to one WebSocket or Socket.IO endpoint.
@@ -111,7 +98,8 @@ type Config struct {
 	Token string
 
 	// TLSCA (a PEM file) and TLSInsecure configure the transport; they are
-	// ignored when HTTPClient is set.
+	// ignored when HTTPClient is set. The client is copied with fanscope's
+	// redirect policy (credentials stay with the origin named).
 	TLSCA       string
 	TLSInsecure bool
 	HTTPClient  *http.Client // optional, shared by many connections
@@ -139,36 +127,24 @@ type checked struct {
 	shownURL string
 	host     string // Host header override
 	header   http.Header
-	scrub    *netx.Scrubber
+	// redirects is the handshake's redirect policy; the loop sets its
+	// Followed to show each redirect.
+	redirects *netx.Redirects
 }
 
 func check(cfg Config, what string) (*checked, error) {
-	u, err := netx.CheckURL(cfg.URL, "ws", "wss", "http", "https")
+	ep, err := netx.CheckEndpoint(what, cfg.Name, cfg.URL, cfg.Header, nil, ErrUsage, "ws", "wss", "http", "https")
 	if err != nil {
-		return nil, usageErrorf("%s %q: %w", what, cfg.Name, err)
+		return nil, err
 	}
-	if cfg.Name == "" {
-		cfg.Name = netx.HostPort(u)
-	}
-	if err := netx.CheckHeader(cfg.Header); err != nil {
+	cfg.Name = ep.Name
+	if err := netx.SetDurations(
+		netx.Duration{V: &cfg.PingInterval, Default: DefaultPingInterval}, // < 0: no pings
+		netx.Duration{V: &cfg.MinBackoff, Default: DefaultMinBackoff, Name: "min backoff"},
+		netx.Duration{V: &cfg.MaxBackoff, Default: DefaultMaxBackoff, Name: "max backoff"},
+		netx.Duration{V: &cfg.DialTimeout, Default: DefaultDialTimeout, Name: "dial timeout"},
+	); err != nil {
 		return nil, usageErrorf("%s %s: %w", what, cfg.Name, err)
-	}
-	for _, d := range []struct {
-		v    *time.Duration
-		def  time.Duration
-		name string
-	}{
-		{&cfg.PingInterval, DefaultPingInterval, ""},
-		{&cfg.MinBackoff, DefaultMinBackoff, "min backoff"},
-		{&cfg.MaxBackoff, DefaultMaxBackoff, "max backoff"},
-		{&cfg.DialTimeout, DefaultDialTimeout, "dial timeout"},
-	} {
-		if *d.v == 0 {
-			*d.v = d.def
-		}
-		if *d.v < 0 && d.name != "" {
-			return nil, usageErrorf("%s %s: %s %s is negative", what, cfg.Name, d.name, *d.v)
-		}
 	}
 	if cfg.MaxMessage == 0 {
 		cfg.MaxMessage = DefaultMaxMessage
@@ -182,38 +158,12 @@ func check(cfg Config, what string) (*checked, error) {
 	if !strings.HasPrefix(cfg.EnginePath, "/") {
 		return nil, usageErrorf("%s %s: engine path %q does not start with /", what, cfg.Name, cfg.EnginePath)
 	}
-	c := &checked{Config: cfg, u: u, shownURL: netx.RedactURL(u), header: http.Header{}}
-	for k, vs := range cfg.Header {
-		if http.CanonicalHeaderKey(k) == "Host" {
-			if len(vs) > 0 {
-				c.host = vs[len(vs)-1]
-			}
-			continue
-		}
-		c.header[http.CanonicalHeaderKey(k)] = append([]string(nil), vs...)
-	}
-	secrets := cfg.Header
-	if cfg.Token != "" {
-		secrets = mergeSecrets(cfg.Header, cfg.Token)
-	}
-	c.scrub = netx.NewScrubber(u, secrets)
-	if c.HTTPClient == nil {
-		t, err := netx.Transport(cfg.TLSCA, cfg.TLSInsecure)
-		if err != nil {
-			return nil, usageErrorf("%s %s: %w", what, cfg.Name, err)
-		}
-		c.HTTPClient = &http.Client{Transport: t}
+	c := &checked{Config: cfg, u: ep.URL, shownURL: ep.Shown, header: ep.Header, host: ep.Host,
+		redirects: &netx.Redirects{Schemes: []string{"http", "https"}, UserHeaders: ep.Names}}
+	// Credentials stay with the origin the user named (netx.Redirects).
+	c.HTTPClient, err = netx.Client(cfg.HTTPClient, cfg.TLSCA, cfg.TLSInsecure, c.redirects)
+	if err != nil {
+		return nil, usageErrorf("%s %s: %w", what, cfg.Name, err)
 	}
 	return c, nil
-}
-
-// mergeSecrets is h with the token added as one more Authorization value,
-// so the scrubber knows it.
-func mergeSecrets(h http.Header, token string) http.Header {
-	m := h.Clone()
-	if m == nil {
-		m = http.Header{}
-	}
-	m.Add("Authorization", "Bearer "+token)
-	return m
 }

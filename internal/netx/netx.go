@@ -1,174 +1,114 @@
-// Package netx holds what fanscope's WebSocket, Socket.IO and polling
-// clients (wsx, pollx) share: [NAME=]URL flags, URLs and error texts with
-// secrets masked, the --tls-ca / --tls-insecure transport, backoff with a
-// floor and jitter, and Retry-After.
+// Package netx holds what fanscope's delivery clients (ssex for SSE, wsx
+// for WebSocket and Socket.IO, pollx for polling) share on the HTTP side:
+// [NAME=]URL flags and URL and header checks, the --tls-ca / --tls-insecure
+// transport, the redirect policy that keeps credentials with their origin,
+// how an HTTP refusal or a failed request is put in words, backoff with a
+// floor and jitter, Retry-After, the stall threshold, and one connection's
+// health with the state records that change it. Every URL and error it
+// shows is masked by field through internal/secrets, never by searching
+// text for a secret's value.
 package netx
 
 import (
-	"crypto/tls"
-	"crypto/x509"
-	"errors"
 	"fmt"
 	"net"
 	"net/http"
 	"net/url"
-	"os"
 	"slices"
-	"strconv"
 	"strings"
-	"sync"
 	"time"
+
+	"github.com/fanscope/fanscope/internal/secrets"
 )
 
-// SecretQueryKeys are the URL query keys whose values are shown as "***"
-// (SPEC.md, "Health that tells the truth"); matched case-insensitively.
-var SecretQueryKeys = []string{"token", "access_token", "auth", "key", "apikey", "password", "secret", "sig", "signature"}
-
-// Masked replaces every secret in shown text.
-const Masked = "***"
-
-func secretKey(k string) bool {
-	return slices.ContainsFunc(SecretQueryKeys, func(s string) bool { return strings.EqualFold(s, k) })
+// KindError carries a readable message while matching a package's
+// sentinel (ErrUsage, ErrFatal) with errors.Is, so messages do not repeat
+// the sentinel's text.
+type KindError struct {
+	Kind error
+	Err  error
 }
 
-// RedactURL is u as text with its password and the values of secret query
-// keys replaced by "***"; the query keeps its order and spelling otherwise.
-func RedactURL(u *url.URL) string {
-	if u == nil {
-		return ""
-	}
-	v := *u
-	if v.RawQuery != "" {
-		parts := strings.Split(v.RawQuery, "&")
-		for i, p := range parts {
-			k, _, ok := strings.Cut(p, "=")
-			if dk, err := url.QueryUnescape(k); err == nil {
-				k = dk
-			}
-			if ok && secretKey(k) {
-				parts[i] = p[:strings.IndexByte(p, '=')+1] + Masked
-			}
-		}
-		v.RawQuery = strings.Join(parts, "&")
-	}
-	if _, ok := v.User.Password(); ok {
-		// Redacted writes "xxxxx"; url.String would escape "***".
-		return strings.Replace(v.Redacted(), ":xxxxx@", ":"+Masked+"@", 1)
-	}
-	return v.String()
-}
+func (e *KindError) Error() string   { return e.Err.Error() }
+func (e *KindError) Unwrap() []error { return []error{e.Kind, e.Err} }
 
-// Scrubber replaces known secret values (a URL's password and secret query
-// values, Authorization, Cookie and Proxy-Authorization header values) in
-// text a library produced, such as an error that quotes the request URL.
-type Scrubber struct {
-	secrets []string // longest first, so a secret inside another is not half-replaced
-}
-
-// NewScrubber collects the secrets of u and h.
-func NewScrubber(u *url.URL, h http.Header) *Scrubber {
-	s := &Scrubber{}
-	add := func(v string) {
-		if v != "" && !slices.Contains(s.secrets, v) {
-			s.secrets = append(s.secrets, v)
-		}
-	}
-	if u != nil {
-		if pw, ok := u.User.Password(); ok {
-			add(pw)
-			add(url.PathEscape(pw))
-			add(url.QueryEscape(pw))
-		}
-		for k, vs := range u.Query() {
-			if secretKey(k) {
-				for _, v := range vs {
-					add(v)
-					add(url.QueryEscape(v))
-				}
-			}
-		}
-	}
-	for k, vs := range h {
-		switch http.CanonicalHeaderKey(k) {
-		case "Authorization", "Cookie", "Proxy-Authorization":
-			for _, v := range vs {
-				add(v)
-				// "Bearer abc": the credential alone may be quoted too.
-				if _, cred, ok := strings.Cut(v, " "); ok {
-					add(strings.TrimSpace(cred))
-				}
-			}
-		}
-	}
-	slices.SortFunc(s.secrets, func(a, b string) int { return len(b) - len(a) })
-	return s
-}
-
-// Scrub returns text with every secret replaced by "***".
-func (s *Scrubber) Scrub(text string) string {
-	if s == nil {
-		return text
-	}
-	for _, v := range s.secrets {
-		text = strings.ReplaceAll(text, v, Masked)
-	}
-	return text
+// Errorf formats an error that also matches kind.
+func Errorf(kind error, format string, args ...any) error {
+	return &KindError{Kind: kind, Err: fmt.Errorf(format, args...)}
 }
 
 // SplitEndpoint splits a source flag value "[NAME=]URL" (what names the
-// flag in messages, e.g. "ws endpoint") and checks the URL's scheme against
-// schemes. NAME defaults to the URL's host:port. Errors are plain; callers
-// wrap them with their package's usage error.
-func SplitEndpoint(flag, what string, schemes ...string) (name, rawURL string, err error) {
+// flag in messages, e.g. "ws endpoint") and checks the URL against
+// schemes (see CheckURL). NAME defaults to the URL's host:port. Errors
+// match usage (the package's ErrUsage) and show the flag with its secrets
+// masked.
+func SplitEndpoint(flag, what string, usage error, schemes ...string) (name, rawURL string, err error) {
 	s := strings.TrimSpace(flag)
 	if s == "" {
-		return "", "", fmt.Errorf("parse %s: empty value, want [NAME=]URL", what)
+		return "", "", Errorf(usage, "parse %s: empty value, want [NAME=]URL", what)
 	}
-	raw := s
+	rawURL = s
 	// A URL's query may hold '=', so a NAME is only split off when the text
 	// before the first '=' is not itself the start of a URL.
 	if i := strings.IndexByte(s, '='); i >= 0 && !strings.Contains(s[:i], "://") {
-		name, raw = strings.TrimSpace(s[:i]), strings.TrimSpace(s[i+1:])
+		name, rawURL = strings.TrimSpace(s[:i]), strings.TrimSpace(s[i+1:])
 		if name == "" {
-			return "", "", fmt.Errorf("parse %s: empty NAME before '=', want [NAME=]URL", what)
+			return "", "", Errorf(usage, "parse %s %q: empty NAME before '=', want [NAME=]URL", what, secrets.URL(flag))
 		}
 		if strings.ContainsFunc(name, func(r rune) bool { return r < 0x20 || r == 0x7f }) {
-			return "", "", fmt.Errorf("parse %s %q: NAME contains control characters", what, name)
+			return "", "", Errorf(usage, "parse %s %q: NAME contains control characters", what, secrets.URL(flag))
 		}
 	}
-	u, err := CheckURL(raw, schemes...)
+	u, err := CheckURL(rawURL, schemes...)
 	if err != nil {
-		return "", "", fmt.Errorf("parse %s: %w", what, err)
+		return "", "", Errorf(usage, "parse %s %q: %w", what, secrets.URL(flag), err)
 	}
 	if name == "" {
 		name = HostPort(u)
 	}
-	return name, raw, nil
+	return name, rawURL, nil
 }
 
-// CheckURL parses raw and checks that it is an absolute URL with a host and
-// one of schemes. The error never quotes the URL (it may hold secrets).
+// CheckURL parses raw and checks that it is an absolute URL with a host
+// and one of schemes (lower case). Its errors show raw with secrets
+// masked; a URL whose password holds an unescaped '/', '?', '#' or '@' is
+// refused, since it would connect somewhere its author did not mean.
 func CheckURL(raw string, schemes ...string) (*url.URL, error) {
-	want := strings.Join(schemes, "://, ") + "://"
 	if !strings.Contains(raw, "://") {
-		return nil, fmt.Errorf("URL has no scheme, want %s", want)
+		return nil, fmt.Errorf("URL %q has no scheme, want %s", secrets.URL(raw), orList(schemes, "://"))
+	}
+	if secrets.Ambiguous(raw) {
+		return nil, fmt.Errorf("URL %q is ambiguous: an '@' after the host reads as the end of a password (percent-encode '/', '?', '#' and '@' in a password as %%2F, %%3F, %%23, %%40, and '@' in a path or query as %%40)", secrets.URL(raw))
 	}
 	u, err := url.Parse(raw)
 	if err != nil {
-		// url.Error repeats the whole URL, which may hold a password.
-		var ue *url.Error
-		if errors.As(err, &ue) {
-			err = ue.Err
-		}
-		return nil, fmt.Errorf("invalid URL: %w", err)
+		// Parse errors quote pieces of the URL, which may be pieces of a
+		// password: secrets.Reason leaves them out.
+		return nil, fmt.Errorf("invalid URL %q: %s", secrets.URL(raw), secrets.Reason(err))
 	}
 	if !slices.Contains(schemes, strings.ToLower(u.Scheme)) {
-		return nil, fmt.Errorf("URL scheme %q is not one of %s", u.Scheme, want)
+		want := orList(schemes, "")
+		if len(schemes) > 2 {
+			want = "one of " + want
+		}
+		return nil, fmt.Errorf("scheme %q is not %s", u.Scheme, want)
 	}
 	if u.Host == "" || u.Hostname() == "" {
-		return nil, fmt.Errorf("URL %s has no host", RedactURL(u))
+		return nil, fmt.Errorf("URL %q has no host", secrets.URL(raw))
 	}
 	return u, nil
+}
+
+// orList is "a, b or c", each item followed by suffix.
+func orList(items []string, suffix string) string {
+	s := make([]string, len(items))
+	for i, it := range items {
+		s[i] = it + suffix
+	}
+	if len(s) < 2 {
+		return strings.Join(s, "")
+	}
+	return strings.Join(s[:len(s)-1], ", ") + " or " + s[len(s)-1]
 }
 
 // HostPort is u's host:port, with the scheme's default port when none is given.
@@ -184,25 +124,54 @@ func HostPort(u *url.URL) string {
 	return net.JoinHostPort(u.Hostname(), port)
 }
 
-// CheckHeader checks that every header name is an HTTP token and no value
-// holds control characters other than tab, so a bad -H is refused before
-// the first attempt rather than failing every one.
-func CheckHeader(h http.Header) error {
-	for k, vs := range h {
-		if !validHeaderName(k) {
-			return fmt.Errorf("invalid header name %q", k)
-		}
-		for _, v := range vs {
-			for i := 0; i < len(v); i++ {
-				if b := v[i]; (b < ' ' && b != '\t') || b == 0x7f {
-					return fmt.Errorf("header %s: value contains control characters", k)
-				}
-			}
-		}
-	}
-	return nil
+// Origin is u's scheme://host:port in lower case, what decides whether a
+// redirect stays with the server the credentials were meant for.
+func Origin(u *url.URL) string {
+	return strings.ToLower(u.Scheme) + "://" + strings.ToLower(HostPort(u))
 }
 
+// Headers is a client's request headers, checked: Header without its
+// "Host" entry, whose last value is Host.
+type Headers struct {
+	Header http.Header
+	Host   string
+	// Names are the canonical names given, "Host" left out.
+	Names []string
+}
+
+// CheckHeader checks that every header name is an HTTP token and no value
+// holds control characters other than tab, so a bad -H is refused before
+// the first attempt rather than failing every one; it returns h split
+// into headers to send and the Host override. into, when not nil, is
+// added to (and may be replaced by h's values).
+func CheckHeader(h, into http.Header) (Headers, error) {
+	out := Headers{Header: into}
+	if out.Header == nil {
+		out.Header = make(http.Header, len(h))
+	}
+	for k, vs := range h {
+		if !validHeaderName(k) {
+			return Headers{}, fmt.Errorf("invalid header name %q", k)
+		}
+		for _, v := range vs {
+			if !ValidHeaderValue(v) {
+				return Headers{}, fmt.Errorf("header %s: value contains control characters", k)
+			}
+		}
+		ck := http.CanonicalHeaderKey(k)
+		if ck == "Host" {
+			if len(vs) > 0 {
+				out.Host = vs[len(vs)-1]
+			}
+			continue
+		}
+		out.Header[ck] = append([]string(nil), vs...)
+		out.Names = append(out.Names, ck)
+	}
+	return out, nil
+}
+
+// validHeaderName reports whether k is an HTTP token.
 func validHeaderName(k string) bool {
 	if k == "" {
 		return false
@@ -216,122 +185,62 @@ func validHeaderName(k string) bool {
 	return true
 }
 
-// transports holds one transport per TLS option set, so K connections to
-// one endpoint share a connection pool and the CA file is read once.
-var transports struct {
-	sync.Mutex
-	m map[[2]string]*http.Transport
-}
-
-// Transport returns a shared HTTP/1.1 transport with --tls-ca (a PEM file
-// added to the system roots) and --tls-insecure applied. HTTP/1.1 because a
-// WebSocket handshake needs the connection to itself, and because K polls
-// or streams should be K connections, not one multiplexed one.
-func Transport(tlsCA string, tlsInsecure bool) (*http.Transport, error) {
-	key := [2]string{tlsCA, strconv.FormatBool(tlsInsecure)}
-	transports.Lock()
-	defer transports.Unlock()
-	if t := transports.m[key]; t != nil {
-		return t, nil
-	}
-	tc := &tls.Config{InsecureSkipVerify: tlsInsecure}
-	if tlsCA != "" {
-		pem, err := os.ReadFile(tlsCA)
-		if err != nil {
-			return nil, fmt.Errorf("read --tls-ca file: %w", err)
+// ValidHeaderValue reports whether net/http will send v: no control
+// characters except tab.
+func ValidHeaderValue(v string) bool {
+	for i := 0; i < len(v); i++ {
+		if b := v[i]; (b < ' ' && b != '\t') || b == 0x7f {
+			return false
 		}
-		pool, err := x509.SystemCertPool()
-		if err != nil || pool == nil {
-			pool = x509.NewCertPool()
+	}
+	return true
+}
+
+// Endpoint is a client's checked configuration: its URL, display name and
+// request headers.
+type Endpoint struct {
+	URL   *url.URL
+	Name  string // as given, or the URL's host:port
+	Shown string // the URL with its secrets masked, for Status and errors
+	Headers
+}
+
+// CheckEndpoint checks a client's URL (see CheckURL) and headers (see
+// CheckHeader, which adds them to into); what names the client in errors
+// ("poll endpoint"), which match usage (the package's ErrUsage).
+func CheckEndpoint(what, name, rawURL string, header, into http.Header, usage error, schemes ...string) (Endpoint, error) {
+	u, err := CheckURL(rawURL, schemes...)
+	if err != nil {
+		return Endpoint{}, Errorf(usage, "%s %q: %w", what, name, err)
+	}
+	if name == "" {
+		name = HostPort(u)
+	}
+	h, err := CheckHeader(header, into)
+	if err != nil {
+		return Endpoint{}, Errorf(usage, "%s %s: %w", what, name, err)
+	}
+	return Endpoint{URL: u, Name: name, Shown: secrets.URL(rawURL), Headers: h}, nil
+}
+
+// Duration is a duration option: where it is, its default, and its name
+// in messages ("" for one that may be negative, meaning off).
+type Duration struct {
+	V       *time.Duration
+	Default time.Duration
+	Name    string
+}
+
+// SetDurations fills zero options with their defaults and refuses
+// negative named ones.
+func SetDurations(ds ...Duration) error {
+	for _, d := range ds {
+		if *d.V == 0 {
+			*d.V = d.Default
 		}
-		if !pool.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("read --tls-ca file %s: no PEM certificates in it", tlsCA)
+		if *d.V < 0 && d.Name != "" {
+			return fmt.Errorf("%s %s is negative", d.Name, *d.V)
 		}
-		tc.RootCAs = pool
 	}
-	t := &http.Transport{
-		Proxy: http.ProxyFromEnvironment,
-		DialContext: (&net.Dialer{
-			Timeout:   10 * time.Second,
-			KeepAlive: 30 * time.Second,
-		}).DialContext,
-		TLSClientConfig:     tc,
-		TLSHandshakeTimeout: 10 * time.Second,
-		MaxIdleConnsPerHost: 1 << 10,
-		IdleConnTimeout:     90 * time.Second,
-	}
-	var p http.Protocols
-	p.SetHTTP1(true)
-	t.Protocols = &p
-	if transports.m == nil {
-		transports.m = make(map[[2]string]*http.Transport)
-	}
-	transports.m[key] = t
-	return t, nil
-}
-
-// TLSProblem returns a reason with a hint when err is a certificate
-// failure, which retrying cannot fix; ok is false otherwise.
-func TLSProblem(err error) (reason string, ok bool) {
-	var (
-		verifyErr *tls.CertificateVerificationError
-		unknownCA x509.UnknownAuthorityError
-		badHost   x509.HostnameError
-		badCert   x509.CertificateInvalidError
-	)
-	switch {
-	case errors.As(err, &verifyErr), errors.As(err, &unknownCA), errors.As(err, &badHost), errors.As(err, &badCert):
-		return fmt.Sprintf("tls: %v (use --tls-ca FILE or --tls-insecure)", Unwrap(err)), true
-	}
-	return "", false
-}
-
-// Unwrap drops a *url.Error's wrapping, which repeats the URL.
-func Unwrap(err error) error {
-	var ue *url.Error
-	if errors.As(err, &ue) {
-		return ue.Err
-	}
-	return err
-}
-
-// Backoff is the wait before the next attempt: floor after a connection
-// that ended cleanly (failures 0), then doubling per consecutive failure up
-// to maxWait, with jitter in the upper half so many clients do not
-// reconnect in step. jitter(n) returns a value in [0, n).
-func Backoff(floor, maxWait time.Duration, failures int, jitter func(int64) int64) time.Duration {
-	if failures <= 0 {
-		return floor
-	}
-	limit := max(maxWait, floor)
-	d := floor
-	for i := 0; i < failures && d < limit; i++ {
-		d *= 2
-	}
-	d = min(d, limit)
-	half := d / 2
-	return half + time.Duration(jitter(int64(d-half)+1))
-}
-
-// ParseRetryAfter reads a Retry-After header (seconds or an HTTP date).
-func ParseRetryAfter(v string, now time.Time) time.Duration {
-	v = strings.TrimSpace(v)
-	if v == "" {
-		return 0
-	}
-	if n, err := strconv.Atoi(v); err == nil && n >= 0 {
-		return time.Duration(n) * time.Second
-	}
-	if t, err := http.ParseTime(v); err == nil && t.After(now) {
-		return t.Sub(now)
-	}
-	return 0
-}
-
-// StatusText is e.g. "401 Unauthorized".
-func StatusText(code int) string {
-	if t := http.StatusText(code); t != "" {
-		return fmt.Sprintf("%d %s", code, t)
-	}
-	return strconv.Itoa(code)
+	return nil
 }
