@@ -189,6 +189,7 @@ func TestHostileVerdict(t *testing.T) {
 		{hostileResult{peakKB: 50 << 10, samples: 10, connects: 1001, dur: 10 * time.Second}, false},
 		{hostileResult{peakKB: 50 << 10, samples: 10, killed: true, connects: 1, dur: 10 * time.Second}, false},
 		{hostileResult{peakKB: 0, samples: 0, connects: 1, dur: 10 * time.Second}, false},
+		{hostileResult{peakKB: 50 << 10, samples: 10, deaf: true, connects: -1, dur: 10 * time.Second}, false},
 	} {
 		if got := c.r.ok(); got != c.want {
 			t.Errorf("%+v: ok %v, want %v", c.r, got, c.want)
