@@ -184,6 +184,7 @@ type soakSample struct {
 	flapRecon  float64 // fanscope_reconnects_total{path="sse:flap"}
 	flapUp     float64 // fanscope_path_up{path="sse:flap"}
 	probes     float64 // fanscope_probes_sent_total
+	delivered  float64 // fanscope_probe_deliveries_total{path="sse:relay"}
 }
 
 // flatness summarises one series: first, the baseline (the first sample
@@ -327,10 +328,11 @@ func runSoak(ctx context.Context, e *env) ([]row, error) {
 		s.flapRecon, _ = metricValue(body, "fanscope_reconnects_total", `path="sse:flap"`)
 		s.flapUp, _ = metricValue(body, "fanscope_path_up", `path="sse:flap"`)
 		s.probes, _ = metricValue(body, "fanscope_probes_sent_total")
+		s.delivered, _ = metricValue(body, "fanscope_probe_deliveries_total", `path="sse:relay"`)
 		ss = append(ss, s)
 		if s.at >= nextLog {
-			e.logf("   %s: RSS %s, %.0f goroutines, %.0f reconnects of sse:flap, %.0f probes, %d published",
-				s.at.Round(time.Second), mb(s.rssKB), s.goroutines, s.flapRecon, s.probes, published.Load())
+			e.logf("   %s: RSS %s, %.0f goroutines, %.0f reconnects of sse:flap, %.0f probes (%.0f delivered via the relay), %d published",
+				s.at.Round(time.Second), mb(s.rssKB), s.goroutines, s.flapRecon, s.probes, s.delivered, published.Load())
 			nextLog += time.Minute
 		}
 		if s.at >= dur {
@@ -355,8 +357,8 @@ func runSoak(ctx context.Context, e *env) ([]row, error) {
 		{"soak", fmt.Sprintf("serve goroutines over %s: first / 1 min / last / peak", d),
 			fmt.Sprintf("%.0f / %.0f / %.0f / %.0f", gor.first, gor.base, gor.last, gor.peak),
 			"-", ratio(gor.last, gor.base), target, verdict(gor.ok)},
-		{"soak", "flapping endpoint: outages / reconnects seen / probes sent / messages published",
-			fmt.Sprintf("%d / %.0f / %.0f / %s", flap.outages.Load(), last.flapRecon, last.probes, count(published.Load())),
+		{"soak", "flapping endpoint outages / its reconnects / probes sent / delivered via relay / messages published",
+			fmt.Sprintf("%d / %.0f / %.0f / %.0f / %s", flap.outages.Load(), last.flapRecon, last.probes, last.delivered, count(published.Load())),
 			fmt.Sprintf("endpoint: %s connections", count(flap.conns.Load())), "-", "-", info},
 	}
 	return rows, nil
