@@ -297,3 +297,34 @@ func TestFlapper(t *testing.T) {
 		t.Errorf("counted %d outages, want at least 2", f.outages.Load())
 	}
 }
+
+func TestSelected(t *testing.T) {
+	for _, c := range []struct {
+		name     string
+		optional bool
+		only     string
+		soak     bool
+		want     bool
+	}{
+		{"hostile", false, "", false, true},
+		{"soak", true, "", false, false},
+		{"soak", true, "", true, true},
+		{"soak", true, "soak", false, true},
+		{"hostile", false, "soak", false, false},
+		{"soak", true, "hostile", true, false},
+	} {
+		if got := selected(c.name, c.optional, c.only, c.soak); got != c.want {
+			t.Errorf("%+v: got %v", c, got)
+		}
+	}
+}
+
+func TestSoakDurationTooShort(t *testing.T) {
+	var stderr strings.Builder
+	if code := run(context.Background(), []string{"--soak-duration", "1m"}, io.Discard, &stderr); code != 2 {
+		t.Fatalf("exit %d, want 2", code)
+	}
+	if !strings.Contains(stderr.String(), "--soak-duration 1m0s: want at least 2m") {
+		t.Fatalf("stderr: %q", stderr.String())
+	}
+}

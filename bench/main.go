@@ -103,10 +103,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	loadBefore := loadAverage()
 	var rows []row
 	for _, s := range sections {
-		if *only != "" && s.name != *only {
-			continue
-		}
-		if *only == "" && s.optional && !(s.name == "soak" && *soak) {
+		if !selected(s.name, s.optional, *only, *soak) {
 			continue
 		}
 		if ctx.Err() != nil {
@@ -138,6 +135,15 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		}
 	}
 	return 0
+}
+
+// selected says whether a section runs: the one named by --only, else
+// every section that is not optional, and the soak when --soak is given.
+func selected(name string, optional bool, only string, soak bool) bool {
+	if only != "" {
+		return name == only
+	}
+	return !optional || (name == "soak" && soak)
 }
 
 func sectionNames() string {
