@@ -26,6 +26,7 @@ import (
 type env struct {
 	fanscope string
 	quick    bool
+	soak     time.Duration // how long the soak section runs
 	// node and nodeDir run the Node relay baseline; nodeErr says why not
 	// when node is "".
 	node, nodeDir, nodeErr string
@@ -193,12 +194,14 @@ func (r *redisServer) stop() {
 // measured, not disconnected: the ingest section floods on purpose.
 func (e *env) redisServer() (*redisServer, error) {
 	e.redisOnce.Do(func() {
-		e.redis, e.redisErr = e.startRedis()
+		e.redis, e.redisErr = e.startRedis("redis", "client-output-buffer-limit pubsub 0 0 0")
 	})
 	return e.redis, e.redisErr
 }
 
-func (e *env) startRedis() (*redisServer, error) {
+// startRedis starts a redis-server named name (its work folder) with the
+// extra configuration lines given.
+func (e *env) startRedis(name string, extra ...string) (*redisServer, error) {
 	bin, err := exec.LookPath("redis-server")
 	if err != nil {
 		return nil, errors.New("redis-server not found on PATH: install it (e.g. apt-get install redis-server) and run again")
@@ -207,19 +210,18 @@ func (e *env) startRedis() (*redisServer, error) {
 	if err != nil {
 		return nil, err
 	}
-	dir := e.workPath("redis")
+	dir := e.workPath(name)
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("create redis directory: %w", err)
 	}
-	conf := strings.Join([]string{
+	conf := strings.Join(append([]string{
 		"bind 127.0.0.1",
 		"port " + strconv.Itoa(port),
 		`save ""`,
 		"appendonly no",
 		"dir " + dir,
-		"client-output-buffer-limit pubsub 0 0 0",
 		"logfile " + filepath.Join(dir, "redis.log"),
-	}, "\n") + "\n"
+	}, extra...), "\n") + "\n"
 	path := filepath.Join(dir, "redis.conf")
 	if err := os.WriteFile(path, []byte(conf), 0o600); err != nil {
 		return nil, fmt.Errorf("write redis config: %w", err)

@@ -4,7 +4,10 @@
 // client, the relay against a Node.js relay (http + better-sse), TUI cost against redis-cli in the same terminal, and the ssex
 // parser against r3labs/sse/v2 and tmaxmax/go-sse. It starts its own
 // redis-server and relay and prints one table of ratios with PASS/FAIL per
-// target. Run it with scripts/bench; see docs/BENCHMARKS.md.
+// target. The hostile section points the binary at misbehaving servers and
+// reads its RSS; the soak section (only on request) runs `fanscope serve`
+// for minutes and checks that RSS and goroutines stay flat. Run it with
+// scripts/bench; see docs/BENCHMARKS.md.
 package main
 
 import (
@@ -21,17 +24,21 @@ import (
 	"time"
 )
 
-// sections in the order they run; names are the values of --only.
+// sections in the order they run; names are the values of --only. An
+// optional section runs only when asked for (--only NAME, or its own flag).
 var sections = []struct {
-	name string
-	run  func(ctx context.Context, e *env) ([]row, error)
+	name     string
+	run      func(ctx context.Context, e *env) ([]row, error)
+	optional bool
 }{
-	{"parser", runParser},
-	{"ingest", runIngest},
-	{"overhead", runOverhead},
-	{"fanout", runFanout},
-	{"relay", runRelay},
-	{"tui", runTUI},
+	{"parser", runParser, false},
+	{"ingest", runIngest, false},
+	{"overhead", runOverhead, false},
+	{"fanout", runFanout, false},
+	{"relay", runRelay, false},
+	{"tui", runTUI, false},
+	{"hostile", runHostile, false},
+	{"soak", runSoak, true},
 }
 
 func main() {
@@ -55,9 +62,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		bin   = fs.String("fanscope", "", "the fanscope binary to measure (scripts/bench builds it)")
 		keep  = fs.Bool("keep", false, "keep the work directory (logs of every child process)")
 		node  = fs.String("node-dir", "", "folder with better-sse and ioredis installed and relay.mjs (scripts/bench makes it)")
+		soak  = fs.Bool("soak", false, "also run the soak section (fanscope serve for --soak-duration)")
+		soakD = fs.Duration("soak-duration", 10*time.Minute, "how long the soak section runs (at least 2m: the baseline is taken after the first minute)")
 	)
 	fs.Usage = func() {
-		fmt.Fprintf(stderr, "usage: scripts/bench [--quick] [--only SECTION]\n\n")
+		fmt.Fprintf(stderr, "usage: scripts/bench [--quick] [--only SECTION] [--soak] [--soak-duration D]\n\n")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
@@ -71,11 +80,16 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "bench: unknown section %q (want one of %s)\n", *only, sectionNames())
 		return 2
 	}
+	if *soakD < 2*time.Minute {
+		fmt.Fprintf(stderr, "bench: --soak-duration %s: want at least 2m (the baseline is the value after the first minute)\n", *soakD)
+		return 2
+	}
 	e, err := newEnv(*bin, *node, *quick, stderr)
 	if err != nil {
 		fmt.Fprintf(stderr, "bench: %v\n", err)
 		return 2
 	}
+	e.soak = *soakD
 	defer func() {
 		if *keep {
 			fmt.Fprintf(stderr, "bench: logs kept in %s\n", e.dir)
@@ -89,7 +103,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	loadBefore := loadAverage()
 	var rows []row
 	for _, s := range sections {
-		if *only != "" && s.name != *only {
+		if !selected(s.name, s.optional, *only, *soak) {
 			continue
 		}
 		if ctx.Err() != nil {
@@ -121,6 +135,15 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		}
 	}
 	return 0
+}
+
+// selected says whether a section runs: the one named by --only, else
+// every section that is not optional, and the soak when --soak is given.
+func selected(name string, optional bool, only string, soak bool) bool {
+	if only != "" {
+		return name == only
+	}
+	return !optional || (name == "soak" && soak)
 }
 
 func sectionNames() string {
