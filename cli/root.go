@@ -18,6 +18,9 @@ import (
 // Version is set at build time with -ldflags "-X github.com/fanscope/fanscope/cli.Version=v1.2.3".
 var Version = ""
 
+// defaultMemoryLimit is the soft memory limit unless GOMEMLIMIT is set.
+const defaultMemoryLimit = 384 << 20
+
 // env is what a command may touch of the outside world; tests fill it in.
 type env struct {
 	stdin  io.Reader
@@ -35,6 +38,13 @@ func (e *env) isTerminal(w io.Writer) bool {
 // Main runs fanscope with args and returns the process exit code.
 func Main(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	e := &env{stdin: stdin, stdout: stdout, stderr: stderr, getenv: os.Getenv}
+	if e.getenv("GOMEMLIMIT") == "" {
+		// Every buffer is bounded in bytes (the record queue, the ring, the
+		// TUI's stream), but with payloads of megabytes the collector's
+		// headroom (and tail's GOGC=400) would still let the heap run to
+		// gigabytes; a soft limit makes it collect harder instead.
+		debug.SetMemoryLimit(defaultMemoryLimit)
+	}
 	return run(ctx, e, args)
 }
 

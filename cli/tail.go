@@ -122,9 +122,9 @@ func runTail(ctx context.Context, e *env, src SourceFlags, opts tailOptions) err
 	// An endpoint that is down at start ends tail with exit 3, naming it,
 	// once no connection has made progress for tailConnectWait; watch and
 	// serve keep retrying instead.
-	down := make(chan error, 1)
+	down, wait := make(chan error, 1), tailConnectWait
 	go func() {
-		if _, err := s.AwaitConnected(ctx, tailConnectWait); err != nil && ctx.Err() == nil {
+		if _, err := s.AwaitConnected(ctx, wait); err != nil && ctx.Err() == nil {
 			down <- err
 		}
 	}()

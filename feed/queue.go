@@ -11,7 +11,7 @@ const DefaultQueueLimit = 1 << 19
 
 // DefaultQueueBytes is how many payload bytes a Queue holds before it
 // drops: a stdout nobody reads must not grow fanscope without bound.
-const DefaultQueueBytes = 256 << 20
+const DefaultQueueBytes = 64 << 20
 
 // maxSpare is the largest buffer Take keeps for reuse once the batches
 // are small again. A burst (a GC pause, a slow frame) grows the buffers;

@@ -4,7 +4,7 @@ import "sync"
 
 // DefaultRingBytes bounds the payload bytes a Ring holds: 2,500 payloads
 // of 1 MiB must not take a TUI to gigabytes.
-const DefaultRingBytes = 256 << 20
+const DefaultRingBytes = 64 << 20
 
 // initialRing is the ring's first allocation; it grows as it fills, so a
 // large --buffer costs memory only once records fill it.

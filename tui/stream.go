@@ -24,7 +24,7 @@ const MaxBuffer = 1000000
 
 // maxStreamBytes bounds the payload bytes the stream holds: 2,500 payloads
 // of 1 MiB must not take the TUI to gigabytes. The oldest records go first.
-const maxStreamBytes = 256 << 20
+const maxStreamBytes = 128 << 20
 
 // streamPane is the merged live stream: a bounded ring of records, an
 // incrementally maintained filter, and a window of rows to draw. Drawing
