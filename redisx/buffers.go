@@ -249,5 +249,5 @@ func (l *link) closedByServer(ctx context.Context, sc *subConn) string {
 	}
 	reason, loss := explainLoss(ev)
 	sc.loss = loss
-	return c.mask.mask(reason)
+	return reason
 }

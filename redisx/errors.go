@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"regexp"
 	"strings"
 	"syscall"
 
@@ -46,25 +47,19 @@ func (e *Error) Unwrap() []error {
 	return []error{e.Kind, e.cause}
 }
 
-// masker removes secrets from text that may have come from the driver.
-type masker []string
+// Messages are built from fields that hold no secret: the target as
+// endpoint.String shows it, fixed reasons, and the server's own words only
+// where they cannot hold the password (see classify). Nothing is masked by
+// searching a message for the password: a short password that also occurs
+// elsewhere would garble the message and so reveal itself.
 
-func (m masker) mask(s string) string {
-	for _, p := range m {
-		if p != "" {
-			s = strings.ReplaceAll(s, p, "***")
-		}
-	}
-	return s
-}
-
-func usageError(m masker, format string) *Error {
-	return &Error{Kind: ErrUsage, msg: m.mask(format)}
+func usageError(msg string) *Error {
+	return &Error{Kind: ErrUsage, msg: msg}
 }
 
 // wrapErr turns a driver error met while doing `what` (e.g. "connect
 // redis://…") into an *Error with a plain reason and a hint.
-func wrapErr(m masker, what string, err error) error {
+func wrapErr(what string, err error) error {
 	if err == nil {
 		return nil
 	}
@@ -77,7 +72,49 @@ func wrapErr(m masker, what string, err error) error {
 	if hint != "" {
 		msg += " (" + hint + ")"
 	}
-	return &Error{Kind: kind, msg: m.mask(msg), cause: err}
+	return &Error{Kind: kind, msg: msg, cause: err}
+}
+
+// authError is a failure of the step that sends the password (AUTH). What
+// the server answered there is never quoted: a proxy, or a Redis with AUTH
+// renamed, repeats the arguments ("unknown command 'AUTH', with args
+// beginning with: '<the password>'").
+type authError struct{ err error }
+
+func (e *authError) Error() string { return "AUTH: " + e.err.Error() }
+func (e *authError) Unwrap() error { return e.err }
+
+// duringAuth reports whether err is the answer to the password: an
+// authError, or go-redis's "failed to authenticate: …" (its AUTH after a
+// refused HELLO).
+func duringAuth(err error) bool {
+	var ae *authError
+	return errors.As(err, &ae) || strings.Contains(err.Error(), "failed to authenticate: ")
+}
+
+// argsQuoted is where Redis starts quoting a refused command's arguments.
+const argsQuoted = ", with args beginning with:"
+
+// serverText is a Redis error reply as it may be shown: without the
+// "ERR " prefix and without the arguments Redis quotes after an unknown
+// command, which may be anything fanscope sent.
+func serverText(text string) string {
+	text = trimRedisPrefix(text)
+	if i := strings.Index(strings.ToLower(text), argsQuoted); i >= 0 {
+		text = text[:i]
+	}
+	return text
+}
+
+// quotedBytes matches a Go-quoted string: what go-redis's and this
+// package's protocol errors quote of a reply that is not RESP.
+var quotedBytes = regexp.MustCompile(`"(?:[^"\\]|\\.)*"…?`)
+
+// unquoted drops the bytes a protocol error quotes: a server that is not
+// Redis (or a hostile one) may send back what it was sent, password
+// included.
+func unquoted(text string) string {
+	return strings.Join(strings.Fields(quotedBytes.ReplaceAllString(text, "")), " ")
 }
 
 // classify maps a driver error to a sentinel, a short reason and a hint
@@ -90,6 +127,7 @@ func classify(err error) (kind error, reason, hint string) {
 		text = rerr.Error()
 	}
 	upper := strings.ToUpper(text)
+	// Replies with a fixed reason come first: they quote nothing.
 	switch {
 	case strings.Contains(upper, "WRONGPASS"), strings.Contains(upper, "INVALID PASSWORD"),
 		strings.Contains(upper, "INVALID USERNAME-PASSWORD"):
@@ -98,18 +136,25 @@ func classify(err error) (kind error, reason, hint string) {
 		return ErrAuth, "the server requires a password", "give it in the URL: redis://user:password@host:port"
 	case strings.Contains(upper, "WITHOUT ANY PASSWORD CONFIGURED"):
 		return ErrAuth, "the URL gives a password but the server has none set", "remove the password from the URL"
+	}
+	var proto *protocolError
+	if duringAuth(err) && (isRedis || errors.As(err, &proto)) {
+		return ErrAuth, "the server refused AUTH (its reply is not shown: it may repeat the password)",
+			"check the user and password in the URL, and that the port is a Redis server's"
+	}
+	switch {
 	case strings.HasPrefix(upper, "DENIED"):
-		return ErrAuth, "refused by the server: " + firstSentences(trimRedisPrefix(text), 2),
+		return ErrAuth, "refused by the server: " + firstSentences(serverText(text), 2),
 			"protected mode: the server has no password and accepts only loopback clients; set a password " +
 				"(requirepass, or an ACL user) and put it in the URL, or bind it to this interface and set protected-mode no"
 	case strings.Contains(upper, "NOPERM"):
-		return ErrNoPerm, "permission denied by ACL: " + trimRedisPrefix(text), noPermHint(text)
+		return ErrNoPerm, "permission denied by ACL: " + serverText(text), noPermHint(text)
 	case strings.Contains(upper, "MAX NUMBER OF CLIENTS REACHED"):
-		return ErrUnreachable, "refused by the server: " + trimRedisPrefix(text),
+		return ErrUnreachable, "refused by the server: " + serverText(text),
 			"the server is at its maxclients limit: raise maxclients, or find who holds the connections (CLIENT LIST, INFO clients)"
 	}
 	if isRedis {
-		return ErrUnreachable, trimRedisPrefix(text), ""
+		return ErrUnreachable, serverText(text), ""
 	}
 
 	var unknownCA x509.UnknownAuthorityError
@@ -144,8 +189,12 @@ func classify(err error) (kind error, reason, hint string) {
 	case closedByServer(err):
 		return ErrUnreachable, "the server closed the connection",
 			"if the server expects TLS, use rediss://; it may also have hit maxclients"
+	case errors.As(err, &proto):
+		return ErrUnreachable, unquoted(text), "is this a Redis server's port? the reply is not shown: it may repeat what fanscope sent"
 	}
-	return ErrUnreachable, text, ""
+	// go-redis's own protocol errors quote the reply too ("redis: can't
+	// parse …"); nothing else it says quotes the server.
+	return ErrUnreachable, unquoted(text), ""
 }
 
 // closedByServer reports whether err means the server closed the
