@@ -24,6 +24,7 @@ func (c *Client) newCluster() error {
 	c.target = "cluster " + strings.Join(shown, ",")
 	o := c.options(c.base, seeds...)
 	c.cluster = redis.NewClusterClient(o.Cluster())
+	c.cluster.OnNewNode(func(rc *redis.Client) { rc.AddHook(authHook{}) })
 	c.cmd = c.cluster
 	c.loopback = true
 	for _, ep := range c.eps {

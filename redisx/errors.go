@@ -84,12 +84,39 @@ type authError struct{ err error }
 func (e *authError) Error() string { return "AUTH: " + e.err.Error() }
 func (e *authError) Unwrap() error { return e.err }
 
-// duringAuth reports whether err is the answer to the password: an
-// authError, or go-redis's "failed to authenticate: …" (its AUTH after a
-// refused HELLO).
+// duringAuth reports whether err is the answer to the password.
 func duringAuth(err error) bool {
 	var ae *authError
-	return errors.As(err, &ae) || strings.Contains(err.Error(), "failed to authenticate: ")
+	return errors.As(err, &ae)
+}
+
+// authHook marks go-redis's AUTH failures as authError. go-redis sends
+// HELLO … AUTH first and, when the server refuses HELLO with an error
+// reply, AUTH; only AUTH's failure is returned.
+type authHook struct{}
+
+func (authHook) DialHook(next redis.DialHook) redis.DialHook { return next }
+
+func (authHook) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		err := next(ctx, cmd)
+		if err != nil && strings.EqualFold(cmd.Name(), "auth") {
+			err = &authError{err}
+			cmd.SetErr(err)
+		}
+		return err
+	}
+}
+
+func (authHook) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return next
+}
+
+// netErr reports whether err is about the connection, not a reply: such
+// an error quotes nothing the server sent.
+func netErr(err error) bool {
+	var op *net.OpError
+	return isTimeout(err) || closedByServer(err) || errors.As(err, &op) || errors.Is(err, context.Canceled)
 }
 
 // argsQuoted is where Redis starts quoting a refused command's arguments.
@@ -138,7 +165,7 @@ func classify(err error) (kind error, reason, hint string) {
 		return ErrAuth, "the URL gives a password but the server has none set", "remove the password from the URL"
 	}
 	var proto *protocolError
-	if duringAuth(err) && (isRedis || errors.As(err, &proto)) {
+	if duringAuth(err) && !netErr(err) {
 		return ErrAuth, "the server refused AUTH (its reply is not shown: it may repeat the password)",
 			"check the user and password in the URL, and that the port is a Redis server's"
 	}

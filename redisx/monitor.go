@@ -134,7 +134,7 @@ func (m *Monitor) Run(ctx context.Context, sink feed.Sink) error {
 		if m.c.mode == modeSingle {
 			n.ep = m.c.base
 		}
-		n.cmd = redis.NewClient(m.c.nodeOptions(n.ep, false))
+		n.cmd = m.c.newNodeClient(n.ep)
 		m.mu.Lock()
 		m.nodes[addr] = n
 		m.order = append(m.order, addr)

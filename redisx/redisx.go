@@ -215,7 +215,7 @@ func (c *Client) Check(ctx context.Context) error {
 func (c *Client) newSingle() {
 	c.target = c.base.String()
 	c.loopback = c.base.loopback()
-	c.single = redis.NewClient(c.nodeOptions(c.base, false))
+	c.single = c.newNodeClient(c.base)
 	c.cmd = c.single
 }
 
@@ -254,6 +254,13 @@ func (c *Client) options(ep endpoint, addrs ...string) *redis.UniversalOptions {
 	}
 }
 
+// newNodeClient is a go-redis client for commands to one node.
+func (c *Client) newNodeClient(ep endpoint) *redis.Client {
+	rc := redis.NewClient(c.nodeOptions(ep, false))
+	rc.AddHook(authHook{})
+	return rc
+}
+
 // nodeOptions are the go-redis options for one node. Subscription
 // connections (sub, the Sentinel listeners) get their own client with no
 // retries of their own: the caller decides when to reconnect.
@@ -273,10 +280,28 @@ func (c *Client) nodeOptions(ep endpoint, sub bool) *redis.Options {
 // query values masked by field (secrets.URL), even when it does not parse.
 // A bare "user:pass@host" is read as redis:// would read it.
 func shownURL(raw string) string {
-	if strings.Contains(raw, "://") {
+	if hasScheme(raw) {
 		return secrets.URL(raw)
 	}
 	return strings.TrimPrefix(secrets.URL("redis://"+raw), "redis://")
+}
+
+// hasScheme reports whether raw starts with a URL scheme and "://"; a
+// bare "user:pass@host" has none, even when its password holds "://".
+func hasScheme(raw string) bool {
+	i := strings.Index(raw, "://")
+	if i <= 0 {
+		return false
+	}
+	for j, r := range raw[:i] {
+		switch {
+		case r >= 'a' && r <= 'z', r >= 'A' && r <= 'Z':
+		case j > 0 && (r >= '0' && r <= '9' || r == '+' || r == '-' || r == '.'):
+		default:
+			return false
+		}
+	}
+	return true
 }
 
 // Target is the deployment as a URL with the password shown as ***, e.g.

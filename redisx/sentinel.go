@@ -53,6 +53,7 @@ func (c *Client) newSentinel() {
 	o := c.options(c.base, sentinelAddrs...)
 	o.MasterName = st.name
 	c.single = redis.NewFailoverClient(o.Failover())
+	c.single.AddHook(authHook{})
 	c.cmd = c.single
 	c.loopback = true
 	for _, ep := range c.eps {

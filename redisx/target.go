@@ -38,7 +38,7 @@ func parseEndpoint(raw string, o Options) (endpoint, error) {
 	if raw == "" {
 		return ep, fmt.Errorf("empty URL")
 	}
-	if !strings.Contains(raw, "://") {
+	if !hasScheme(raw) {
 		raw = "redis://" + raw
 	}
 	if secrets.Ambiguous(raw) {
