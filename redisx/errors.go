@@ -72,7 +72,27 @@ func wrapErr(what string, err error) error {
 	if hint != "" {
 		msg += " (" + hint + ")"
 	}
-	return &Error{Kind: kind, msg: msg, cause: err}
+	cause := err
+	if withheld(err) {
+		// The driver error holds what the message leaves out; a caller
+		// that prints the unwrapped error would show it.
+		cause = nil
+	}
+	return &Error{Kind: kind, msg: msg, cause: cause}
+}
+
+// withheld reports whether classify leaves out of its reason what the
+// server sent: the answer to AUTH, the arguments an error reply quotes,
+// the bytes of a reply that is not RESP.
+func withheld(err error) bool {
+	if duringAuth(err) && !netErr(err) {
+		return true
+	}
+	var rerr redis.Error
+	if errors.As(err, &rerr) {
+		return strings.Contains(strings.ToLower(rerr.Error()), argsQuoted)
+	}
+	return quotedBytes.MatchString(err.Error())
 }
 
 // authError is a failure of the step that sends the password (AUTH). What

@@ -281,9 +281,24 @@ func (c *Client) nodeOptions(ep endpoint, sub bool) *redis.Options {
 // A bare "user:pass@host" is read as redis:// would read it.
 func shownURL(raw string) string {
 	if hasScheme(raw) {
+		return intentURL(raw)
+	}
+	return strings.TrimPrefix(intentURL("redis://"+raw), "redis://")
+}
+
+// intentURL masks raw as secrets.URL does, but reads an ambiguous URL
+// only as its author meant it (the password runs to the last '@'), so a
+// '?' or '#' in the password does not start a query whose parameter names
+// (and so what is masked) come from the password.
+func intentURL(raw string) string {
+	if !secrets.Ambiguous(raw) {
 		return secrets.URL(raw)
 	}
-	return strings.TrimPrefix(secrets.URL("redis://"+raw), "redis://")
+	i := strings.Index(raw, "://") + 3
+	rest := raw[i:]
+	at := strings.LastIndexByte(rest, '@')
+	colon := strings.IndexByte(rest[:at], ':')
+	return secrets.URL(raw[:i] + rest[:colon] + ":" + secrets.Mask + rest[at:])
 }
 
 // hasScheme reports whether raw starts with a URL scheme and "://"; a
