@@ -36,7 +36,7 @@ type Error struct {
 	cause error
 }
 
-// Error is the message, with passwords masked.
+// Error is the message; it holds no password.
 func (e *Error) Error() string { return e.msg }
 
 // Unwrap gives the sentinel and the driver error.
@@ -47,12 +47,13 @@ func (e *Error) Unwrap() []error {
 	return []error{e.Kind, e.cause}
 }
 
-// Messages are built from fields that hold no secret: the target as
+// usageError is an ErrUsage saying msg.
+//
+// Every message is built from fields that hold no secret: the target as
 // endpoint.String shows it, fixed reasons, and the server's own words only
 // where they cannot hold the password (see classify). Nothing is masked by
 // searching a message for the password: a short password that also occurs
 // elsewhere would garble the message and so reveal itself.
-
 func usageError(msg string) *Error {
 	return &Error{Kind: ErrUsage, msg: msg}
 }
@@ -236,12 +237,13 @@ func classify(err error) (kind error, reason, hint string) {
 	case closedByServer(err):
 		return ErrUnreachable, "the server closed the connection",
 			"if the server expects TLS, use rediss://; it may also have hit maxclients"
-	case errors.As(err, &proto):
+	}
+	// This package's protocol errors and go-redis's ("redis: can't parse
+	// …") quote the reply; nothing else the driver says quotes the server.
+	if errors.As(err, &proto) || quotedBytes.MatchString(text) {
 		return ErrUnreachable, unquoted(text), "is this a Redis server's port? the reply is not shown: it may repeat what fanscope sent"
 	}
-	// go-redis's own protocol errors quote the reply too ("redis: can't
-	// parse …"); nothing else it says quotes the server.
-	return ErrUnreachable, unquoted(text), ""
+	return ErrUnreachable, text, ""
 }
 
 // closedByServer reports whether err means the server closed the

@@ -382,6 +382,20 @@ func TestHostileServerRepeatsPassword(t *testing.T) {
 			if f.open == "" || f.sub == "" {
 				t.Errorf("echo=%v user=%q: Open %q, Subscribe %q: want both to fail", echo, user, f.open, f.sub)
 			}
+
+			// The same through go-redis's Cluster client (its node clients
+			// get the AUTH hook as it makes them).
+			o := fastOptions(userURL(user, pw, addr))
+			o.Cluster = true
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			_, err := Open(ctx, o)
+			cancel()
+			if err == nil || strings.Contains(err.Error(), "hunter2") {
+				t.Errorf("echo=%v user=%q: Open of a cluster: got %v, want an error without the password", echo, user, err)
+			}
+			if !echo && (err == nil || !strings.Contains(err.Error(), "the server refused AUTH")) {
+				t.Errorf("user=%q: Open of a cluster: got %v, want it to say the server refused AUTH", user, err)
+			}
 		}
 	}
 }
