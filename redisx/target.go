@@ -52,7 +52,7 @@ func parseEndpoint(raw string, o Options) (endpoint, error) {
 	if err != nil {
 		// url.Error repeats the raw URL and its reason quotes pieces of
 		// it (`invalid port ":pa" after host`): keep the reason unquoted.
-		return ep, fmt.Errorf("malformed URL: %s (percent-encode special characters in the user and password)", secrets.Reason(err))
+		return ep, fmt.Errorf("malformed URL: %s (percent-encode special characters in the user and password: %%25 for %%, %%20 for a space)", secrets.Reason(err))
 	}
 	ep.scheme = u.Scheme
 	if u.User != nil {
@@ -71,7 +71,7 @@ func parseEndpoint(raw string, o Options) (endpoint, error) {
 			port = "6379"
 		}
 		if n, err := strconv.Atoi(port); err != nil || n <= 0 || n > 65535 {
-			return ep, fmt.Errorf("bad port %q", port)
+			return ep, fmt.Errorf("bad port %q (want 1 to 65535)", port)
 		}
 		ep.addr = net.JoinHostPort(host, port)
 		path := strings.Trim(u.Path, "/")
