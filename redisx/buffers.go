@@ -8,8 +8,6 @@ import (
 	"strconv"
 	"strings"
 	"time"
-
-	"github.com/redis/go-redis/v9"
 )
 
 // BufferWatch follows successive Introspections of one deployment and
@@ -177,7 +175,7 @@ func bytesText(n int64) string {
 // on the node at ep; ok is false when the node does not answer or has no
 // such counter (before Redis 7.2).
 func (c *Client) bufferDisconnections(ctx context.Context, ep endpoint) (n int64, ok bool) {
-	rc := redis.NewClient(c.nodeOptions(ep, false))
+	rc := c.newNodeClient(ep)
 	defer rc.Close()
 	text, err := rc.Info(ctx, "stats").Result()
 	if err != nil {
@@ -238,7 +236,7 @@ func (l *link) closedByServer(ctx context.Context, sc *subConn) string {
 	ev := lossEvidence{backlog: sc.in.backlog, before: l.discBase.Load()}
 	qctx, cancel := context.WithTimeout(ctx, time.Second)
 	defer cancel()
-	rc := redis.NewClient(c.nodeOptions(sc.ep, false))
+	rc := c.newNodeClient(sc.ep)
 	defer rc.Close()
 	if text, err := rc.Info(qctx, "stats").Result(); err == nil {
 		ev.up = true
@@ -249,5 +247,5 @@ func (l *link) closedByServer(ctx context.Context, sc *subConn) string {
 	}
 	reason, loss := explainLoss(ev)
 	sc.loss = loss
-	return c.mask.mask(reason)
+	return reason
 }

@@ -54,7 +54,7 @@ func (c *Client) Channels(ctx context.Context, glob string) (Channels, error) {
 		return nil
 	})
 	if err != nil {
-		return Channels{}, wrapErr(c.mask, "list channels on "+c.target, err)
+		return Channels{}, wrapErr("list channels on "+c.target, err)
 	}
 	sort.Slice(nodes, func(i, j int) bool { return nodes[i].Node < nodes[j].Node })
 	out := Channels{Nodes: nodes}
@@ -148,7 +148,7 @@ func (c *Client) ChannelNames(ctx context.Context, glob string, shard bool) ([]s
 		return nil
 	})
 	if err != nil {
-		return nil, wrapErr(c.mask, "list channels on "+c.target, err)
+		return nil, wrapErr("list channels on "+c.target, err)
 	}
 	out := make([]string, 0, len(seen))
 	for n := range seen {

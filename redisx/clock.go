@@ -79,7 +79,7 @@ func (c *Client) ClockOffset(ctx context.Context, samples int) (ClockOffset, err
 		err = errors.New("no node answered")
 	}
 	if err != nil {
-		return ClockOffset{}, wrapErr(c.mask, "measure the clock of "+c.target+" with TIME", err)
+		return ClockOffset{}, wrapErr("measure the clock of "+c.target+" with TIME", err)
 	}
 	return off, nil
 }

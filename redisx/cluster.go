@@ -16,7 +16,7 @@ func (c *Client) newCluster() error {
 	var seeds, shown []string
 	for _, ep := range c.eps {
 		if ep.db != 0 {
-			return usageError(c.mask, "Redis Cluster has only database 0: "+ep.String())
+			return usageError("Redis Cluster has only database 0: " + ep.String())
 		}
 		seeds = append(seeds, ep.addr)
 		shown = append(shown, ep.String())
@@ -24,6 +24,7 @@ func (c *Client) newCluster() error {
 	c.target = "cluster " + strings.Join(shown, ",")
 	o := c.options(c.base, seeds...)
 	c.cluster = redis.NewClusterClient(o.Cluster())
+	c.cluster.OnNewNode(func(rc *redis.Client) { rc.AddHook(authHook{}) })
 	c.cmd = c.cluster
 	c.loopback = true
 	for _, ep := range c.eps {
@@ -38,17 +39,17 @@ func (c *Client) checkCluster(ctx context.Context) error {
 	slots, err := c.cluster.ClusterSlots(pctx).Result()
 	if err != nil {
 		if strings.Contains(err.Error(), "cluster support disabled") {
-			return usageError(c.mask, "connect "+c.target+": the server is not a Redis Cluster (drop --cluster; several --redis URLs also mean a cluster)")
+			return usageError("connect " + c.target + ": the server is not a Redis Cluster (drop --cluster; several --redis URLs also mean a cluster)")
 		}
-		return wrapErr(c.mask, "connect "+c.target, err)
+		return wrapErr("connect "+c.target, err)
 	}
 	if len(slots) == 0 {
-		return &Error{Kind: ErrUnreachable, msg: c.mask.mask("connect " + c.target + ": the cluster serves no hash slots (is it set up? redis-cli --cluster create …)")}
+		return &Error{Kind: ErrUnreachable, msg: "connect " + c.target + ": the cluster serves no hash slots (is it set up? redis-cli --cluster create …)"}
 	}
 	if err := c.cluster.ForEachShard(pctx, func(ctx context.Context, rc *redis.Client) error {
 		return rc.Ping(ctx).Err()
 	}); err != nil {
-		return wrapErr(c.mask, "connect "+c.target, err)
+		return wrapErr("connect "+c.target, err)
 	}
 	loopback := true
 	for _, ep := range c.eps {
@@ -123,7 +124,7 @@ func (c *Client) planCluster(sub Subscription) []*link {
 			resolve: func(ctx context.Context) (endpoint, error) {
 				nodes, err := c.primaries(ctx)
 				if err != nil {
-					return endpoint{}, wrapErr(c.mask, "find a node of "+c.target, err)
+					return endpoint{}, wrapErr("find a node of "+c.target, err)
 				}
 				// Each attempt tries the next primary, so a dead node is left behind.
 				i := int(next.Add(1)-1) % len(nodes)
@@ -148,7 +149,7 @@ func (c *Client) planCluster(sub Subscription) []*link {
 			resolve: func(ctx context.Context) (endpoint, error) {
 				addr, err := c.slotOwner(ctx, slot)
 				if err != nil {
-					return endpoint{}, wrapErr(c.mask, fmt.Sprintf("find the owner of slot %d on %s", slot, c.target), err)
+					return endpoint{}, wrapErr(fmt.Sprintf("find the owner of slot %d on %s", slot, c.target), err)
 				}
 				return c.base.withAddr(addr), nil
 			},

@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"regexp"
 	"strings"
 	"syscall"
 
@@ -35,7 +36,7 @@ type Error struct {
 	cause error
 }
 
-// Error is the message, with passwords masked.
+// Error is the message; it holds no password.
 func (e *Error) Error() string { return e.msg }
 
 // Unwrap gives the sentinel and the driver error.
@@ -46,25 +47,20 @@ func (e *Error) Unwrap() []error {
 	return []error{e.Kind, e.cause}
 }
 
-// masker removes secrets from text that may have come from the driver.
-type masker []string
-
-func (m masker) mask(s string) string {
-	for _, p := range m {
-		if p != "" {
-			s = strings.ReplaceAll(s, p, "***")
-		}
-	}
-	return s
-}
-
-func usageError(m masker, format string) *Error {
-	return &Error{Kind: ErrUsage, msg: m.mask(format)}
+// usageError is an ErrUsage saying msg.
+//
+// Every message is built from fields that hold no secret: the target as
+// endpoint.String shows it, fixed reasons, and the server's own words only
+// where they cannot hold the password (see classify). Nothing is masked by
+// searching a message for the password: a short password that also occurs
+// elsewhere would garble the message and so reveal itself.
+func usageError(msg string) *Error {
+	return &Error{Kind: ErrUsage, msg: msg}
 }
 
 // wrapErr turns a driver error met while doing `what` (e.g. "connect
 // redis://…") into an *Error with a plain reason and a hint.
-func wrapErr(m masker, what string, err error) error {
+func wrapErr(what string, err error) error {
 	if err == nil {
 		return nil
 	}
@@ -77,7 +73,96 @@ func wrapErr(m masker, what string, err error) error {
 	if hint != "" {
 		msg += " (" + hint + ")"
 	}
-	return &Error{Kind: kind, msg: m.mask(msg), cause: err}
+	cause := err
+	if withheld(err) {
+		// The driver error holds what the message leaves out; a caller
+		// that prints the unwrapped error would show it.
+		cause = nil
+	}
+	return &Error{Kind: kind, msg: msg, cause: cause}
+}
+
+// withheld reports whether classify leaves out of its reason what the
+// server sent: the answer to AUTH, the arguments an error reply quotes,
+// the bytes of a reply that is not RESP.
+func withheld(err error) bool {
+	if duringAuth(err) && !netErr(err) {
+		return true
+	}
+	var rerr redis.Error
+	if errors.As(err, &rerr) {
+		return strings.Contains(strings.ToLower(rerr.Error()), argsQuoted)
+	}
+	return quotedBytes.MatchString(err.Error())
+}
+
+// authError is a failure of the step that sends the password (AUTH). What
+// the server answered there is never quoted: a proxy, or a Redis with AUTH
+// renamed, repeats the arguments ("unknown command 'AUTH', with args
+// beginning with: '<the password>'").
+type authError struct{ err error }
+
+func (e *authError) Error() string { return "AUTH: " + e.err.Error() }
+func (e *authError) Unwrap() error { return e.err }
+
+// duringAuth reports whether err is the answer to the password.
+func duringAuth(err error) bool {
+	var ae *authError
+	return errors.As(err, &ae)
+}
+
+// authHook marks go-redis's AUTH failures as authError. go-redis sends
+// HELLO … AUTH first and, when the server refuses HELLO with an error
+// reply, AUTH; only AUTH's failure is returned.
+type authHook struct{}
+
+func (authHook) DialHook(next redis.DialHook) redis.DialHook { return next }
+
+func (authHook) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		err := next(ctx, cmd)
+		if err != nil && strings.EqualFold(cmd.Name(), "auth") {
+			err = &authError{err}
+			cmd.SetErr(err)
+		}
+		return err
+	}
+}
+
+func (authHook) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return next
+}
+
+// netErr reports whether err is about the connection, not a reply: such
+// an error quotes nothing the server sent.
+func netErr(err error) bool {
+	var op *net.OpError
+	return isTimeout(err) || closedByServer(err) || errors.As(err, &op) || errors.Is(err, context.Canceled)
+}
+
+// argsQuoted is where Redis starts quoting a refused command's arguments.
+const argsQuoted = ", with args beginning with:"
+
+// serverText is a Redis error reply as it may be shown: without the
+// "ERR " prefix and without the arguments Redis quotes after an unknown
+// command, which may be anything fanscope sent.
+func serverText(text string) string {
+	text = trimRedisPrefix(text)
+	if i := strings.Index(strings.ToLower(text), argsQuoted); i >= 0 {
+		text = text[:i]
+	}
+	return text
+}
+
+// quotedBytes matches a Go-quoted string: what go-redis's and this
+// package's protocol errors quote of a reply that is not RESP.
+var quotedBytes = regexp.MustCompile(`"(?:[^"\\]|\\.)*"…?`)
+
+// unquoted drops the bytes a protocol error quotes: a server that is not
+// Redis (or a hostile one) may send back what it was sent, password
+// included.
+func unquoted(text string) string {
+	return strings.Join(strings.Fields(quotedBytes.ReplaceAllString(text, "")), " ")
 }
 
 // classify maps a driver error to a sentinel, a short reason and a hint
@@ -90,6 +175,7 @@ func classify(err error) (kind error, reason, hint string) {
 		text = rerr.Error()
 	}
 	upper := strings.ToUpper(text)
+	// Replies with a fixed reason come first: they quote nothing.
 	switch {
 	case strings.Contains(upper, "WRONGPASS"), strings.Contains(upper, "INVALID PASSWORD"),
 		strings.Contains(upper, "INVALID USERNAME-PASSWORD"):
@@ -98,18 +184,25 @@ func classify(err error) (kind error, reason, hint string) {
 		return ErrAuth, "the server requires a password", "give it in the URL: redis://user:password@host:port"
 	case strings.Contains(upper, "WITHOUT ANY PASSWORD CONFIGURED"):
 		return ErrAuth, "the URL gives a password but the server has none set", "remove the password from the URL"
+	}
+	var proto *protocolError
+	if duringAuth(err) && !netErr(err) {
+		return ErrAuth, "the server refused AUTH (its reply is not shown: it may repeat the password)",
+			"check the user and password in the URL, and that the port is a Redis server's"
+	}
+	switch {
 	case strings.HasPrefix(upper, "DENIED"):
-		return ErrAuth, "refused by the server: " + firstSentences(trimRedisPrefix(text), 2),
+		return ErrAuth, "refused by the server: " + firstSentences(serverText(text), 2),
 			"protected mode: the server has no password and accepts only loopback clients; set a password " +
 				"(requirepass, or an ACL user) and put it in the URL, or bind it to this interface and set protected-mode no"
 	case strings.Contains(upper, "NOPERM"):
-		return ErrNoPerm, "permission denied by ACL: " + trimRedisPrefix(text), noPermHint(text)
+		return ErrNoPerm, "permission denied by ACL: " + serverText(text), noPermHint(text)
 	case strings.Contains(upper, "MAX NUMBER OF CLIENTS REACHED"):
-		return ErrUnreachable, "refused by the server: " + trimRedisPrefix(text),
+		return ErrUnreachable, "refused by the server: " + serverText(text),
 			"the server is at its maxclients limit: raise maxclients, or find who holds the connections (CLIENT LIST, INFO clients)"
 	}
 	if isRedis {
-		return ErrUnreachable, trimRedisPrefix(text), ""
+		return ErrUnreachable, serverText(text), ""
 	}
 
 	var unknownCA x509.UnknownAuthorityError
@@ -144,6 +237,11 @@ func classify(err error) (kind error, reason, hint string) {
 	case closedByServer(err):
 		return ErrUnreachable, "the server closed the connection",
 			"if the server expects TLS, use rediss://; it may also have hit maxclients"
+	}
+	// This package's protocol errors and go-redis's ("redis: can't parse
+	// …") quote the reply; nothing else the driver says quotes the server.
+	if errors.As(err, &proto) || quotedBytes.MatchString(text) {
+		return ErrUnreachable, unquoted(text), "is this a Redis server's port? the reply is not shown: it may repeat what fanscope sent"
 	}
 	return ErrUnreachable, text, ""
 }

@@ -47,7 +47,7 @@ func TestClassifyServerRefusals(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			err := wrapErr(nil, "connect redis://10.0.0.5:6379/0", tt.err)
+			err := wrapErr("connect redis://10.0.0.5:6379/0", tt.err)
 			if !errors.Is(err, tt.kind) {
 				t.Errorf("got %v, want kind %v", err, tt.kind)
 			}

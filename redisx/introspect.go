@@ -86,7 +86,7 @@ func (c *Client) Introspect(ctx context.Context, sub Subscription) (Introspectio
 	}
 	in, err := mergeIntrospection(sub, c.mode == modeCluster, views)
 	if err != nil {
-		return in, wrapErr(c.mask, "introspect "+c.target, err)
+		return in, wrapErr("introspect "+c.target, err)
 	}
 	for _, ch := range sub.ShardChannels {
 		n, err := c.shardNumSub(ctx, ch)
@@ -95,9 +95,6 @@ func (c *Client) Introspect(ctx context.Context, sub Subscription) (Introspectio
 			continue
 		}
 		in.ShardNumSub[ch] = n
-	}
-	for i, u := range in.Unavailable {
-		in.Unavailable[i] = c.mask.mask(u)
 	}
 	sort.Strings(in.Unavailable)
 	return in, nil

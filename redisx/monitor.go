@@ -134,7 +134,7 @@ func (m *Monitor) Run(ctx context.Context, sink feed.Sink) error {
 		if m.c.mode == modeSingle {
 			n.ep = m.c.base
 		}
-		n.cmd = redis.NewClient(m.c.nodeOptions(n.ep, false))
+		n.cmd = m.c.newNodeClient(n.ep)
 		m.mu.Lock()
 		m.nodes[addr] = n
 		m.order = append(m.order, addr)
@@ -227,7 +227,7 @@ func (m *Monitor) nodeAddrs(ctx context.Context) ([]string, error) {
 		defer cancel()
 		addrs, err := m.c.primaries(lctx)
 		if err != nil {
-			return nil, wrapErr(m.c.mask, "monitor: list the primaries of "+m.c.target, err)
+			return nil, wrapErr("monitor: list the primaries of "+m.c.target, err)
 		}
 		return addrs, nil
 	case modeSentinel:
@@ -338,7 +338,7 @@ func (n *monitorNode) dial(ctx context.Context) (*monitorConn, error) {
 	defer cancel()
 	conn, err := ep.dialer(c.o.DialTimeout)(dctx, ep.network, ep.addr)
 	if err != nil {
-		return nil, wrapErr(c.mask, what, err)
+		return nil, wrapErr(what, err)
 	}
 	mc := &monitorConn{conn: conn, br: bufio.NewReaderSize(conn, 64<<10)}
 	_ = conn.SetDeadline(deadline)
@@ -359,28 +359,32 @@ func (n *monitorNode) dial(ctx context.Context) (*monitorConn, error) {
 	}
 	if _, err := conn.Write(b); err != nil {
 		_ = conn.Close()
-		return nil, wrapErr(c.mask, what, err)
+		return nil, wrapErr(what, err)
 	}
 	for _, cmd := range cmds {
 		line, err := mc.readLine()
 		if err != nil {
 			_ = conn.Close()
-			return nil, wrapErr(c.mask, what, err)
+			return nil, wrapErr(what, err)
 		}
 		if len(line) > 0 && line[0] == '-' {
 			_ = conn.Close()
 			msg := string(line[1:])
 			switch {
 			case cmd[0] == "MONITOR" && strings.Contains(strings.ToLower(msg), "unknown command"):
-				return nil, wrapErr(c.mask, what, fmt.Errorf("%w (%s); ask the operator, or use a server where MONITOR is allowed", ErrMonitorDisabled, msg))
+				return nil, wrapErr(what, fmt.Errorf("%w (%s); ask the operator, or use a server where MONITOR is allowed", ErrMonitorDisabled, serverText(msg)))
 			case cmd[0] == "CLIENT":
 				// A server that refuses CLIENT SETNAME still monitors; the
 				// MONITOR reply follows.
 				continue
 			}
 			// AUTH failures and an ACL refusing MONITOR (NOPERM) are
-			// classified by wrapErr (ErrAuth, ErrNoPerm).
-			return nil, wrapErr(c.mask, what, serverError(msg))
+			// classified by wrapErr (ErrAuth, ErrNoPerm); AUTH's reply is
+			// not quoted (see authError).
+			if cmd[0] == "AUTH" {
+				return nil, wrapErr(what, &authError{serverError(msg)})
+			}
+			return nil, wrapErr(what, serverError(msg))
 		}
 	}
 	_ = conn.SetDeadline(time.Time{})
@@ -447,7 +451,7 @@ func (n *monitorNode) read(ctx context.Context, mc *monitorConn, sink feed.Sink)
 				pinging = true
 				_ = mc.conn.SetWriteDeadline(now.Add(c.o.DialTimeout))
 				if _, err := mc.conn.Write([]byte("*1\r\n$4\r\nPING\r\n")); err != nil {
-					return "send PING: " + c.mask.mask(shortErr(err))
+					return "send PING: " + shortErr(err)
 				}
 				_ = mc.conn.SetReadDeadline(now.Add(c.o.PongTimeout))
 				continue
@@ -455,7 +459,7 @@ func (n *monitorNode) read(ctx context.Context, mc *monitorConn, sink feed.Sink)
 			if isTimeout(err) {
 				return fmt.Sprintf("no answer to PING within %s", c.o.PongTimeout)
 			}
-			return c.mask.mask(shortErr(err))
+			return shortErr(err)
 		}
 		n.m.lastByte.Store(now.UnixNano())
 		pinging, partial = false, 0
@@ -464,7 +468,7 @@ func (n *monitorNode) read(ctx context.Context, mc *monitorConn, sink feed.Sink)
 		case len(line) > 1 && line[0] == '+' && line[1] >= '0' && line[1] <= '9':
 			n.line(ctx, line[1:], now, sink)
 		case len(line) > 0 && line[0] == '-':
-			return "server error: " + c.mask.mask(string(line[1:]))
+			return "server error: " + serverText(string(line[1:]))
 		}
 	}
 }
@@ -552,7 +556,7 @@ func (n *monitorNode) name(ctx context.Context, addr string, now time.Time) stri
 	defer n.mu.Unlock()
 	if err != nil {
 		if strings.Contains(strings.ToUpper(err.Error()), "NOPERM") || strings.Contains(strings.ToLower(err.Error()), "unknown command") {
-			n.listErr = "CLIENT LIST refused, publishers are shown without names: " + n.m.c.mask.mask(shortErr(err))
+			n.listErr = "CLIENT LIST refused, publishers are shown without names: " + shortErr(err)
 		}
 		return ""
 	}

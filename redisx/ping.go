@@ -34,7 +34,7 @@ func (c *Client) Ping(ctx context.Context) ([]PingResult, error) {
 		return nil
 	})
 	if err != nil {
-		return nil, wrapErr(c.mask, "ping "+c.target, err)
+		return nil, wrapErr("ping "+c.target, err)
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Node < out[j].Node })
 	return out, nil

@@ -3,7 +3,8 @@
 // times and a watchdog that heals and reports broken connections,
 // publishes, and reads the server's view of Pub/Sub (subscriber counts,
 // pub/sub clients, output buffer limits). Driver errors are turned into
-// this package's sentinel errors with the password masked.
+// this package's sentinel errors; messages are built from fields that hold
+// no password (never by searching text for it).
 package redisx
 
 import (
@@ -17,6 +18,8 @@ import (
 
 	"github.com/redis/go-redis/v9"
 	"github.com/redis/go-redis/v9/maintnotifications"
+
+	"github.com/fanscope/fanscope/internal/secrets"
 )
 
 // Options say where Redis is and how to reach it. The zero values of the
@@ -72,8 +75,7 @@ type Client struct {
 	mode   mode
 	eps    []endpoint // as given: the server, the seeds or the sentinels
 	base   endpoint   // credentials, TLS and db for every data node
-	target string
-	mask   masker
+	target string     // endpoint.String of the address(es): no password
 
 	cmd      redis.UniversalClient
 	single   *redis.Client        // modeSingle
@@ -155,23 +157,19 @@ func New(o Options) (*Client, error) {
 	o.setDefaults()
 	c := &Client{o: o}
 	if len(o.URLs) == 0 {
-		return nil, usageError(nil, "no Redis URL given (want redis://host:port)")
+		return nil, usageError("no Redis URL given (want redis://host:port)")
 	}
 	for _, raw := range o.URLs {
 		ep, err := parseEndpoint(raw, o)
 		if err != nil {
-			m := masker{passwordOf(raw)}
-			return nil, usageError(m, fmt.Sprintf("redis URL %s: %v", maskRawURL(raw), err))
+			return nil, usageError(fmt.Sprintf("redis URL %s: %v", shownURL(raw), err))
 		}
 		c.eps = append(c.eps, ep)
-		if ep.hasPass {
-			c.mask = append(c.mask, ep.pass)
-		}
 	}
 	c.base = c.eps[0]
 	switch {
 	case o.Cluster && o.SentinelMaster != "":
-		return nil, usageError(c.mask, "--cluster and --sentinel-master cannot be used together")
+		return nil, usageError("--cluster and --sentinel-master cannot be used together")
 	case o.SentinelMaster != "":
 		c.mode = modeSentinel
 	case o.Cluster || len(c.eps) > 1:
@@ -180,7 +178,7 @@ func New(o Options) (*Client, error) {
 	if c.mode != modeSingle {
 		for _, ep := range c.eps {
 			if ep.network == "unix" {
-				return nil, usageError(c.mask, "unix sockets cannot be used for Cluster or Sentinel: "+ep.String())
+				return nil, usageError("unix sockets cannot be used for Cluster or Sentinel: " + ep.String())
 			}
 		}
 	}
@@ -217,7 +215,7 @@ func (c *Client) Check(ctx context.Context) error {
 func (c *Client) newSingle() {
 	c.target = c.base.String()
 	c.loopback = c.base.loopback()
-	c.single = redis.NewClient(c.nodeOptions(c.base, false))
+	c.single = c.newNodeClient(c.base)
 	c.cmd = c.single
 }
 
@@ -225,7 +223,7 @@ func (c *Client) checkSingle(ctx context.Context) error {
 	pctx, cancel := context.WithTimeout(ctx, c.o.DialTimeout+2*time.Second)
 	defer cancel()
 	if err := c.single.Ping(pctx).Err(); err != nil {
-		return wrapErr(c.mask, "connect "+c.target, c.base.explain(ctx, err))
+		return wrapErr("connect "+c.target, c.base.explain(ctx, err))
 	}
 	return nil
 }
@@ -256,6 +254,13 @@ func (c *Client) options(ep endpoint, addrs ...string) *redis.UniversalOptions {
 	}
 }
 
+// newNodeClient is a go-redis client for commands to one node.
+func (c *Client) newNodeClient(ep endpoint) *redis.Client {
+	rc := redis.NewClient(c.nodeOptions(ep, false))
+	rc.AddHook(authHook{})
+	return rc
+}
+
 // nodeOptions are the go-redis options for one node. Subscription
 // connections (sub, the Sentinel listeners) get their own client with no
 // retries of their own: the caller decides when to reconnect.
@@ -269,6 +274,49 @@ func (c *Client) nodeOptions(ep endpoint, sub bool) *redis.Options {
 	opt := o.Simple()
 	opt.Network = ep.network // Simple() has no network: unix sockets need it
 	return opt
+}
+
+// shownURL is raw as a usage error may show it: its password and secret
+// query values masked by field (secrets.URL), even when it does not parse.
+// A bare "user:pass@host" is read as redis:// would read it.
+func shownURL(raw string) string {
+	if hasScheme(raw) {
+		return intentURL(raw)
+	}
+	return strings.TrimPrefix(intentURL("redis://"+raw), "redis://")
+}
+
+// intentURL masks raw as secrets.URL does, but reads an ambiguous URL
+// only as its author meant it (the password runs to the last '@'), so a
+// '?' or '#' in the password does not start a query whose parameter names
+// (and so what is masked) come from the password.
+func intentURL(raw string) string {
+	if !secrets.Ambiguous(raw) {
+		return secrets.URL(raw)
+	}
+	i := strings.Index(raw, "://") + 3
+	rest := raw[i:]
+	at := strings.LastIndexByte(rest, '@')
+	colon := strings.IndexByte(rest[:at], ':')
+	return secrets.URL(raw[:i] + rest[:colon] + ":" + secrets.Mask + rest[at:])
+}
+
+// hasScheme reports whether raw starts with a URL scheme and "://"; a
+// bare "user:pass@host" has none, even when its password holds "://".
+func hasScheme(raw string) bool {
+	i := strings.Index(raw, "://")
+	if i <= 0 {
+		return false
+	}
+	for j, r := range raw[:i] {
+		switch {
+		case r >= 'a' && r <= 'z', r >= 'A' && r <= 'Z':
+		case j > 0 && (r >= '0' && r <= '9' || r == '+' || r == '-' || r == '.'):
+		default:
+			return false
+		}
+	}
+	return true
 }
 
 // Target is the deployment as a URL with the password shown as ***, e.g.
@@ -316,7 +364,7 @@ func (c *Client) Close() error {
 func (c *Client) Publish(ctx context.Context, channel, payload string) (int64, error) {
 	n, err := c.cmd.Publish(ctx, channel, payload).Result()
 	if err != nil {
-		return 0, wrapErr(c.mask, fmt.Sprintf("publish to %s on %s", channel, c.target), err)
+		return 0, wrapErr(fmt.Sprintf("publish to %s on %s", channel, c.target), err)
 	}
 	return n, nil
 }
@@ -326,7 +374,7 @@ func (c *Client) Publish(ctx context.Context, channel, payload string) (int64, e
 func (c *Client) SPublish(ctx context.Context, channel, payload string) (int64, error) {
 	n, err := c.cmd.SPublish(ctx, channel, payload).Result()
 	if err != nil {
-		return 0, wrapErr(c.mask, fmt.Sprintf("spublish to %s on %s", channel, c.target), err)
+		return 0, wrapErr(fmt.Sprintf("spublish to %s on %s", channel, c.target), err)
 	}
 	return n, nil
 }
@@ -362,7 +410,7 @@ func (c *Client) numSub(ctx context.Context, channels []string) (map[string]int6
 		return nil
 	})
 	if err != nil {
-		return nil, nil, wrapErr(c.mask, "pubsub numsub on "+c.target, err)
+		return nil, nil, wrapErr("pubsub numsub on "+c.target, err)
 	}
 	return total, byNode, nil
 }
@@ -383,30 +431,4 @@ func (c *Client) forEachNode(ctx context.Context, fn func(ctx context.Context, n
 		return fn(ctx, addr, c.single)
 	}
 	return fn(ctx, c.base.addr, c.single)
-}
-
-// passwordOf digs the password out of a URL that may not parse, so that
-// even a usage error can mask it.
-func passwordOf(raw string) string {
-	rest := raw
-	if i := strings.Index(rest, "://"); i >= 0 {
-		rest = rest[i+3:]
-	}
-	at := strings.LastIndex(rest, "@")
-	if at < 0 {
-		return ""
-	}
-	userinfo := rest[:at]
-	if i := strings.Index(userinfo, ":"); i >= 0 {
-		return userinfo[i+1:]
-	}
-	return ""
-}
-
-// maskRawURL masks the password of a URL that may not parse.
-func maskRawURL(raw string) string {
-	if p := passwordOf(raw); p != "" {
-		return strings.Replace(raw, ":"+p+"@", ":***@", 1)
-	}
-	return raw
 }

@@ -53,6 +53,7 @@ func (c *Client) newSentinel() {
 	o := c.options(c.base, sentinelAddrs...)
 	o.MasterName = st.name
 	c.single = redis.NewFailoverClient(o.Failover())
+	c.single.AddHook(authHook{})
 	c.cmd = c.single
 	c.loopback = true
 	for _, ep := range c.eps {
@@ -85,7 +86,7 @@ func (c *Client) checkSentinel(ctx context.Context) error {
 	st.switched(st.masterAddr(), addr, "the sentinels now name "+addr)
 	if err := c.single.Ping(pctx).Err(); err != nil {
 		err = c.base.withAddr(addr).explain(ctx, err)
-		return wrapErr(c.mask, fmt.Sprintf("connect %s (primary %s)", c.target, addr), err)
+		return wrapErr(fmt.Sprintf("connect %s (primary %s)", c.target, addr), err)
 	}
 	st.sawPrimary(addr)
 	return nil
@@ -129,12 +130,12 @@ func (s *sentinelState) ask(ctx context.Context) (string, error) {
 		hp, err := sc.GetMasterAddrByName(ctx, s.name).Result()
 		_ = sc.Close()
 		if errors.Is(err, redis.Nil) || (err == nil && len(hp) != 2) {
-			errs = append(errs, &Error{Kind: ErrUsage, msg: s.c.mask.mask(fmt.Sprintf(
-				"sentinel %s knows no master named %q (check --sentinel-master)", ep.addr, s.name))})
+			errs = append(errs, &Error{Kind: ErrUsage, msg: fmt.Sprintf(
+				"sentinel %s knows no master named %q (check --sentinel-master)", ep.addr, s.name)})
 			continue
 		}
 		if err != nil {
-			errs = append(errs, wrapErr(s.c.mask, "ask sentinel "+ep.addr+" for master "+s.name, err))
+			errs = append(errs, wrapErr("ask sentinel "+ep.addr+" for master "+s.name, err))
 			continue
 		}
 		return net.JoinHostPort(hp[0], hp[1]), nil

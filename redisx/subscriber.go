@@ -149,7 +149,7 @@ const pingPayload = "fanscope-watchdog"
 func (c *Client) NewSubscriber(sub Subscription) (*Subscriber, error) {
 	sub = sub.normalized()
 	if sub.empty() {
-		return nil, usageError(c.mask, "nothing to subscribe to: give a channel, a pattern or a shard channel")
+		return nil, usageError("nothing to subscribe to: give a channel, a pattern or a shard channel")
 	}
 	s := &Subscriber{c: c, sub: sub, done: make(chan struct{}), connected: make(chan struct{})}
 	s.links = c.plan(sub)
@@ -187,7 +187,7 @@ func (c *Client) Subscribe(ctx context.Context, sub Subscription, sink feed.Sink
 		default:
 		}
 		if err == nil {
-			err = wrapErr(c.mask, fmt.Sprintf("subscribe to %s on %s", sub.describe(), c.target), ctx.Err())
+			err = wrapErr(fmt.Sprintf("subscribe to %s on %s", sub.describe(), c.target), ctx.Err())
 		}
 		return nil, err
 	}
@@ -211,7 +211,7 @@ func (s *Subscriber) FailFast() *Subscriber {
 // be called once.
 func (s *Subscriber) Run(ctx context.Context, sink feed.Sink) error {
 	if !s.started.CompareAndSwap(false, true) {
-		return usageError(s.c.mask, "redis subscriber: Run called twice")
+		return usageError("redis subscriber: Run called twice")
 	}
 	s.sink = sink
 	rctx, cancel := context.WithCancel(ctx)
@@ -474,7 +474,7 @@ func (l *link) connect(ctx context.Context) (*subConn, error) {
 		if ctx.Err() != nil {
 			// Still an *Error (wrapping ErrUnreachable), and errors.Is
 			// finds context.Canceled or DeadlineExceeded in it.
-			return nil, wrapErr(c.mask, what, ctx.Err())
+			return nil, wrapErr(what, ctx.Err())
 		}
 		if addr, ok := movedTo(err); ok {
 			// Our view of the cluster was stale: go where the server says.
@@ -482,7 +482,7 @@ func (l *link) connect(ctx context.Context) (*subConn, error) {
 			l.hint = addr
 			l.mu.Unlock()
 		}
-		return nil, wrapErr(c.mask, what, err)
+		return nil, wrapErr(what, err)
 	}
 	sc.failover = failover
 	return sc, nil
@@ -541,7 +541,7 @@ func (l *link) handshake(sc *subConn) error {
 			}
 		}
 		if err != nil {
-			return err
+			return &authError{err}
 		}
 	}
 	want := map[string]bool{}
@@ -786,7 +786,7 @@ func (l *link) serve(ctx context.Context, sc *subConn) string {
 			if closedByServer(err) {
 				return l.closedByServer(ctx, sc)
 			}
-			return "connection lost: " + s.c.mask.mask(shortErr(err))
+			return "connection lost: " + shortErr(err)
 		}
 		switch p.kind {
 		case pushMessage:
@@ -872,7 +872,7 @@ func (l *link) watchdog(ctx context.Context, sc *subConn, dead chan<- string) {
 					_ = sc.close()
 					return
 				}
-				give("send PING: " + l.s.c.mask.mask(shortErr(err)))
+				give("send PING: " + shortErr(err))
 				return
 			}
 		}

@@ -12,6 +12,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/fanscope/fanscope/internal/secrets"
 )
 
 // endpoint is one parsed Redis address with its credentials.
@@ -27,23 +29,30 @@ type endpoint struct {
 }
 
 // parseEndpoint parses redis://, rediss:// and unix:// URLs. A bare
-// host:port is taken as redis://host:port. Errors never contain the URL
-// itself, because it may hold a password.
+// host:port is taken as redis://host:port. Errors never quote the URL or
+// a piece of it that could be part of the password: only fields read
+// after the userinfo (port, path, query), and only from a URL whose
+// userinfo is where both readings of the URL put it.
 func parseEndpoint(raw string, o Options) (endpoint, error) {
 	var ep endpoint
 	if raw == "" {
 		return ep, fmt.Errorf("empty URL")
 	}
-	if !strings.Contains(raw, "://") {
+	if !hasScheme(raw) {
 		raw = "redis://" + raw
+	}
+	if secrets.Ambiguous(raw) {
+		// "redis://u:p/x@host" is host u, port "p", path "x@host" to
+		// net/url: pieces of the password would land in the address and
+		// in the messages about it.
+		return ep, fmt.Errorf("ambiguous URL: an '@' follows a '/', '?' or '#' " +
+			"(if the password holds '/', '?', '#' or '@', percent-encode them: %%2F, %%3F, %%23, %%40)")
 	}
 	u, err := url.Parse(raw)
 	if err != nil {
-		// url.Error repeats the raw URL, password included: keep only the reason.
-		if ue, ok := err.(*url.Error); ok {
-			return ep, fmt.Errorf("malformed URL: %v", ue.Err)
-		}
-		return ep, fmt.Errorf("malformed URL")
+		// url.Error repeats the raw URL and its reason quotes pieces of
+		// it (`invalid port ":pa" after host`): keep the reason unquoted.
+		return ep, fmt.Errorf("malformed URL: %s (percent-encode special characters in the user and password: %%25 for %%, %%20 for a space)", secrets.Reason(err))
 	}
 	ep.scheme = u.Scheme
 	if u.User != nil {
@@ -62,7 +71,7 @@ func parseEndpoint(raw string, o Options) (endpoint, error) {
 			port = "6379"
 		}
 		if n, err := strconv.Atoi(port); err != nil || n <= 0 || n > 65535 {
-			return ep, fmt.Errorf("bad port %q", port)
+			return ep, fmt.Errorf("bad port %q (want 1 to 65535)", port)
 		}
 		ep.addr = net.JoinHostPort(host, port)
 		path := strings.Trim(u.Path, "/")
