@@ -1,6 +1,8 @@
 package cli
 
 import (
+	"github.com/fanscope/fanscope/internal/netx"
+
 	"context"
 	"encoding/json"
 	"fmt"
@@ -88,7 +90,7 @@ func runPing(ctx context.Context, e *env, src *SourceFlags, opts pingOptions) er
 	var nodes []string
 	var failed error
 	for i := 0; i < opts.Count; i++ {
-		if i > 0 && !sleepFor(ctx, opts.Interval) {
+		if i > 0 && !netx.Sleep(ctx, opts.Interval) {
 			break
 		}
 		pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
@@ -134,16 +136,4 @@ func runPing(ctx context.Context, e *env, src *SourceFlags, opts pingOptions) er
 		}
 	}
 	return failed
-}
-
-// sleepFor waits d or until ctx ends, and reports whether d passed.
-func sleepFor(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-		return true
-	}
 }

@@ -1,7 +1,6 @@
 package redisx
 
 import (
-	"context"
 	"math/rand/v2"
 	"time"
 )
@@ -46,16 +45,3 @@ func (b *backoff) undo() {
 
 // reset starts again from the floor.
 func (b *backoff) reset() { b.n = 0 }
-
-// sleepCtx waits d, or less when ctx ends; it reports whether ctx is still
-// live.
-func sleepCtx(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-		return true
-	}
-}

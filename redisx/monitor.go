@@ -1,6 +1,8 @@
 package redisx
 
 import (
+	"github.com/fanscope/fanscope/internal/netx"
+
 	"bufio"
 	"bytes"
 	"context"
@@ -274,7 +276,7 @@ func (n *monitorNode) run(ctx context.Context, sink feed.Sink, up func()) error 
 			}
 			attempt++
 			n.setState(sink, feed.StateReconnecting, err.Error(), attempt)
-			if !sleepCtx(ctx, backoff) {
+			if !netx.Sleep(ctx, backoff) {
 				return nil
 			}
 			backoff = min(backoff*2, m.c.o.MaxBackoff)

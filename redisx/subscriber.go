@@ -1,6 +1,8 @@
 package redisx
 
 import (
+	"github.com/fanscope/fanscope/internal/netx"
+
 	"cmp"
 	"context"
 	"errors"
@@ -701,7 +703,7 @@ func (l *link) establish(ctx context.Context, lost string) (*subConn, error) {
 		if attempt > 1 || lost != "" {
 			wait := l.retry.next()
 			l.setState(state, "", fmt.Sprintf("%s; next attempt in %s", last, wait.Round(time.Millisecond)), attempt)
-			if !sleepCtx(ctx, wait) {
+			if !netx.Sleep(ctx, wait) {
 				return nil, nil
 			}
 		} else {

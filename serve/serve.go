@@ -1,6 +1,8 @@
 package serve
 
 import (
+	"github.com/fanscope/fanscope/internal/netx"
+
 	"context"
 	"encoding/json"
 	"errors"
@@ -264,7 +266,7 @@ func (s *Server) runTarget(ctx context.Context, t Target, tr *Tracker) {
 			}
 			tr.SessionDown(err)
 			log.Warn("target down; retrying", "error", err.Error(), "retry_in", wait.String())
-			if !sleep(ctx, wait) {
+			if !netx.Sleep(ctx, wait) {
 				return
 			}
 			wait = min(wait*2, s.opts.RetryMax)
@@ -350,16 +352,5 @@ func (s *Server) probeLoop(ctx context.Context, every time.Duration, sess Sessio
 			log.Info("probe publish works again")
 		}
 		failing = err != nil
-	}
-}
-
-func sleep(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-		return true
 	}
 }
