@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"github.com/fanscope/fanscope/probes"
 	"github.com/fanscope/fanscope/session"
@@ -17,9 +18,17 @@ import (
 
 // probeOptions are the probe flags.
 type probeOptions struct {
+	probeFlags
+	Count    int
+	Interval time.Duration
+	JSON     bool
+	JUnit    string
+}
+
+// probeFlags are what probe and serve share: where probes go, what they
+// look like, and the budgets they are judged by.
+type probeFlags struct {
 	Channel        string
-	Count          int
-	Interval       time.Duration
 	Timeout        time.Duration
 	Template       string
 	SSEClients     int
@@ -27,8 +36,43 @@ type probeOptions struct {
 	MaxP99         time.Duration
 	MinDelivery    float64
 	MinSubscribers int64
-	JSON           bool
-	JUnit          string
+}
+
+// register adds the shared probe flags; over says what the budgets are
+// judged over ("" for a run, "in the window" for serve).
+func (o *probeFlags) register(fs *pflag.FlagSet, over string) {
+	if over != "" {
+		over = " " + over
+	}
+	fs.StringVar(&o.Channel, "probe-channel", "", "publish probes to channel `NAME` (default: the first -c, else the first -s with SPUBLISH)")
+	fs.DurationVar(&o.Timeout, "timeout", probes.DefaultTimeout, "how long each probe may take to arrive on a path before it counts as lost")
+	fs.StringVar(&o.Template, "template", probes.DefaultTemplate, "probe payload `T`; {{token}} (required, delimited), {{seq}} and {{sent_at}} are replaced")
+	fs.IntVar(&o.SSEClients, "sse-clients", 1, "open `K` connections to each endpoint: sse, ws and socketio alike (fan-out load; a browser allows at most 6, a poll path is one)")
+	fs.DurationVar(&o.MaxP50, "max-p50", 0, "fail when a path's median latency"+over+" is above `D` (e.g. 50ms)")
+	fs.DurationVar(&o.MaxP99, "max-p99", 0, "fail when a path's p99 latency"+over+" is above `D`")
+	fs.Float64Var(&o.MinDelivery, "min-delivery", 1.0, "fraction `F` of probes"+over+" each path must deliver (0..1)")
+	fs.Int64Var(&o.MinSubscribers, "min-subscribers", 0, "fail when PUBSUB NUMSUB of the probe channel is below `N` (fanscope's own subscription counts)")
+}
+
+func (o *probeFlags) budgets() probes.Budgets {
+	return probes.Budgets{MaxP50: o.MaxP50, MaxP99: o.MaxP99, MinDelivery: o.MinDelivery, MinSubscribers: o.MinSubscribers}
+}
+
+// validate checks the shared flags; the errors are usage errors.
+func (o *probeFlags) validate() error {
+	switch {
+	case o.Timeout <= 0:
+		return usageError(fmt.Errorf("--timeout %v: must be positive", o.Timeout))
+	case o.SSEClients < 1 || o.SSEClients > maxSSEClients:
+		return usageError(fmt.Errorf("--sse-clients %d: want 1 to %d", o.SSEClients, maxSSEClients))
+	}
+	if err := probes.ValidateTemplate(o.Template); err != nil {
+		return usageError(err)
+	}
+	if err := o.budgets().Validate(); err != nil {
+		return usageError(err)
+	}
+	return nil
 }
 
 // probeConnectWait is how long the SSE connections may go without another
@@ -42,22 +86,11 @@ const maxSSEClients = 100000
 
 func (o *probeOptions) register(cmd *cobra.Command) {
 	fs := cmd.Flags()
-	fs.StringVar(&o.Channel, "probe-channel", "", "publish probes to channel `NAME` (default: the first -c, else the first -s with SPUBLISH)")
+	o.probeFlags.register(fs, "")
 	fs.IntVarP(&o.Count, "count", "n", 10, "probes to send")
 	fs.DurationVar(&o.Interval, "interval", 200*time.Millisecond, "time between probes")
-	fs.DurationVar(&o.Timeout, "timeout", 5*time.Second, "how long each probe may take to arrive on a path before it counts as lost")
-	fs.StringVar(&o.Template, "template", probes.DefaultTemplate, "probe payload `T`; {{token}} (required), {{seq}} and {{sent_at}} are replaced")
-	fs.IntVar(&o.SSEClients, "sse-clients", 1, "open `K` connections to each endpoint: sse, ws and socketio alike (fan-out load; a browser allows at most 6, a poll path is one)")
-	fs.DurationVar(&o.MaxP50, "max-p50", 0, "fail when a path's median latency is above `D` (e.g. 50ms)")
-	fs.DurationVar(&o.MaxP99, "max-p99", 0, "fail when a path's p99 latency is above `D`")
-	fs.Float64Var(&o.MinDelivery, "min-delivery", 1.0, "fraction `F` of probes each path must deliver (0..1)")
-	fs.Int64Var(&o.MinSubscribers, "min-subscribers", 0, "fail when PUBSUB NUMSUB of the probe channel is below `N` (fanscope's own subscription counts)")
 	fs.BoolVar(&o.JSON, "json", false, "print the report as one JSON object on stdout")
 	fs.StringVar(&o.JUnit, "junit", "", "also write a JUnit XML report to `FILE`, one test case per path")
-}
-
-func (o *probeOptions) budgets() probes.Budgets {
-	return probes.Budgets{MaxP50: o.MaxP50, MaxP99: o.MaxP99, MinDelivery: o.MinDelivery, MinSubscribers: o.MinSubscribers}
 }
 
 func newProbeCmd(e *env) *cobra.Command {
@@ -115,18 +148,8 @@ func (o *probeOptions) validate() error {
 		return usageError(fmt.Errorf("--count %d: send at least one probe", o.Count))
 	case o.Interval < 0:
 		return usageError(fmt.Errorf("--interval %v is negative", o.Interval))
-	case o.Timeout <= 0:
-		return usageError(fmt.Errorf("--timeout %v: must be positive", o.Timeout))
-	case o.SSEClients < 1 || o.SSEClients > maxSSEClients:
-		return usageError(fmt.Errorf("--sse-clients %d: want 1 to %d", o.SSEClients, maxSSEClients))
 	}
-	if err := probes.ValidateTemplate(o.Template); err != nil {
-		return usageError(err)
-	}
-	if err := o.budgets().Validate(); err != nil {
-		return usageError(err)
-	}
-	return nil
+	return o.probeFlags.validate()
 }
 
 // runProbe is `fanscope probe`: open the sources, send the probes, report.

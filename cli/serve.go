@@ -35,14 +35,7 @@ type serveOptions struct {
 	Check      bool
 	Name       string
 
-	ProbeChannel   string
-	Timeout        time.Duration
-	Template       string
-	SSEClients     int
-	MaxP50         time.Duration
-	MaxP99         time.Duration
-	MinDelivery    float64
-	MinSubscribers int64
+	probeFlags
 }
 
 // serveIntrospectEvery is how often serve asks Redis for subscriber counts
@@ -60,14 +53,7 @@ func (o *serveOptions) register(cmd *cobra.Command) {
 	fs.BoolVar(&o.Check, "check", false, "check the configuration and exit (0: good, 2: a mistake, named with its line)")
 	fs.StringVar(&o.Name, "name", "default", "the target label of the pipeline given by source flags")
 
-	fs.StringVar(&o.ProbeChannel, "probe-channel", "", "publish probes to channel `NAME` (default: the first -c, else the first -s with SPUBLISH)")
-	fs.DurationVar(&o.Timeout, "timeout", probes.DefaultTimeout, "how long each probe may take to arrive on a path before it counts as lost")
-	fs.StringVar(&o.Template, "template", probes.DefaultTemplate, "probe payload `T`; {{token}} (required), {{seq}} and {{sent_at}} are replaced")
-	fs.IntVar(&o.SSEClients, "sse-clients", 1, "open `K` connections to each endpoint")
-	fs.DurationVar(&o.MaxP50, "max-p50", 0, "budget: a path's median latency in the window at most `D`")
-	fs.DurationVar(&o.MaxP99, "max-p99", 0, "budget: a path's p99 latency in the window at most `D`")
-	fs.Float64Var(&o.MinDelivery, "min-delivery", 1.0, "budget: fraction `F` of the window's probes each path must deliver (0..1)")
-	fs.Int64Var(&o.MinSubscribers, "min-subscribers", 0, "budget for /report: PUBSUB NUMSUB of the probe channel at least `N`")
+	o.probeFlags.register(fs, "in the window")
 }
 
 func newServeCmd(e *env) *cobra.Command {
@@ -250,9 +236,9 @@ func flagTarget(src SourceFlags, opts serveOptions, getenv func(string) string) 
 	t := serve.TargetConfig{
 		Name: opts.Name, Cluster: src.Cluster, SentinelMaster: src.SentinelMaster,
 		Channels: src.Channels, Patterns: src.Patterns, ShardChannels: src.ShardChannels,
-		ProbeChannel: opts.ProbeChannel, ProbeEvery: opts.ProbeEvery, Timeout: opts.Timeout, Template: opts.Template,
+		ProbeChannel: opts.Channel, ProbeEvery: opts.ProbeEvery, Timeout: opts.Timeout, Template: opts.Template,
 		SSEClients: opts.SSEClients, Stall: src.Stall,
-		Budgets: probes.Budgets{MaxP50: opts.MaxP50, MaxP99: opts.MaxP99, MinDelivery: opts.MinDelivery, MinSubscribers: opts.MinSubscribers},
+		Budgets: opts.budgets(),
 	}
 	fail := func(err error) (serve.TargetConfig, session.Config, error) {
 		return serve.TargetConfig{}, session.Config{}, usageError(err)
@@ -262,16 +248,9 @@ func flagTarget(src SourceFlags, opts serveOptions, getenv func(string) string) 
 		return fail(errors.New("--name is empty: it becomes the target label"))
 	case opts.ProbeEvery < 0 || (opts.ProbeEvery > 0 && opts.ProbeEvery < serve.MinProbeEvery):
 		return fail(fmt.Errorf("--probe-every %v: want 0 (passive) or at least %v, so that probe traffic stays small", opts.ProbeEvery, serve.MinProbeEvery))
-	case opts.Timeout <= 0:
-		return fail(fmt.Errorf("--timeout %v: must be positive", opts.Timeout))
-	case opts.SSEClients < 1 || opts.SSEClients > maxSSEClients:
-		return fail(fmt.Errorf("--sse-clients %d: want 1 to %d", opts.SSEClients, maxSSEClients))
 	}
-	if err := probes.ValidateTemplate(opts.Template); err != nil {
-		return fail(err)
-	}
-	if err := t.Budgets.Validate(); err != nil {
-		return fail(err)
+	if err := opts.probeFlags.validate(); err != nil {
+		return serve.TargetConfig{}, session.Config{}, err
 	}
 	if len(t.Channels)+len(t.Patterns)+len(t.ShardChannels) == 0 && t.ProbeChannel == "" {
 		return fail(errors.New("serve needs something to watch: give -c CHANNEL, -p PATTERN, -s SHARD-CHANNEL or --probe-channel, with any endpoints (--sse), or --config FILE"))
