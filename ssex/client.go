@@ -7,7 +7,9 @@ import (
 	"net/http"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
+	"unsafe"
 
 	"github.com/fanscope/fanscope/feed"
 	"github.com/fanscope/fanscope/internal/netx"
@@ -175,17 +177,103 @@ func (c *Client) Run(ctx context.Context, sink feed.Sink) error {
 	c.mu.Lock()
 	c.diag.RetryMS = c.retry.Milliseconds()
 	c.mu.Unlock()
-	// Run's frame is under every read and every record the stream
-	// brings, so the work between attempts is in its own function: the
-	// goroutine's stack then stays at 4 KiB (see connect).
-	var rs runState
+	// The goroutine that runs Run only waits: for a step, which does the
+	// work (connect, read and parse, report, wait between attempts) on a
+	// goroutine of its own, and for a parked stream's connection to have
+	// bytes. Its stack then never grows past the 2 KiB a goroutine starts
+	// with (the GC does not shrink a grown stack that is a quarter used),
+	// and an idle connection holds no other goroutine and no read buffer:
+	// with --sse-clients in the thousands, that is most of its memory.
+	d := &driver{c: c, ctx: ctx, sink: sink, done: make(chan struct{}, 1)}
+	d.readableFn = d.readable
 	for {
-		rs.attempt++
-		c.emitState(sink, feed.StateConnecting, 0, "", rs.attempt)
-		out := c.connect(ctx, sink, rs.attempt, rs.everConnected)
-		if stop, err := c.between(ctx, sink, out, &rs); stop {
-			return err
+		if d.a != nil {
+			streamSteps <- struct{}{}
 		}
+		go d.step()
+		<-d.done
+		if d.stopped {
+			return d.err
+		}
+		// Errors (the connection was closed) are the next step's to see.
+		d.a.raw.Read(d.readableFn)
+	}
+}
+
+// streamSteps bounds the steps that read parked streams at once. Bytes
+// often come to thousands of connections in the same instant (one event
+// fanned out); their steps' stacks then stay a few hundred at a time.
+var streamSteps = make(chan struct{}, 256)
+
+// driver is Run's state, handed from one step to the next.
+type driver struct {
+	c          *Client
+	ctx        context.Context
+	sink       feed.Sink
+	rs         runState
+	a          *attempt // the attempt whose stream is parked; nil between attempts
+	done       chan struct{}
+	stopped    bool
+	err        error
+	peek       [1]byte
+	readableFn func(fd uintptr) bool
+}
+
+// step runs until the stream parks or Run must return (stopped, err).
+func (d *driver) step() {
+	defer func() { d.done <- struct{}{} }()
+	c := d.c
+	if d.a != nil {
+		out, parked := d.a.stream()
+		<-streamSteps
+		if parked {
+			return
+		}
+		if d.end(out) {
+			return
+		}
+	}
+	for {
+		d.rs.attempt++
+		c.emitState(d.sink, feed.StateConnecting, 0, "", d.rs.attempt)
+		d.a = c.connect(d.ctx, d.sink, d.rs.attempt, d.rs.everConnected)
+		out := &d.a.out
+		if d.a.body != nil {
+			var parked bool
+			if out, parked = d.a.stream(); parked {
+				return
+			}
+		}
+		if d.end(out) {
+			return
+		}
+	}
+}
+
+// end ends the attempt, which ended with out, and waits until the next
+// one is due; it reports whether Run must return instead.
+func (d *driver) end(out *outcome) bool {
+	d.a.finish()
+	d.a = nil
+	d.stopped, d.err = d.c.between(d.ctx, d.sink, out, &d.rs)
+	return d.stopped
+}
+
+// readable tells the poller whether the parked stream's connection has
+// bytes (or an end) to read, peeking so that it leaves them there. The
+// first check comes before any wait, so bytes that came since the step's
+// last read are not missed.
+func (d *driver) readable(fd uintptr) bool {
+	for {
+		_, _, errno := syscall.RawSyscall6(syscall.SYS_RECVFROM, fd, uintptr(unsafe.Pointer(&d.peek[0])), 1,
+			syscall.MSG_PEEK|syscall.MSG_DONTWAIT, 0, 0)
+		switch errno {
+		case syscall.EINTR:
+			continue
+		case syscall.EAGAIN:
+			return false
+		}
+		return true
 	}
 }
 

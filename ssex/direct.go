@@ -13,8 +13,10 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptrace"
+	"os"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 )
 
@@ -92,9 +94,31 @@ type headReader struct {
 	conn  net.Conn
 	limit int64 // 0: no limit (the head was read)
 	read  int64
+
+	// Once a stream is read without blocking (connBody.readNow): the
+	// connection's descriptor, and the bytes a parked stream left
+	// unparsed, which come before the connection's.
+	raw  syscall.RawConn
+	pend []byte
+	// The read readNow asks of raw: the buffer and its result.
+	rp    []byte
+	rn    int
+	rerr  error
+	rawFn func(fd uintptr) bool
 }
 
 func (h *headReader) Read(p []byte) (int, error) {
+	if len(h.pend) > 0 {
+		n := copy(p, h.pend)
+		h.pend = h.pend[n:]
+		if len(h.pend) == 0 {
+			h.pend = nil
+		}
+		return n, nil
+	}
+	if h.raw != nil {
+		return h.readNow(p)
+	}
 	if h.limit > 0 {
 		left := h.limit - h.read
 		if left <= 0 {
@@ -107,6 +131,47 @@ func (h *headReader) Read(p []byte) (int, error) {
 	n, err := h.conn.Read(p)
 	h.read += int64(n)
 	return n, err
+}
+
+// errWouldBlock is what a read without blocking returns when the
+// connection has no bytes: the stream parks until it has (Client.Run).
+var errWouldBlock = errors.New("no bytes to read yet")
+
+// readNow reads what the connection has, without waiting: one read(2)
+// into p, through Go's poller so that Close still ends it cleanly. No
+// bytes gives errWouldBlock; errors read as net.Conn.Read's would.
+func (h *headReader) readNow(p []byte) (int, error) {
+	h.rp, h.rn, h.rerr = p, 0, nil
+	err := h.raw.Read(h.rawFn)
+	n, rerr := h.rn, h.rerr
+	h.rp, h.rerr = nil, nil
+	switch {
+	case err != nil:
+		if errors.Is(err, net.ErrClosed) {
+			err = net.ErrClosed
+		}
+	case rerr == syscall.EAGAIN:
+		return 0, errWouldBlock
+	case rerr != nil:
+		err = os.NewSyscallError("read", rerr)
+	case n == 0:
+		return 0, io.EOF
+	default:
+		return n, nil
+	}
+	return 0, &net.OpError{Op: "read", Net: "tcp", Source: h.conn.LocalAddr(), Addr: h.conn.RemoteAddr(), Err: err}
+}
+
+// rawRead is readNow's read(2); it never asks the poller to wait.
+func (h *headReader) rawRead(fd uintptr) bool {
+	for {
+		n, err := syscall.Read(int(fd), h.rp)
+		if err == syscall.EINTR {
+			continue
+		}
+		h.rn, h.rerr = max(n, 0), err
+		return true
+	}
 }
 
 // send dials req's host, does the TLS handshake and writes req. Dialing and
@@ -228,7 +293,7 @@ func (p *sentRequest) receive(br *bufio.Reader, firstByte time.Time) (*http.Resp
 	p.head.limit = 0
 	// The body framing is read here from br, not by the body ReadResponse
 	// made, so that the stream can be read in place.
-	body := &connBody{conn: p.conn, br: br, stop: p.stop, firstByte: firstByte, left: -1, headBytes: headBytes, interim: interim}
+	body := &connBody{conn: p.conn, br: br, head: p.head, stop: p.stop, firstByte: firstByte, left: -1, headBytes: headBytes, interim: interim}
 	switch {
 	case resp.Body == http.NoBody:
 		body.left = 0
@@ -253,7 +318,8 @@ func (p *sentRequest) receive(br *bufio.Reader, firstByte time.Time) (*http.Resp
 // from the connection's bufio.Reader.
 type connBody struct {
 	conn      net.Conn
-	br        *bufio.Reader
+	br        *bufio.Reader // nil while the stream is parked (park)
+	head      *headReader   // what br reads
 	stop      func() bool
 	firstByte time.Time // when the first response byte arrived
 	headBytes int64     // bytes of the response head, interim heads included
@@ -266,7 +332,7 @@ type connBody struct {
 	// (0 before a chunk's size line).
 	left     int64
 	chunkEnd bool  // chunked: the CRLF after a chunk's data is due
-	err      error // sticky
+	err      error // sticky; errWouldBlock never is
 }
 
 // next returns the next bytes of the body, where they lie in the
@@ -285,7 +351,9 @@ func (b *connBody) peek() ([]byte, error) {
 	}
 	if b.chunked && b.left == 0 {
 		if err := b.nextChunk(); err != nil {
-			b.err = err
+			if err != errWouldBlock {
+				b.err = err
+			}
 			return nil, err
 		}
 	}
@@ -295,6 +363,9 @@ func (b *connBody) peek() ([]byte, error) {
 	}
 	if b.br.Buffered() == 0 {
 		if _, err := b.br.Peek(1); err != nil {
+			if err == errWouldBlock {
+				return nil, err
+			}
 			if err == io.EOF && b.left > 0 {
 				err = io.ErrUnexpectedEOF
 			}
@@ -351,7 +422,9 @@ func (b *connBody) consume(n int) {
 
 // nextChunk reads up to the next chunk's data, checking the framing as
 // net/http's chunked reader does. The last chunk ends the body with io.EOF;
-// trailers are not read, since the connection is not reused.
+// trailers are not read, since the connection is not reused. When a read
+// would block it returns errWouldBlock having consumed nothing it has not
+// accounted for, so that it can be called again once bytes come.
 func (b *connBody) nextChunk() error {
 	if b.chunkEnd {
 		p, err := b.br.Peek(2)
@@ -367,7 +440,7 @@ func (b *connBody) nextChunk() error {
 		b.br.Discard(2)
 		b.chunkEnd = false
 	}
-	line, err := b.br.ReadSlice('\n')
+	line, err := b.sizeLine()
 	if err != nil {
 		switch err {
 		case io.EOF:
@@ -407,6 +480,71 @@ func (b *connBody) nextChunk() error {
 	}
 	b.left = int64(n)
 	return nil
+}
+
+// sizeLine returns a chunk size line, through its '\n', and consumes it.
+// Unlike bufio.Reader.ReadSlice, a read that fails (errWouldBlock) leaves
+// a partial line in the buffer.
+func (b *connBody) sizeLine() ([]byte, error) {
+	for {
+		n := b.br.Buffered()
+		p, _ := b.br.Peek(n)
+		if i := bytes.IndexByte(p, '\n'); i >= 0 {
+			b.br.Discard(i + 1)
+			return p[:i+1], nil
+		}
+		if n == b.br.Size() {
+			return nil, bufio.ErrBufferFull
+		}
+		if _, err := b.br.Peek(n + 1); err != nil && err != bufio.ErrBufferFull {
+			return nil, err
+		}
+	}
+}
+
+// readers are the buffers of streams that are reading (not parked): a
+// parked stream needs none, so an idle connection holds no buffer.
+var readers = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, readBufSize) }}
+
+// readNow makes the body read the connection without blocking: a read
+// that finds no bytes returns errWouldBlock (see Client.Run). It reports
+// whether the body can: a plain TCP connection's, not decompressed.
+func (b *connBody) readNow() (syscall.RawConn, bool) {
+	tc, ok := b.conn.(*net.TCPConn)
+	if !ok {
+		return nil, false
+	}
+	raw, err := tc.SyscallConn()
+	if err != nil {
+		return nil, false
+	}
+	b.head.raw = raw
+	b.head.rawFn = b.head.rawRead
+	return raw, true
+}
+
+// park lets go of the buffer until the next unpark, keeping the bytes it
+// still holds (a partial chunk size line). Only the goroutine reading the
+// body calls it, once it has no slice of the buffer left.
+func (b *connBody) park() {
+	if b.br == nil {
+		return
+	}
+	if n := b.br.Buffered(); n > 0 {
+		p, _ := b.br.Peek(n)
+		b.head.pend = append(append(make([]byte, 0, n+len(b.head.pend)), p...), b.head.pend...)
+	}
+	b.br.Reset(nil)
+	readers.Put(b.br)
+	b.br = nil
+}
+
+// unpark takes a buffer for reading again.
+func (b *connBody) unpark() {
+	if b.br == nil {
+		b.br = readers.Get().(*bufio.Reader)
+		b.br.Reset(b.head)
+	}
 }
 
 func (b *connBody) Read(p []byte) (int, error) {

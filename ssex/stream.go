@@ -9,19 +9,45 @@ import (
 	"github.com/fanscope/fanscope/feed"
 )
 
-// stream reads an event stream until it ends.
-func (a *attempt) stream() *outcome {
+// streamState is what a stream carries from one step to the next: its
+// read loop's bookkeeping and its body.
+type streamState struct {
+	rs   *readState
+	r    bodyReader
+	emit func(Observation) // rs.observe
+}
+
+// stream reads an event stream until it ends, or, on a connection read
+// without blocking, until it has no bytes to read: then it returns parked,
+// and Run calls it again once bytes come. Its buffer is let go of while
+// parked.
+func (a *attempt) stream() (out *outcome, parked bool) {
 	c, wd := a.c, a.wd
-	rs := a.noteConnected()
-	r := &bodyReader{body: a.body}
-	if b, ok := a.body.(*connBody); ok {
-		r.direct = b
+	if a.ss == nil {
+		a.ss = &streamState{rs: a.noteConnected(), r: bodyReader{body: a.body}}
+		if b, ok := a.body.(*connBody); ok {
+			a.ss.r.direct = b
+		}
+		a.ss.emit = a.ss.rs.observe
 	}
-	emit := rs.observe
+	rs, r := a.ss.rs, &a.ss.r
+	if a.raw != nil {
+		r.direct.unpark()
+	}
+	emit := a.ss.emit
 	n := 0           // bytes of the current read fed so far
 	var at time.Time // when the current read returned
 	for {
 		chunk, err := r.next(c)
+		if err == errWouldBlock {
+			// A read's count is flushed before the next read (!r.more()),
+			// but for a chunk size line whose data is still to come.
+			if n > 0 {
+				rs.afterRead(n, at)
+			}
+			r.direct.park()
+			return nil, true
+		}
 		var perr error
 		if len(chunk) > 0 {
 			if n == 0 {
@@ -39,10 +65,10 @@ func (a *attempt) stream() *outcome {
 			n = 0
 		}
 		if perr != nil {
-			return rs.ended(&outcome{connected: true, status: http.StatusOK, reason: "parse stream: " + perr.Error()})
+			return rs.ended(&outcome{connected: true, status: http.StatusOK, reason: "parse stream: " + perr.Error()}), false
 		}
 		if err != nil {
-			return rs.ended(a.streamEnded(err))
+			return rs.ended(a.streamEnded(err)), false
 		}
 	}
 }
