@@ -123,7 +123,14 @@ func (a *attempt) establish() {
 		}
 	}
 	a.wd.streamStarted(drop, a.stalled, a.resumed)
+	if a.raw != nil {
+		// Nothing calls the attempt's context or its cancel any more (the
+		// watchdog now drops the stream): let go of them while it lasts.
+		a.cctx, a.cancel = nil, noCancel
+	}
 }
+
+func noCancel(error) {}
 
 // stalled reports that the stream went silent past its threshold. The
 // watchdog calls it, on its timer's goroutine, while the Run goroutine

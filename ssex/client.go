@@ -3,8 +3,10 @@ package ssex
 import (
 	"context"
 	"fmt"
+	"maps"
 	"math/rand/v2"
 	"net/http"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -122,7 +124,7 @@ func NewClient(cfg Config) (*Client, error) {
 	c := &Client{
 		cfg:         cfg,
 		shownURL:    ep.Shown,
-		header:      ep.Header,
+		header:      shareHeader(ep.Header),
 		host:        ep.Host,
 		retry:       DefaultRetry,
 		burstQuiet:  time.Second,
@@ -152,6 +154,25 @@ func NewClient(cfg Config) (*Client, error) {
 	c.diag.RetryMS = c.retry.Milliseconds()
 	c.diag.StallAfter = c.initialStall()
 	return c, nil
+}
+
+// lastHeader is the request header of the client made last. Clients of
+// one endpoint (--sse-clients in the thousands) send the same header, and
+// a client never changes its own (each request gets a clone), so they
+// share one map.
+var lastHeader struct {
+	sync.Mutex
+	h http.Header
+}
+
+func shareHeader(h http.Header) http.Header {
+	lastHeader.Lock()
+	defer lastHeader.Unlock()
+	if l := lastHeader.h; l != nil && maps.EqualFunc(l, h, slices.Equal[[]string]) {
+		return l
+	}
+	lastHeader.h = h
+	return h
 }
 
 // Connected is closed when the first connection is established.
