@@ -198,33 +198,34 @@ func (c *Client) Run(ctx context.Context, sink feed.Sink) error {
 	c.mu.Lock()
 	c.diag.RetryMS = c.retry.Milliseconds()
 	c.mu.Unlock()
-	// The goroutine that runs Run only waits: for a step, which does the
-	// work (connect, read and parse, report, wait between attempts) on a
-	// goroutine of its own, and for a parked stream's connection to have
-	// bytes. Its stack then never grows past the 2 KiB a goroutine starts
-	// with (the GC does not shrink a grown stack that is a quarter used),
-	// and an idle connection holds no other goroutine and no read buffer:
-	// with --sse-clients in the thousands, that is most of its memory.
+	// The goroutine that runs Run only waits: for steps, which do the
+	// work (connect, read and parse, report, wait between attempts) on
+	// goroutines of their own, and for a parked stream's connection to
+	// have bytes. Its stack then never grows past the 2 KiB a goroutine
+	// starts with (the GC does not shrink a grown stack that is a quarter
+	// used), and an idle connection holds no other goroutine and no read
+	// buffer: with --sse-clients in the thousands, that is most of its
+	// memory.
 	d := &driver{c: c, ctx: ctx, sink: sink, done: make(chan struct{}, 1)}
 	d.readableFn = d.readable
 	for {
-		if d.a != nil {
-			streamSteps <- struct{}{}
+		if d.a != nil && d.out == nil {
+			resume(d)
+		} else {
+			go d.step()
 		}
-		go d.step()
 		<-d.done
 		if d.stopped {
 			return d.err
 		}
-		// Errors (the connection was closed) are the next step's to see.
+		if d.out != nil {
+			continue // the stream ended: a step ends the attempt
+		}
+		// Errors (the connection was closed) are the next read's to see.
+		d.looked = false
 		d.a.raw.Read(d.readableFn)
 	}
 }
-
-// streamSteps bounds the steps that read parked streams at once. Bytes
-// often come to thousands of connections in the same instant (one event
-// fanned out); their steps' stacks then stay a few hundred at a time.
-var streamSteps = make(chan struct{}, 256)
 
 // driver is Run's state, handed from one step to the next.
 type driver struct {
@@ -232,24 +233,25 @@ type driver struct {
 	ctx        context.Context
 	sink       feed.Sink
 	rs         runState
-	a          *attempt // the attempt whose stream is parked; nil between attempts
+	a          *attempt // the attempt whose stream is parked or just ended
+	out        *outcome // how a's stream ended; nil while it goes on
 	done       chan struct{}
 	stopped    bool
 	err        error
+	looked     bool // readable looked at the connection already
 	peek       [1]byte
 	readableFn func(fd uintptr) bool
 }
 
-// step runs until the stream parks or Run must return (stopped, err).
+// step ends the attempt whose stream ended, if any, and runs attempts
+// until a stream parks or Run must return (stopped, err). Connecting and
+// waiting between attempts block, so each step has a goroutine of its own.
 func (d *driver) step() {
 	defer func() { d.done <- struct{}{} }()
 	c := d.c
-	if d.a != nil {
-		out, parked := d.a.stream()
-		<-streamSteps
-		if parked {
-			return
-		}
+	if d.out != nil {
+		out := d.out
+		d.out = nil
 		if d.end(out) {
 			return
 		}
@@ -280,11 +282,58 @@ func (d *driver) end(out *outcome) bool {
 	return d.stopped
 }
 
+// readStream reads a parked stream whose connection has bytes, until it
+// parks again or ends (out).
+func (d *driver) readStream() {
+	if out, parked := d.a.stream(); !parked {
+		d.out = out
+	}
+	d.done <- struct{}{}
+}
+
+// Parked streams are read by a pool of goroutines, which never block but
+// in sink.Emit: bytes often come to thousands of connections in the same
+// instant (one event fanned out), and a goroutine per read would grow a
+// new stack each time.
+var (
+	streamReads   = make(chan *driver)
+	streamReaders atomic.Int32
+)
+
+// maxStreamReaders bounds the pool; an idle reader costs its stack.
+const maxStreamReaders = 64
+
+// resume has d's parked stream read by the pool.
+func resume(d *driver) {
+	select {
+	case streamReads <- d:
+		return
+	default:
+	}
+	if streamReaders.Add(1) <= maxStreamReaders {
+		go streamReader(d)
+		return
+	}
+	streamReaders.Add(-1)
+	streamReads <- d
+}
+
+func streamReader(d *driver) {
+	for {
+		d.readStream()
+		d = <-streamReads
+	}
+}
+
 // readable tells the poller whether the parked stream's connection has
-// bytes (or an end) to read, peeking so that it leaves them there. The
-// first check comes before any wait, so bytes that came since the step's
-// last read are not missed.
+// bytes (or an end) to read. The first look, before any wait, peeks, so
+// that bytes that came since the stream's last read are not missed; after
+// a wait the poller said it has.
 func (d *driver) readable(fd uintptr) bool {
+	if d.looked {
+		return true
+	}
+	d.looked = true
 	for {
 		_, _, errno := syscall.RawSyscall6(syscall.SYS_RECVFROM, fd, uintptr(unsafe.Pointer(&d.peek[0])), 1,
 			syscall.MSG_PEEK|syscall.MSG_DONTWAIT, 0, 0)

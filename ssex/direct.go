@@ -100,6 +100,11 @@ type headReader struct {
 	// unparsed, which come before the connection's.
 	raw  syscall.RawConn
 	pend []byte
+	// short: the last read did not fill the space it was given, so the
+	// connection most likely has nothing more yet. reads: how many more
+	// reads the stream may do before it parks to let others read.
+	short bool
+	reads int
 	// The read readNow asks of raw: the buffer and its result.
 	rp    []byte
 	rn    int
@@ -157,6 +162,8 @@ func (h *headReader) readNow(p []byte) (int, error) {
 	case n == 0:
 		return 0, io.EOF
 	default:
+		h.short = n < len(p)
+		h.reads--
 		return n, nil
 	}
 	return 0, &net.OpError{Op: "read", Net: "tcp", Source: h.conn.LocalAddr(), Addr: h.conn.RemoteAddr(), Err: err}
@@ -362,6 +369,14 @@ func (b *connBody) peek() ([]byte, error) {
 		return nil, io.EOF
 	}
 	if b.br.Buffered() == 0 {
+		if h := b.head; h != nil && h.raw != nil && len(h.pend) == 0 && (h.short || h.reads <= 0) {
+			// Park rather than read: when the last read was short the
+			// connection is most likely empty, and a stream that always
+			// has bytes takes turns with the others (see Client.Run).
+			// Run looks before it waits, so nothing is missed.
+			h.short = false
+			return nil, errWouldBlock
+		}
 		if _, err := b.br.Peek(1); err != nil {
 			if err == errWouldBlock {
 				return nil, err
@@ -539,8 +554,13 @@ func (b *connBody) park() {
 	b.br = nil
 }
 
+// readsPerTurn is how many reads a parked stream, resumed, may do before
+// it parks again (connBody.peek).
+const readsPerTurn = 16
+
 // unpark takes a buffer for reading again.
 func (b *connBody) unpark() {
+	b.head.reads = readsPerTurn
 	if b.br == nil {
 		b.br = readers.Get().(*bufio.Reader)
 		b.br.Reset(b.head)
