@@ -465,7 +465,7 @@ func (b *connBody) nextChunk() error {
 		}
 		return err
 	}
-	if i := bytes.IndexByte(line, '\r'); i != len(line)-2 {
+	if i := bytes.IndexByte(line, '\r'); len(line) < 2 || i != len(line)-2 {
 		return errors.New("malformed chunk size line: want CRLF")
 	}
 	line = bytes.TrimRight(line[:len(line)-2], " \t")
@@ -549,10 +549,17 @@ func (b *connBody) park() {
 		p, _ := b.br.Peek(n)
 		b.head.pend = append(append(make([]byte, 0, n+len(b.head.pend)), p...), b.head.pend...)
 	}
+	if parkHook != nil {
+		parkHook(len(b.head.pend))
+	}
 	b.br.Reset(nil)
 	readers.Put(b.br)
 	b.br = nil
 }
+
+// parkHook, set by tests before a client starts, is told of each park
+// and how many bytes the stream kept.
+var parkHook func(kept int)
 
 // readsPerTurn is how many reads a parked stream, resumed, may do before
 // it parks again (connBody.peek).
