@@ -89,7 +89,6 @@ type Client struct {
 	host     string // Host header override
 	hc       *http.Client
 	parser   *Parser
-	buf      []byte // the read buffer for bodies not read in place (proxies, gzip), reused across connections
 
 	// Tunables; tests in this package shorten them.
 	retry       time.Duration // reconnection time until the server sends retry:
@@ -206,15 +205,16 @@ func (c *Client) Run(ctx context.Context, sink feed.Sink) error {
 	// used), and an idle connection holds no other goroutine and no read
 	// buffer: with --sse-clients in the thousands, that is most of its
 	// memory.
-	d := &driver{c: c, ctx: ctx, sink: sink, done: make(chan struct{}, 1)}
+	d := &driver{c: c, ctx: ctx, sink: sink}
 	d.readableFn = d.readable
 	for {
+		d.done.Add(1)
 		if d.a != nil && d.out == nil {
 			resume(d)
 		} else {
 			go d.step()
 		}
-		<-d.done
+		d.done.Wait()
 		if d.stopped {
 			return d.err
 		}
@@ -233,9 +233,9 @@ type driver struct {
 	ctx        context.Context
 	sink       feed.Sink
 	rs         runState
-	a          *attempt // the attempt whose stream is parked or just ended
-	out        *outcome // how a's stream ended; nil while it goes on
-	done       chan struct{}
+	a          *attempt       // the attempt whose stream is parked or just ended
+	out        *outcome       // how a's stream ended; nil while it goes on
+	done       sync.WaitGroup // the step or read under way
 	stopped    bool
 	err        error
 	looked     bool // readable looked at the connection already
@@ -247,7 +247,7 @@ type driver struct {
 // until a stream parks or Run must return (stopped, err). Connecting and
 // waiting between attempts block, so each step has a goroutine of its own.
 func (d *driver) step() {
-	defer func() { d.done <- struct{}{} }()
+	defer d.done.Done()
 	c := d.c
 	if d.out != nil {
 		out := d.out
@@ -288,7 +288,7 @@ func (d *driver) readStream() {
 	if out, parked := d.a.stream(); !parked {
 		d.out = out
 	}
-	d.done <- struct{}{}
+	d.done.Done()
 }
 
 // Parked streams are read by a pool of goroutines, which never block but

@@ -139,6 +139,25 @@ func (p *Parser) Reset() {
 	p.idBuf = append(p.idBuf[:0], p.id...)
 }
 
+// idle lets go of the buffers that hold nothing now, so that a stream
+// waiting for bytes keeps only what a cut line or event needs; they are
+// made again as the next bytes need them.
+func (p *Parser) idle() {
+	if len(p.line) == 0 {
+		p.line = nil
+	}
+	if len(p.data) == 0 {
+		p.data = nil
+	}
+	if len(p.typ) == 0 {
+		p.typ = nil
+	}
+	if len(p.dec) == 0 {
+		p.dec = nil
+	}
+	p.both = nil // scratch
+}
+
 // Feed parses the next chunk of the stream, calling emit (if not nil) for
 // every observation the chunk completes, in stream order, stamped with at.
 // Feed does not keep chunk. It returns an error wrapping ErrLineTooLong when a

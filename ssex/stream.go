@@ -38,13 +38,14 @@ func (a *attempt) stream() (out *outcome, parked bool) {
 	n := 0           // bytes of the current read fed so far
 	var at time.Time // when the current read returned
 	for {
-		chunk, err := r.next(c)
+		chunk, err := r.next()
 		if err == errWouldBlock {
 			// A read's count is flushed before the next read (!r.more()),
 			// but for a chunk size line whose data is still to come.
 			if n > 0 {
 				rs.afterRead(n, at)
 			}
+			c.parser.idle()
 			r.direct.park()
 			return nil, true
 		}
@@ -128,20 +129,21 @@ func (rs *readState) ended(out *outcome) *outcome {
 type bodyReader struct {
 	direct *connBody
 	body   io.Reader
+	buf    []byte // the read buffer of a body not read in place (proxies, gzip)
 }
 
 // more reports whether next has bytes without reading from the connection.
 func (r *bodyReader) more() bool { return r.direct != nil && r.direct.more() }
 
-func (r *bodyReader) next(c *Client) ([]byte, error) {
+func (r *bodyReader) next() ([]byte, error) {
 	if r.direct != nil {
 		return r.direct.next()
 	}
-	if c.buf == nil {
-		c.buf = make([]byte, readBufSize)
+	if r.buf == nil {
+		r.buf = make([]byte, readBufSize)
 	}
-	n, err := r.body.Read(c.buf)
-	return c.buf[:n], err
+	n, err := r.body.Read(r.buf)
+	return r.buf[:n], err
 }
 
 // readState is the per-connection bookkeeping of the read loop; only the
