@@ -260,7 +260,10 @@ func (p *sentRequest) fail(err error) error {
 func (p *sentRequest) awaitResponse() (*bufio.Reader, time.Time, error) {
 	// One buffer for the response head and then the stream: the body is
 	// parsed where it lands (connBody.next).
-	br := bufio.NewReaderSize(p.head, readBufSize)
+	// From the pool a parked stream gives it back to (connBody.park), so
+	// that the pool holds about as many buffers as are in use.
+	br := readers.Get().(*bufio.Reader)
+	br.Reset(p.head)
 	if _, err := br.Peek(1); err != nil {
 		return nil, time.Time{}, p.fail(err)
 	}

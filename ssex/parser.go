@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"strings"
 	"time"
 	"unicode/utf8"
 )
@@ -141,8 +142,14 @@ func (p *Parser) Reset() {
 
 // idle lets go of the buffers that hold nothing now, so that a stream
 // waiting for bytes keeps only what a cut line or event needs; they are
-// made again as the next bytes need them.
-func (p *Parser) idle() {
+// made again as the next bytes need them. The last event ID string, which
+// shares one allocation with its event's data (dispatch), is copied out
+// of it; idle returns the string it was.
+func (p *Parser) idle() (oldID string) {
+	oldID = p.id
+	if p.id != "" {
+		p.id = strings.Clone(p.id)
+	}
 	if len(p.line) == 0 {
 		p.line = nil
 	}
@@ -156,6 +163,7 @@ func (p *Parser) idle() {
 		p.dec = nil
 	}
 	p.both = nil // scratch
+	return oldID
 }
 
 // Feed parses the next chunk of the stream, calling emit (if not nil) for

@@ -45,7 +45,7 @@ func (a *attempt) stream() (out *outcome, parked bool) {
 			if n > 0 {
 				rs.afterRead(n, at)
 			}
-			c.parser.idle()
+			rs.idle()
 			r.direct.park()
 			return nil, true
 		}
@@ -213,6 +213,27 @@ func (rs *readState) observe(o Observation) {
 		return
 	}
 	rs.sink.Emit(r)
+}
+
+// idle lets go of what a parked stream does not need: the parser's empty
+// buffers, and the last event's data, which the last event ID string
+// shares an allocation with (Parser.idle); the copies of that string here
+// and in the diagnostics are replaced by the parser's own copy.
+func (rs *readState) idle() {
+	c := rs.c
+	old := c.parser.idle()
+	if old == "" {
+		return
+	}
+	id := c.parser.LastEventID()
+	if rs.lastID == old {
+		rs.lastID = id
+	}
+	c.mu.Lock()
+	if c.diag.LastEventID == old {
+		c.diag.LastEventID = id
+	}
+	c.mu.Unlock()
 }
 
 // afterRead updates the counters once per read rather than once per event.
