@@ -283,10 +283,16 @@ func (d *driver) end(out *outcome) bool {
 }
 
 // readStream reads a parked stream whose connection has bytes, until it
-// parks again or ends (out).
+// parks again or ends (out). A stream that ended because Run's context did
+// is ended here, since that takes no waiting: when a probe ends, thousands
+// of streams end at once, and a step each would grow thousands of stacks.
 func (d *driver) readStream() {
 	if out, parked := d.a.stream(); !parked {
-		d.out = out
+		if d.ctx.Err() != nil {
+			d.end(out)
+		} else {
+			d.out = out
+		}
 	}
 	d.done.Done()
 }
