@@ -215,10 +215,10 @@ func (rs *readState) observe(o Observation) {
 	rs.sink.Emit(r)
 }
 
-// idle lets go of what a parked stream does not need: the parser's empty
-// buffers, and the last event's data, which the last event ID string
-// shares an allocation with (Parser.idle); the copies of that string here
-// and in the diagnostics are replaced by the parser's own copy.
+// idle lets go of what a parked stream does not need: the last event's
+// data, which the last event ID string shares an allocation with
+// (Parser.idle); the copies of that string here and in the diagnostics
+// are replaced by the parser's own copy.
 func (rs *readState) idle() {
 	c := rs.c
 	old := c.parser.idle()
