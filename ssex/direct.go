@@ -615,8 +615,72 @@ func directBody(body io.ReadCloser) *connBody {
 // goroutine.
 func (b *connBody) closeWhenDone(ctx context.Context) {
 	b.stop()
-	conn := b.conn
-	b.stop = context.AfterFunc(ctx, func() { conn.Close() })
+	b.stop = closeOnDone(ctx, b.conn)
+}
+
+// closeOnDone closes conn when ctx ends, unless the returned stop is
+// called first (it reports whether it stopped that). Connections that
+// wait for the same context are closed one after another by one
+// goroutine: context.AfterFunc would start a goroutine for each, and the
+// end of a probe holding 10,000 connections would then start 10,000 at
+// once, each with a stack.
+func closeOnDone(ctx context.Context, conn net.Conn) (stop func() bool) {
+	done := ctx.Done()
+	if done == nil {
+		return func() bool { return true } // never ends
+	}
+	closers.Lock()
+	set := closers.sets[done]
+	if set == nil {
+		set = &closerSet{done: done, conns: make(map[net.Conn]struct{})}
+		if closers.sets == nil {
+			closers.sets = make(map[<-chan struct{}]*closerSet)
+		}
+		closers.sets[done] = set
+		set.stop = context.AfterFunc(ctx, set.closeAll)
+	}
+	set.conns[conn] = struct{}{}
+	closers.Unlock()
+	return func() bool {
+		closers.Lock()
+		defer closers.Unlock()
+		if _, ok := set.conns[conn]; !ok {
+			return false // being closed, or stopped already
+		}
+		delete(set.conns, conn)
+		if len(set.conns) == 0 && set.stop() {
+			delete(closers.sets, done)
+		}
+		return true
+	}
+}
+
+// closers are the connections closeOnDone watches, by the Done channel of
+// their context.
+var closers struct {
+	sync.Mutex
+	sets map[<-chan struct{}]*closerSet
+}
+
+// closerSet is the connections that wait for one context.
+type closerSet struct {
+	done  <-chan struct{}
+	conns map[net.Conn]struct{} // guarded by closers
+	stop  func() bool           // stops the AfterFunc
+}
+
+// closeAll closes the set's connections; the context ended.
+func (s *closerSet) closeAll() {
+	closers.Lock()
+	conns := s.conns
+	s.conns = map[net.Conn]struct{}{}
+	if closers.sets[s.done] == s {
+		delete(closers.sets, s.done)
+	}
+	closers.Unlock()
+	for c := range conns {
+		c.Close()
+	}
 }
 
 func (b *connBody) Close() error {
