@@ -1,6 +1,9 @@
 package ssex
 
 import (
+	"context"
+	"errors"
+	"io"
 	"net"
 	"strings"
 	"sync/atomic"
@@ -80,4 +83,54 @@ func TestEmptyChunkSizeLine(t *testing.T) {
 	u := rawServer(t, append(pieces, "\n"), false)
 	rn := startClient(t, Config{URL: u}, func(c *Client) { c.retry = time.Hour })
 	rn.sink.WaitFor(t, 0, "the end of the stream", feedtest.HasState(feed.StateDisconnected, "read stream: malformed chunk size line: want CRLF"))
+}
+
+// TestCloseOnDone: connections that wait for one context are closed when
+// it ends, except those whose stop came first; one registered after the
+// end is closed at once.
+func TestCloseOnDone(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	pipes := make([]net.Conn, 4)
+	stops := make([]func() bool, 4)
+	for i := range pipes {
+		a, b := net.Pipe()
+		t.Cleanup(func() { a.Close(); b.Close() })
+		pipes[i] = a
+		stops[i] = closeOnDone(ctx, a)
+	}
+	if !stops[1]() {
+		t.Fatal("stop before the end: got false, want true")
+	}
+	cancel()
+	closed := func(c net.Conn) bool { // a pipe refuses a deadline once closed
+		return errors.Is(c.SetDeadline(time.Time{}), io.ErrClosedPipe)
+	}
+	deadline := time.Now().Add(feedtest.Eventually)
+	for !(closed(pipes[0]) && closed(pipes[2]) && closed(pipes[3])) {
+		if time.Now().After(deadline) {
+			t.Fatal("connections still open after their context ended")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	if closed(pipes[1]) {
+		t.Error("a connection whose stop came first was closed")
+	}
+	if stops[0]() {
+		t.Error("stop after the close: got true, want false")
+	}
+	late, other := net.Pipe()
+	t.Cleanup(func() { late.Close(); other.Close() })
+	closeOnDone(ctx, late)
+	for !closed(late) {
+		if time.Now().After(deadline) {
+			t.Fatal("a connection registered after the end was not closed")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	closers.Lock()
+	left := closers.sets[ctx.Done()]
+	closers.Unlock()
+	if left != nil {
+		t.Errorf("the ended context still has a closer set, of %d connections", len(left.conns))
+	}
 }
