@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/http/httptrace"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/fanscope/fanscope/feed"
@@ -54,34 +55,42 @@ type attempt struct {
 	lastID  string        // the Last-Event-ID sent, "" when none
 	traced  *atomic.Int64 // through http.Client: time to the first response byte
 	out     outcome
+
+	// The stream: its read loop's state, and the connection it reads
+	// without blocking (nil when its reads block: TLS, gzip, proxies).
+	ss  *streamState
+	raw syscall.RawConn
 }
 
 // attemptKey carries the attempt in a request's context, so that the
 // http.Client's redirect check can report to it.
 type attemptKey struct{}
 
-// connect makes one attempt and reads the stream until it ends.
+// connect makes one attempt: it sends the request and reads the response
+// head. When that gave a stream, a.body is set and a.stream reads it;
+// a.finish ends the attempt either way.
 //
-// The goroutine that runs Run waits here, for the response (thousands at
-// once while a busy server catches up) and then for the stream's bytes for
-// as long as it lasts, and it handles every event. Its stack should stay
-// at 4 KiB: the GC shrinks only stacks less than a quarter used, and only
-// when it runs. So dialing, TLS and writing the request, which go deep,
-// run on a goroutine that ends with them, and so does reading the
-// response head; the frames under the read loop (Run, connect, stream)
-// are kept small.
-func (c *Client) connect(ctx context.Context, sink feed.Sink, n int, everConnected bool) *outcome {
+// Dialing, TLS and writing the request, which go deep, run on a goroutine
+// that ends with them, and so does reading the response head; the
+// goroutine that calls connect waits for the response.
+func (c *Client) connect(ctx context.Context, sink feed.Sink, n int, everConnected bool) *attempt {
 	a := &attempt{c: c, ctx: ctx, sink: sink, n: n, everConnected: everConnected}
 	a.cctx, a.cancel = context.WithCancelCause(context.WithValue(ctx, attemptKey{}, a))
-	defer a.cancel(nil)
 	a.wd = startWatchdog(c.initialStall(), func() { a.cancel(errStalled) })
-	defer a.wd.stop()
 	a.establish()
-	if a.body == nil {
-		return &a.out
+	return a
+}
+
+// finish closes the stream, if any, and stops the attempt's watchdog.
+func (a *attempt) finish() {
+	if a.body != nil {
+		a.body.Close()
+		if b := directBody(a.body); b != nil && a.raw != nil {
+			b.park() // gives the buffer back
+		}
 	}
-	defer a.body.Close()
-	return a.stream()
+	a.wd.stop()
+	a.cancel(nil)
 }
 
 // establish sends the request and reads the response head, each on a
@@ -107,9 +116,21 @@ func (a *attempt) establish() {
 		b.closeWhenDone(a.ctx)
 		drop = func() { body.Close() }
 		a.cancel(nil)
+		if b == a.body {
+			// Not decompressed: read without blocking, so that an idle
+			// stream holds neither a buffer nor a goroutine in read.
+			a.raw, _ = b.readNow()
+		}
 	}
 	a.wd.streamStarted(drop, a.stalled, a.resumed)
+	if a.raw != nil {
+		// Nothing calls the attempt's context or its cancel any more (the
+		// watchdog now drops the stream): let go of them while it lasts.
+		a.cctx, a.cancel = nil, noCancel
+	}
 }
+
+func noCancel(error) {}
 
 // stalled reports that the stream went silent past its threshold. The
 // watchdog calls it, on its timer's goroutine, while the Run goroutine

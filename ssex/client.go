@@ -3,11 +3,15 @@ package ssex
 import (
 	"context"
 	"fmt"
+	"maps"
 	"math/rand/v2"
 	"net/http"
+	"slices"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
+	"unsafe"
 
 	"github.com/fanscope/fanscope/feed"
 	"github.com/fanscope/fanscope/internal/netx"
@@ -85,7 +89,6 @@ type Client struct {
 	host     string // Host header override
 	hc       *http.Client
 	parser   *Parser
-	buf      []byte // the read buffer for bodies not read in place (proxies, gzip), reused across connections
 
 	// Tunables; tests in this package shorten them.
 	retry       time.Duration // reconnection time until the server sends retry:
@@ -120,7 +123,7 @@ func NewClient(cfg Config) (*Client, error) {
 	c := &Client{
 		cfg:         cfg,
 		shownURL:    ep.Shown,
-		header:      ep.Header,
+		header:      shareHeader(ep.Header),
 		host:        ep.Host,
 		retry:       DefaultRetry,
 		burstQuiet:  time.Second,
@@ -152,6 +155,25 @@ func NewClient(cfg Config) (*Client, error) {
 	return c, nil
 }
 
+// lastHeader is the request header of the client made last. Clients of
+// one endpoint (--sse-clients in the thousands) send the same header, and
+// a client never changes its own (each request gets a clone), so they
+// share one map.
+var lastHeader struct {
+	sync.Mutex
+	h http.Header
+}
+
+func shareHeader(h http.Header) http.Header {
+	lastHeader.Lock()
+	defer lastHeader.Unlock()
+	if l := lastHeader.h; l != nil && maps.EqualFunc(l, h, slices.Equal[[]string]) {
+		return l
+	}
+	lastHeader.h = h
+	return h
+}
+
 // Connected is closed when the first connection is established.
 func (c *Client) Connected() <-chan struct{} { return c.connected }
 
@@ -175,17 +197,159 @@ func (c *Client) Run(ctx context.Context, sink feed.Sink) error {
 	c.mu.Lock()
 	c.diag.RetryMS = c.retry.Milliseconds()
 	c.mu.Unlock()
-	// Run's frame is under every read and every record the stream
-	// brings, so the work between attempts is in its own function: the
-	// goroutine's stack then stays at 4 KiB (see connect).
-	var rs runState
+	// The goroutine that runs Run only waits: for steps, which do the
+	// work (connect, read and parse, report, wait between attempts) on
+	// goroutines of their own, and for a parked stream's connection to
+	// have bytes. Its stack then never grows past the 2 KiB a goroutine
+	// starts with (the GC does not shrink a grown stack that is a quarter
+	// used), and an idle connection holds no other goroutine and no read
+	// buffer: with --sse-clients in the thousands, that is most of its
+	// memory.
+	d := &driver{c: c, ctx: ctx, sink: sink}
+	d.readableFn = d.readable
 	for {
-		rs.attempt++
-		c.emitState(sink, feed.StateConnecting, 0, "", rs.attempt)
-		out := c.connect(ctx, sink, rs.attempt, rs.everConnected)
-		if stop, err := c.between(ctx, sink, out, &rs); stop {
-			return err
+		d.done.Add(1)
+		if d.a != nil && d.out == nil {
+			resume(d)
+		} else {
+			go d.step()
 		}
+		d.done.Wait()
+		if d.stopped {
+			return d.err
+		}
+		if d.out != nil {
+			continue // the stream ended: a step ends the attempt
+		}
+		// Errors (the connection was closed) are the next read's to see.
+		d.looked = false
+		d.a.raw.Read(d.readableFn)
+	}
+}
+
+// driver is Run's state, handed from one step to the next.
+type driver struct {
+	c          *Client
+	ctx        context.Context
+	sink       feed.Sink
+	rs         runState
+	a          *attempt       // the attempt whose stream is parked or just ended
+	out        *outcome       // how a's stream ended; nil while it goes on
+	done       sync.WaitGroup // the step or read under way
+	stopped    bool
+	err        error
+	looked     bool // readable looked at the connection already
+	peek       [1]byte
+	readableFn func(fd uintptr) bool
+}
+
+// step ends the attempt whose stream ended, if any, and runs attempts
+// until a stream parks or Run must return (stopped, err). Connecting and
+// waiting between attempts block, so each step has a goroutine of its own.
+func (d *driver) step() {
+	defer d.done.Done()
+	c := d.c
+	if d.out != nil {
+		out := d.out
+		d.out = nil
+		if d.end(out) {
+			return
+		}
+	}
+	for {
+		d.rs.attempt++
+		c.emitState(d.sink, feed.StateConnecting, 0, "", d.rs.attempt)
+		d.a = c.connect(d.ctx, d.sink, d.rs.attempt, d.rs.everConnected)
+		out := &d.a.out
+		if d.a.body != nil {
+			var parked bool
+			if out, parked = d.a.stream(); parked {
+				return
+			}
+		}
+		if d.end(out) {
+			return
+		}
+	}
+}
+
+// end ends the attempt, which ended with out, and waits until the next
+// one is due; it reports whether Run must return instead.
+func (d *driver) end(out *outcome) bool {
+	d.a.finish()
+	d.a = nil
+	d.stopped, d.err = d.c.between(d.ctx, d.sink, out, &d.rs)
+	return d.stopped
+}
+
+// readStream reads a parked stream whose connection has bytes, until it
+// parks again or ends (out). A stream that ended because Run's context did
+// is ended here, since that takes no waiting: when a probe ends, thousands
+// of streams end at once, and a step each would grow thousands of stacks.
+func (d *driver) readStream() {
+	if out, parked := d.a.stream(); !parked {
+		if d.ctx.Err() != nil {
+			d.end(out)
+		} else {
+			d.out = out
+		}
+	}
+	d.done.Done()
+}
+
+// Parked streams are read by a pool of goroutines, which never block but
+// in sink.Emit: bytes often come to thousands of connections in the same
+// instant (one event fanned out), and a goroutine per read would grow a
+// new stack each time.
+var (
+	streamReads   = make(chan *driver)
+	streamReaders atomic.Int32
+)
+
+// maxStreamReaders bounds the pool; an idle reader costs its stack.
+const maxStreamReaders = 64
+
+// resume has d's parked stream read by the pool.
+func resume(d *driver) {
+	select {
+	case streamReads <- d:
+		return
+	default:
+	}
+	if streamReaders.Add(1) <= maxStreamReaders {
+		go streamReader(d)
+		return
+	}
+	streamReaders.Add(-1)
+	streamReads <- d
+}
+
+func streamReader(d *driver) {
+	for {
+		d.readStream()
+		d = <-streamReads
+	}
+}
+
+// readable tells the poller whether the parked stream's connection has
+// bytes (or an end) to read. The first look, before any wait, peeks, so
+// that bytes that came since the stream's last read are not missed; after
+// a wait the poller said it has.
+func (d *driver) readable(fd uintptr) bool {
+	if d.looked {
+		return true
+	}
+	d.looked = true
+	for {
+		_, _, errno := syscall.RawSyscall6(syscall.SYS_RECVFROM, fd, uintptr(unsafe.Pointer(&d.peek[0])), 1,
+			syscall.MSG_PEEK|syscall.MSG_DONTWAIT, 0, 0)
+		switch errno {
+		case syscall.EINTR:
+			continue
+		case syscall.EAGAIN:
+			return false
+		}
+		return true
 	}
 }
 

@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/fanscope/fanscope/feed"
@@ -182,13 +183,38 @@ func (c *Client) noteResponse(resp *http.Response, ttfb time.Duration) {
 	if resp.Uncompressed && h["Content-Encoding"] == "" {
 		h["Content-Encoding"] = "gzip"
 	}
+	var warn []string
+	if resp.StatusCode == http.StatusOK {
+		h, warn = shareHeaders(h)
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	d := &c.diag
 	d.Status, d.Proto, d.TTFB, d.Headers = resp.StatusCode, resp.Proto, ttfb, h
 	if resp.StatusCode == http.StatusOK {
-		d.headerWarnings = headerWarnings(h)
+		d.headerWarnings = warn
 	}
+}
+
+// lastHeaders are the headers of interest of the stream response seen
+// last, and their warnings. Connections to one endpoint get the same
+// headers, and neither is changed once noted (Diag clones Headers), so
+// they share them.
+var lastHeaders struct {
+	sync.Mutex
+	h    map[string]string
+	warn []string
+}
+
+// shareHeaders returns h and its warnings (headerWarnings), as maps and
+// slices shared with other connections when they are the same.
+func shareHeaders(h map[string]string) (map[string]string, []string) {
+	lastHeaders.Lock()
+	defer lastHeaders.Unlock()
+	if lastHeaders.h == nil || !maps.Equal(lastHeaders.h, h) {
+		lastHeaders.h, lastHeaders.warn = h, headerWarnings(h)
+	}
+	return lastHeaders.h, lastHeaders.warn
 }
 
 // headerWarnings lists what in a stream response's headers hurts SSE.

@@ -13,8 +13,10 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptrace"
+	"os"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 )
 
@@ -92,9 +94,36 @@ type headReader struct {
 	conn  net.Conn
 	limit int64 // 0: no limit (the head was read)
 	read  int64
+
+	// Once a stream is read without blocking (connBody.readNow): the
+	// connection's descriptor, and the bytes a parked stream left
+	// unparsed, which come before the connection's.
+	raw  syscall.RawConn
+	pend []byte
+	// short: the last read did not fill the space it was given, so the
+	// connection most likely has nothing more yet. reads: how many more
+	// reads the stream may do before it parks to let others read.
+	short bool
+	reads int
+	// The read readNow asks of raw: the buffer and its result.
+	rp    []byte
+	rn    int
+	rerr  error
+	rawFn func(fd uintptr) bool
 }
 
 func (h *headReader) Read(p []byte) (int, error) {
+	if len(h.pend) > 0 {
+		n := copy(p, h.pend)
+		h.pend = h.pend[n:]
+		if len(h.pend) == 0 {
+			h.pend = nil
+		}
+		return n, nil
+	}
+	if h.raw != nil {
+		return h.readNow(p)
+	}
 	if h.limit > 0 {
 		left := h.limit - h.read
 		if left <= 0 {
@@ -107,6 +136,49 @@ func (h *headReader) Read(p []byte) (int, error) {
 	n, err := h.conn.Read(p)
 	h.read += int64(n)
 	return n, err
+}
+
+// errWouldBlock is what a read without blocking returns when the
+// connection has no bytes: the stream parks until it has (Client.Run).
+var errWouldBlock = errors.New("no bytes to read yet")
+
+// readNow reads what the connection has, without waiting: one read(2)
+// into p, through Go's poller so that Close still ends it cleanly. No
+// bytes gives errWouldBlock; errors read as net.Conn.Read's would.
+func (h *headReader) readNow(p []byte) (int, error) {
+	h.rp, h.rn, h.rerr = p, 0, nil
+	err := h.raw.Read(h.rawFn)
+	n, rerr := h.rn, h.rerr
+	h.rp, h.rerr = nil, nil
+	switch {
+	case err != nil:
+		if errors.Is(err, net.ErrClosed) {
+			err = net.ErrClosed
+		}
+	case rerr == syscall.EAGAIN:
+		return 0, errWouldBlock
+	case rerr != nil:
+		err = os.NewSyscallError("read", rerr)
+	case n == 0:
+		return 0, io.EOF
+	default:
+		h.short = n < len(p)
+		h.reads--
+		return n, nil
+	}
+	return 0, &net.OpError{Op: "read", Net: "tcp", Source: h.conn.LocalAddr(), Addr: h.conn.RemoteAddr(), Err: err}
+}
+
+// rawRead is readNow's read(2); it never asks the poller to wait.
+func (h *headReader) rawRead(fd uintptr) bool {
+	for {
+		n, err := syscall.Read(int(fd), h.rp)
+		if err == syscall.EINTR {
+			continue
+		}
+		h.rn, h.rerr = max(n, 0), err
+		return true
+	}
 }
 
 // send dials req's host, does the TLS handshake and writes req. Dialing and
@@ -188,7 +260,10 @@ func (p *sentRequest) fail(err error) error {
 func (p *sentRequest) awaitResponse() (*bufio.Reader, time.Time, error) {
 	// One buffer for the response head and then the stream: the body is
 	// parsed where it lands (connBody.next).
-	br := bufio.NewReaderSize(p.head, readBufSize)
+	// From the pool a parked stream gives it back to (connBody.park), so
+	// that the pool holds about as many buffers as are in use.
+	br := readers.Get().(*bufio.Reader)
+	br.Reset(p.head)
 	if _, err := br.Peek(1); err != nil {
 		return nil, time.Time{}, p.fail(err)
 	}
@@ -228,7 +303,7 @@ func (p *sentRequest) receive(br *bufio.Reader, firstByte time.Time) (*http.Resp
 	p.head.limit = 0
 	// The body framing is read here from br, not by the body ReadResponse
 	// made, so that the stream can be read in place.
-	body := &connBody{conn: p.conn, br: br, stop: p.stop, firstByte: firstByte, left: -1, headBytes: headBytes, interim: interim}
+	body := &connBody{conn: p.conn, br: br, head: p.head, stop: p.stop, firstByte: firstByte, left: -1, headBytes: headBytes, interim: interim}
 	switch {
 	case resp.Body == http.NoBody:
 		body.left = 0
@@ -253,7 +328,8 @@ func (p *sentRequest) receive(br *bufio.Reader, firstByte time.Time) (*http.Resp
 // from the connection's bufio.Reader.
 type connBody struct {
 	conn      net.Conn
-	br        *bufio.Reader
+	br        *bufio.Reader // nil while the stream is parked (park)
+	head      *headReader   // what br reads
 	stop      func() bool
 	firstByte time.Time // when the first response byte arrived
 	headBytes int64     // bytes of the response head, interim heads included
@@ -266,7 +342,7 @@ type connBody struct {
 	// (0 before a chunk's size line).
 	left     int64
 	chunkEnd bool  // chunked: the CRLF after a chunk's data is due
-	err      error // sticky
+	err      error // sticky; errWouldBlock never is
 }
 
 // next returns the next bytes of the body, where they lie in the
@@ -285,7 +361,9 @@ func (b *connBody) peek() ([]byte, error) {
 	}
 	if b.chunked && b.left == 0 {
 		if err := b.nextChunk(); err != nil {
-			b.err = err
+			if err != errWouldBlock {
+				b.err = err
+			}
 			return nil, err
 		}
 	}
@@ -294,7 +372,18 @@ func (b *connBody) peek() ([]byte, error) {
 		return nil, io.EOF
 	}
 	if b.br.Buffered() == 0 {
+		if h := b.head; h != nil && h.raw != nil && len(h.pend) == 0 && (h.short || h.reads <= 0) {
+			// Park rather than read: when the last read was short the
+			// connection is most likely empty, and a stream that always
+			// has bytes takes turns with the others (see Client.Run).
+			// Run looks before it waits, so nothing is missed.
+			h.short = false
+			return nil, errWouldBlock
+		}
 		if _, err := b.br.Peek(1); err != nil {
+			if err == errWouldBlock {
+				return nil, err
+			}
 			if err == io.EOF && b.left > 0 {
 				err = io.ErrUnexpectedEOF
 			}
@@ -351,7 +440,9 @@ func (b *connBody) consume(n int) {
 
 // nextChunk reads up to the next chunk's data, checking the framing as
 // net/http's chunked reader does. The last chunk ends the body with io.EOF;
-// trailers are not read, since the connection is not reused.
+// trailers are not read, since the connection is not reused. When a read
+// would block it returns errWouldBlock having consumed nothing it has not
+// accounted for, so that it can be called again once bytes come.
 func (b *connBody) nextChunk() error {
 	if b.chunkEnd {
 		p, err := b.br.Peek(2)
@@ -367,7 +458,7 @@ func (b *connBody) nextChunk() error {
 		b.br.Discard(2)
 		b.chunkEnd = false
 	}
-	line, err := b.br.ReadSlice('\n')
+	line, err := b.sizeLine()
 	if err != nil {
 		switch err {
 		case io.EOF:
@@ -377,7 +468,7 @@ func (b *connBody) nextChunk() error {
 		}
 		return err
 	}
-	if i := bytes.IndexByte(line, '\r'); i != len(line)-2 {
+	if i := bytes.IndexByte(line, '\r'); len(line) < 2 || i != len(line)-2 {
 		return errors.New("malformed chunk size line: want CRLF")
 	}
 	line = bytes.TrimRight(line[:len(line)-2], " \t")
@@ -407,6 +498,83 @@ func (b *connBody) nextChunk() error {
 	}
 	b.left = int64(n)
 	return nil
+}
+
+// sizeLine returns a chunk size line, through its '\n', and consumes it.
+// Unlike bufio.Reader.ReadSlice, a read that fails (errWouldBlock) leaves
+// a partial line in the buffer.
+func (b *connBody) sizeLine() ([]byte, error) {
+	for {
+		n := b.br.Buffered()
+		p, _ := b.br.Peek(n)
+		if i := bytes.IndexByte(p, '\n'); i >= 0 {
+			b.br.Discard(i + 1)
+			return p[:i+1], nil
+		}
+		if n == b.br.Size() {
+			return nil, bufio.ErrBufferFull
+		}
+		if _, err := b.br.Peek(n + 1); err != nil && err != bufio.ErrBufferFull {
+			return nil, err
+		}
+	}
+}
+
+// readers are the buffers of streams that are reading (not parked): a
+// parked stream needs none, so an idle connection holds no buffer.
+var readers = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, readBufSize) }}
+
+// readNow makes the body read the connection without blocking: a read
+// that finds no bytes returns errWouldBlock (see Client.Run). It reports
+// whether the body can: a plain TCP connection's, not decompressed.
+func (b *connBody) readNow() (syscall.RawConn, bool) {
+	tc, ok := b.conn.(*net.TCPConn)
+	if !ok {
+		return nil, false
+	}
+	raw, err := tc.SyscallConn()
+	if err != nil {
+		return nil, false
+	}
+	b.head.raw = raw
+	b.head.rawFn = b.head.rawRead
+	return raw, true
+}
+
+// park lets go of the buffer until the next unpark, keeping the bytes it
+// still holds (a partial chunk size line). Only the goroutine reading the
+// body calls it, once it has no slice of the buffer left.
+func (b *connBody) park() {
+	if b.br == nil {
+		return
+	}
+	if n := b.br.Buffered(); n > 0 {
+		p, _ := b.br.Peek(n)
+		b.head.pend = append(append(make([]byte, 0, n+len(b.head.pend)), p...), b.head.pend...)
+	}
+	if parkHook != nil {
+		parkHook(len(b.head.pend))
+	}
+	b.br.Reset(nil)
+	readers.Put(b.br)
+	b.br = nil
+}
+
+// parkHook, set by tests before a client starts, is told of each park
+// and how many bytes the stream kept.
+var parkHook func(kept int)
+
+// readsPerTurn is how many reads a parked stream, resumed, may do before
+// it parks again (connBody.peek).
+const readsPerTurn = 16
+
+// unpark takes a buffer for reading again.
+func (b *connBody) unpark() {
+	b.head.reads = readsPerTurn
+	if b.br == nil {
+		b.br = readers.Get().(*bufio.Reader)
+		b.br.Reset(b.head)
+	}
 }
 
 func (b *connBody) Read(p []byte) (int, error) {
@@ -447,8 +615,72 @@ func directBody(body io.ReadCloser) *connBody {
 // goroutine.
 func (b *connBody) closeWhenDone(ctx context.Context) {
 	b.stop()
-	conn := b.conn
-	b.stop = context.AfterFunc(ctx, func() { conn.Close() })
+	b.stop = closeOnDone(ctx, b.conn)
+}
+
+// closeOnDone closes conn when ctx ends, unless the returned stop is
+// called first (it reports whether it stopped that). Connections that
+// wait for the same context are closed one after another by one
+// goroutine: context.AfterFunc would start a goroutine for each, and the
+// end of a probe holding 10,000 connections would then start 10,000 at
+// once, each with a stack.
+func closeOnDone(ctx context.Context, conn net.Conn) (stop func() bool) {
+	done := ctx.Done()
+	if done == nil {
+		return func() bool { return true } // never ends
+	}
+	closers.Lock()
+	set := closers.sets[done]
+	if set == nil {
+		set = &closerSet{done: done, conns: make(map[net.Conn]struct{})}
+		if closers.sets == nil {
+			closers.sets = make(map[<-chan struct{}]*closerSet)
+		}
+		closers.sets[done] = set
+		set.stop = context.AfterFunc(ctx, set.closeAll)
+	}
+	set.conns[conn] = struct{}{}
+	closers.Unlock()
+	return func() bool {
+		closers.Lock()
+		defer closers.Unlock()
+		if _, ok := set.conns[conn]; !ok {
+			return false // being closed, or stopped already
+		}
+		delete(set.conns, conn)
+		if len(set.conns) == 0 && set.stop() {
+			delete(closers.sets, done)
+		}
+		return true
+	}
+}
+
+// closers are the connections closeOnDone watches, by the Done channel of
+// their context.
+var closers struct {
+	sync.Mutex
+	sets map[<-chan struct{}]*closerSet
+}
+
+// closerSet is the connections that wait for one context.
+type closerSet struct {
+	done  <-chan struct{}
+	conns map[net.Conn]struct{} // guarded by closers
+	stop  func() bool           // stops the AfterFunc
+}
+
+// closeAll closes the set's connections; the context ended.
+func (s *closerSet) closeAll() {
+	closers.Lock()
+	conns := s.conns
+	s.conns = map[net.Conn]struct{}{}
+	if closers.sets[s.done] == s {
+		delete(closers.sets, s.done)
+	}
+	closers.Unlock()
+	for c := range conns {
+		c.Close()
+	}
 }
 
 func (b *connBody) Close() error {

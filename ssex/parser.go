@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"strings"
 	"time"
 	"unicode/utf8"
 )
@@ -137,6 +138,20 @@ func (p *Parser) Reset() {
 	p.data = shrink(p.data)
 	p.typ = p.typ[:0]
 	p.idBuf = append(p.idBuf[:0], p.id...)
+}
+
+// idle prepares the parser for a wait: the last event ID string, which
+// shares one allocation with its event's data (dispatch), is copied out
+// of it, so that the data is not kept while the stream waits; idle returns
+// the string it was. The line and data buffers are kept: made again for
+// every event, their garbage (about 1 KB an event) would cost more peak
+// memory than keeping them.
+func (p *Parser) idle() (oldID string) {
+	oldID = p.id
+	if p.id != "" {
+		p.id = strings.Clone(p.id)
+	}
+	return oldID
 }
 
 // Feed parses the next chunk of the stream, calling emit (if not nil) for

@@ -12,6 +12,12 @@ import (
 // other than http or https, or one too many. Retrying would not help.
 type RedirectError = netx.RedirectError
 
+// Shared by every client's policy, which only reads them.
+var (
+	redirectSchemes  = []string{"http", "https"}
+	redirectDefaults = http.Header{"Accept": {"text/event-stream"}, "Cache-Control": {"no-cache"}}
+)
+
 // redirects is the client's redirect policy (netx.Redirects): credentials
 // stay with the origin the user named, no Referer, http and https only;
 // the headers EventSource sends are put back where a cross-origin
@@ -19,9 +25,9 @@ type RedirectError = netx.RedirectError
 // shown as a state record with the new URL masked.
 func (c *Client) redirects(userHeaders []string) *netx.Redirects {
 	return &netx.Redirects{
-		Schemes:     []string{"http", "https"},
+		Schemes:     redirectSchemes,
 		UserHeaders: userHeaders,
-		Defaults:    http.Header{"Accept": {"text/event-stream"}, "Cache-Control": {"no-cache"}},
+		Defaults:    redirectDefaults,
 		Followed: func(req *http.Request, code int, shown string) {
 			c.mu.Lock()
 			c.diag.Redirects++

@@ -9,19 +9,46 @@ import (
 	"github.com/fanscope/fanscope/feed"
 )
 
-// stream reads an event stream until it ends.
-func (a *attempt) stream() *outcome {
+// streamState is what a stream carries from one step to the next: its
+// read loop's bookkeeping and its body.
+type streamState struct {
+	rs   *readState
+	r    bodyReader
+	emit func(Observation) // rs.observe
+}
+
+// stream reads an event stream until it ends, or, on a connection read
+// without blocking, until it has no bytes to read: then it returns parked,
+// and Run calls it again once bytes come. Its buffer is let go of while
+// parked.
+func (a *attempt) stream() (out *outcome, parked bool) {
 	c, wd := a.c, a.wd
-	rs := a.noteConnected()
-	r := &bodyReader{body: a.body}
-	if b, ok := a.body.(*connBody); ok {
-		r.direct = b
+	if a.ss == nil {
+		a.ss = &streamState{rs: a.noteConnected(), r: bodyReader{body: a.body}}
+		if b, ok := a.body.(*connBody); ok {
+			a.ss.r.direct = b
+		}
+		a.ss.emit = a.ss.rs.observe
 	}
-	emit := rs.observe
+	rs, r := a.ss.rs, &a.ss.r
+	if a.raw != nil {
+		r.direct.unpark()
+	}
+	emit := a.ss.emit
 	n := 0           // bytes of the current read fed so far
 	var at time.Time // when the current read returned
 	for {
-		chunk, err := r.next(c)
+		chunk, err := r.next()
+		if err == errWouldBlock {
+			// A read's count is flushed before the next read (!r.more()),
+			// but for a chunk size line whose data is still to come.
+			if n > 0 {
+				rs.afterRead(n, at)
+			}
+			rs.idle()
+			r.direct.park()
+			return nil, true
+		}
 		var perr error
 		if len(chunk) > 0 {
 			if n == 0 {
@@ -39,10 +66,10 @@ func (a *attempt) stream() *outcome {
 			n = 0
 		}
 		if perr != nil {
-			return rs.ended(&outcome{connected: true, status: http.StatusOK, reason: "parse stream: " + perr.Error()})
+			return rs.ended(&outcome{connected: true, status: http.StatusOK, reason: "parse stream: " + perr.Error()}), false
 		}
 		if err != nil {
-			return rs.ended(a.streamEnded(err))
+			return rs.ended(a.streamEnded(err)), false
 		}
 	}
 }
@@ -102,20 +129,21 @@ func (rs *readState) ended(out *outcome) *outcome {
 type bodyReader struct {
 	direct *connBody
 	body   io.Reader
+	buf    []byte // the read buffer of a body not read in place (proxies, gzip)
 }
 
 // more reports whether next has bytes without reading from the connection.
 func (r *bodyReader) more() bool { return r.direct != nil && r.direct.more() }
 
-func (r *bodyReader) next(c *Client) ([]byte, error) {
+func (r *bodyReader) next() ([]byte, error) {
 	if r.direct != nil {
 		return r.direct.next()
 	}
-	if c.buf == nil {
-		c.buf = make([]byte, readBufSize)
+	if r.buf == nil {
+		r.buf = make([]byte, readBufSize)
 	}
-	n, err := r.body.Read(c.buf)
-	return c.buf[:n], err
+	n, err := r.body.Read(r.buf)
+	return r.buf[:n], err
 }
 
 // readState is the per-connection bookkeeping of the read loop; only the
@@ -185,6 +213,27 @@ func (rs *readState) observe(o Observation) {
 		return
 	}
 	rs.sink.Emit(r)
+}
+
+// idle lets go of what a parked stream does not need: the last event's
+// data, which the last event ID string shares an allocation with
+// (Parser.idle); the copies of that string here and in the diagnostics
+// are replaced by the parser's own copy.
+func (rs *readState) idle() {
+	c := rs.c
+	old := c.parser.idle()
+	if old == "" {
+		return
+	}
+	id := c.parser.LastEventID()
+	if rs.lastID == old {
+		rs.lastID = id
+	}
+	c.mu.Lock()
+	if c.diag.LastEventID == old {
+		c.diag.LastEventID = id
+	}
+	c.mu.Unlock()
 }
 
 // afterRead updates the counters once per read rather than once per event.
