@@ -8,7 +8,6 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/chromedp/cdproto/network"
@@ -38,26 +37,19 @@ type PageConfig struct {
 // (source page) each time the Expect selector becomes visible. It
 // implements session.Source; call Reset before each probe.
 type Page struct {
-	b         *Browser
-	cfg       PageConfig
-	u         *url.URL
-	shown     string
-	connected chan struct{}
-	connOnce  sync.Once
-	fatalCh   chan error
-	resetCh   chan chan error
-	done      chan struct{} // closed when Run returns
+	tab
+	cfg     PageConfig
+	u       *url.URL
+	shown   string
+	resetCh chan chan error
+	done    chan struct{} // closed when Run returns
 
-	mu      sync.Mutex
-	sink    feed.Sink
-	st      feed.Status
+	// Guarded by tab's mu:
 	armed   bool                         // records count: the page is loaded and its EventSource open
 	es      map[network.RequestID]string // the page's EventSource requests -> host:port
 	held    map[network.RequestID]string // those holding an HTTP/1.1 connection
 	esOpen  bool
 	esReady chan struct{} // closed when an EventSource of the current load opened
-	failed  bool
-	failErr error
 }
 
 // NewPage checks cfg and returns the page check; nothing starts before
@@ -76,37 +68,22 @@ func NewPage(b *Browser, cfg PageConfig) (*Page, error) {
 	if cfg.ReadyTimeout <= 0 {
 		cfg.ReadyTimeout = 15 * time.Second
 	}
+	shown := maskURL(u)
 	p := &Page{
-		b: b, cfg: cfg, u: u, shown: maskURL(u),
-		connected: make(chan struct{}),
-		fatalCh:   make(chan error, 1),
-		resetCh:   make(chan chan error),
-		done:      make(chan struct{}),
-		es:        map[network.RequestID]string{},
-		held:      map[network.RequestID]string{},
-		esReady:   make(chan struct{}),
+		tab: newTab(b, fmt.Sprintf("page %s (%s)", cfg.Name, shown),
+			feed.Status{Source: feed.SourcePage, Name: cfg.Name, URL: shown}),
+		cfg: cfg, u: u, shown: shown,
+		resetCh: make(chan chan error),
+		done:    make(chan struct{}),
+		es:      map[network.RequestID]string{},
+		held:    map[network.RequestID]string{},
+		esReady: make(chan struct{}),
 	}
-	p.st = feed.Status{Source: feed.SourcePage, Name: cfg.Name, URL: p.shown, State: feed.StateConnecting}
 	return p, nil
 }
 
 // Path is "page:NAME".
 func (p *Page) Path() string { return feed.PathName(feed.SourcePage, p.cfg.Name) }
-
-// Connected is closed once the page first loaded with its EventSource
-// open.
-func (p *Page) Connected() <-chan struct{} { return p.connected }
-
-// Status copies the page check's health; RSS is the whole browser's.
-func (p *Page) Status() feed.Status {
-	p.mu.Lock()
-	st := p.st
-	st.Details = append([]string(nil), p.st.Details...)
-	st.Warnings = append([]string(nil), p.st.Warnings...)
-	p.mu.Unlock()
-	st.RSS = p.b.RSS()
-	return st
-}
 
 // Reset readies the page for the next probe: when the selector is still
 // visible, the page is reloaded and Reset returns once it is loaded and its
@@ -154,12 +131,12 @@ func (p *Page) Run(ctx context.Context, sink feed.Sink) error {
 	p.mu.Lock()
 	p.sink = sink
 	p.mu.Unlock()
-	p.emitState(feed.StateConnecting, "")
+	p.emitState(feed.StateConnecting, p.status(), "", 0)
 	if err := p.b.Start(ctx); err != nil {
 		if ctx.Err() != nil {
 			return nil
 		}
-		return p.fail(fmt.Sprintf("start browser: %v", err))
+		return p.fail(nil, fmt.Sprintf("start browser: %v", err))
 	}
 	sel, _ := json.Marshal(p.cfg.Expect)
 	tctx, closeTab, err := openTab(ctx, p.b, p.onEvent, tabSetup{
@@ -173,7 +150,7 @@ func (p *Page) Run(ctx context.Context, sink feed.Sink) error {
 		if ctx.Err() != nil {
 			return nil
 		}
-		return p.fail(err.Error())
+		return p.fail(nil, err.Error())
 	}
 	defer closeTab()
 	defer p.releaseAll()
@@ -186,7 +163,7 @@ func (p *Page) Run(ctx context.Context, sink feed.Sink) error {
 	p.connOnce.Do(func() { close(p.connected) })
 	detached, err := chromedp.Detached(tctx)
 	if err != nil {
-		return p.fail(fmt.Sprintf("watch tab: %v", err))
+		return p.fail(nil, fmt.Sprintf("watch tab: %v", err))
 	}
 	for {
 		select {
@@ -198,7 +175,7 @@ func (p *Page) Run(ctx context.Context, sink feed.Sink) error {
 			if ctx.Err() != nil {
 				return nil
 			}
-			return p.fail("chromium closed the tab (the browser crashed or ran out of memory)")
+			return p.fail(nil, "chromium closed the tab (the browser crashed or ran out of memory)")
 		case reply := <-p.resetCh:
 			err := p.reset(ctx, tctx)
 			reply <- err
@@ -264,19 +241,19 @@ func (p *Page) load(ctx, tctx context.Context, reload bool) error {
 	}
 	switch {
 	case err != nil && lctx.Err() != nil:
-		return p.fail(fmt.Sprintf("load the page: not loaded within %s", p.cfg.ReadyTimeout))
+		return p.fail(nil, fmt.Sprintf("load the page: not loaded within %s", p.cfg.ReadyTimeout))
 	case err != nil:
-		return p.fail(fmt.Sprintf("load the page: %v", err))
+		return p.fail(nil, fmt.Sprintf("load the page: %v", err))
 	case resp != nil && (resp.Status < 200 || resp.Status > 299):
 		hint := ""
 		if resp.Status == http.StatusUnauthorized || resp.Status == http.StatusForbidden {
 			hint = " (the page wants a session: pass --browser-cookie 'name=value' or -H)"
 		}
-		return p.fail(fmt.Sprintf("load the page: HTTP %s%s", statusLine(int(resp.Status), resp.StatusText), hint))
+		return p.fail(nil, fmt.Sprintf("load the page: HTTP %s%s", statusLine(int(resp.Status), resp.StatusText), hint))
 	}
 	valid, err := chromedp.Run(lctx, chromedp.Evaluate[bool](`window.__fanscopeSelectorValid ? window.__fanscopeSelectorValid() : true`))
 	if err == nil && !valid {
-		return p.fail(fmt.Sprintf("--expect %q is not a valid CSS selector", p.cfg.Expect))
+		return p.fail(nil, fmt.Sprintf("--expect %q is not a valid CSS selector", p.cfg.Expect))
 	}
 	select {
 	case <-ready:
@@ -284,12 +261,12 @@ func (p *Page) load(ctx, tctx context.Context, reload bool) error {
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
-		return p.fail(fmt.Sprintf("the page opened no EventSource within %s (a page check times deliveries once the page's EventSource answered 200 text/event-stream)", p.cfg.ReadyTimeout))
+		return p.fail(nil, fmt.Sprintf("the page opened no EventSource within %s (a page check times deliveries once the page's EventSource answered 200 text/event-stream)", p.cfg.ReadyTimeout))
 	}
 	p.mu.Lock()
 	p.armed = true
 	p.mu.Unlock()
-	p.emitState(feed.StateConnected, "")
+	p.emitState(feed.StateConnected, p.status(), "", 0)
 	return nil
 }
 
@@ -376,7 +353,7 @@ func (p *Page) onResponse(e *network.EventResponseReceived) {
 		p.b.connOpened(hp)
 	}
 	if armed && !wasOpen {
-		p.emitState(feed.StateConnected, "")
+		p.emitState(feed.StateConnected, p.status(), "", 0)
 	}
 }
 
@@ -399,7 +376,7 @@ func (p *Page) esEnded(id network.RequestID, reason string, canceled bool) {
 		p.b.connClosed(hp)
 	}
 	if report {
-		p.emitState(feed.StateReconnecting, "the page's EventSource dropped: "+reason)
+		p.emitState(feed.StateReconnecting, p.status(), "the page's EventSource dropped: "+reason, 0)
 	}
 }
 
@@ -440,40 +417,9 @@ func (p *Page) releaseAll() {
 	}
 }
 
-func (p *Page) fail(reason string) error {
-	err := fatalError(nil, fmt.Errorf("page %s (%s): %s", p.cfg.Name, p.shown, reason))
+// status is the HTTP status of the page's last response.
+func (p *Page) status() int {
 	p.mu.Lock()
-	if p.failed {
-		first := p.failErr
-		p.mu.Unlock()
-		return first
-	}
-	p.failed, p.failErr = true, err
-	p.st.State, p.st.Error = feed.StateFailed, reason
-	p.mu.Unlock()
-	p.emitState(feed.StateFailed, reason)
-	select {
-	case p.fatalCh <- err:
-	default:
-	}
-	return err
-}
-
-func (p *Page) emitState(state, errText string) {
-	now := time.Now()
-	p.mu.Lock()
-	p.st.State, p.st.Error = state, errText
-	if state == feed.StateConnected {
-		p.st.ConnectedAt = now
-	}
-	status := p.st.HTTPStatus
-	sink := p.sink
-	p.mu.Unlock()
-	if sink == nil {
-		return
-	}
-	sink.Emit(feed.Record{
-		TS: now, Source: feed.SourcePage, Kind: feed.KindState,
-		Endpoint: p.cfg.Name, State: state, Status: status, Error: errText,
-	})
+	defer p.mu.Unlock()
+	return p.st.HTTPStatus
 }

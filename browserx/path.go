@@ -9,7 +9,6 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/chromedp/cdproto/network"
@@ -71,28 +70,21 @@ type PathConfig struct {
 // Path is one tab holding new EventSource(URL). It implements
 // session.Source.
 type Path struct {
-	b          *Browser
+	tab
 	cfg        PathConfig
 	u          *url.URL
 	shown      string // URL with secrets masked
 	pageOrigin string
 	hostPort   string
-	connected  chan struct{}
-	connOnce   sync.Once
-	fatalCh    chan error
 
-	mu        sync.Mutex
-	sink      feed.Sink
-	st        feed.Status
+	// Guarded by tab's mu:
 	req       network.RequestID // the EventSource's current request
 	reqSent   time.Time
 	reqTS     float64
 	responded bool
 	holdsConn bool // counted in the browser's open connections to hostPort
 	waiting   bool
-	netErr    string // why the last request ended
-	failed    bool
-	failErr   error
+	netErr    string    // why the last request ended
 	reopenAt  time.Time // Chromium gave up after a 5xx; fanscope reopens then
 	closedAt  time.Time // the EventSource closed before the network said why
 	lostAt    time.Time // the EventSource lost its stream; reconnecting not yet reported
@@ -117,11 +109,11 @@ func NewPath(b *Browser, cfg PathConfig) (*Path, error) {
 			}
 		}
 	}
+	shown := maskURL(u)
 	p := &Path{
-		b: b, cfg: cfg, u: u, shown: maskURL(u), pageOrigin: origin(u),
-		hostPort:  hostPort(u),
-		connected: make(chan struct{}),
-		fatalCh:   make(chan error, 1),
+		tab: newTab(b, fmt.Sprintf("browser endpoint %s (%s)", cfg.Name, shown),
+			feed.Status{Source: feed.SourceBrowser, Name: cfg.Name, URL: shown, Conn: cfg.Conn}),
+		cfg: cfg, u: u, shown: shown, pageOrigin: origin(u), hostPort: hostPort(u),
 	}
 	if cfg.Origin != "" {
 		o, err := parseOrigin(cfg.Origin)
@@ -130,7 +122,6 @@ func NewPath(b *Browser, cfg PathConfig) (*Path, error) {
 		}
 		p.pageOrigin = o
 	}
-	p.st = feed.Status{Source: feed.SourceBrowser, Name: cfg.Name, URL: p.shown, Conn: cfg.Conn, State: feed.StateConnecting}
 	return p, nil
 }
 
@@ -178,20 +169,6 @@ func maskRaw(s string) string {
 
 // Path is "browser:NAME".
 func (p *Path) Path() string { return feed.PathName(feed.SourceBrowser, p.cfg.Name) }
-
-// Connected is closed once the EventSource first opened.
-func (p *Path) Connected() <-chan struct{} { return p.connected }
-
-// Status copies the path's health; RSS is the whole browser's.
-func (p *Path) Status() feed.Status {
-	p.mu.Lock()
-	st := p.st
-	st.Details = append([]string(nil), p.st.Details...)
-	st.Warnings = append([]string(nil), p.st.Warnings...)
-	p.mu.Unlock()
-	st.RSS = p.b.RSS()
-	return st
-}
 
 // Run opens the tab and its EventSource and emits records into sink until
 // ctx ends (nil) or the path fails for a reason retrying cannot fix: CORS,
@@ -584,25 +561,6 @@ func (p *Path) reportLost() {
 
 // fail records the path as failed (once), emits a failed state record and
 // hands Run the error to return.
-func (p *Path) fail(kind error, reason string) error {
-	err := fatalError(kind, fmt.Errorf("browser endpoint %s (%s): %s", p.cfg.Name, p.shown, reason))
-	p.mu.Lock()
-	if p.failed {
-		first := p.failErr
-		p.mu.Unlock()
-		return first
-	}
-	p.failed, p.failErr = true, err
-	p.st.State, p.st.Error = feed.StateFailed, reason
-	attempt, status := p.st.Attempt, p.st.HTTPStatus
-	p.mu.Unlock()
-	p.emitState(feed.StateFailed, status, reason, attempt)
-	select {
-	case p.fatalCh <- err:
-	default:
-	}
-	return err
-}
 
 func (p *Path) releaseConn() {
 	p.mu.Lock()
@@ -612,22 +570,4 @@ func (p *Path) releaseConn() {
 	if held {
 		p.b.connClosed(p.hostPort)
 	}
-}
-
-func (p *Path) emitState(state string, status int, errText string, attempt int) {
-	p.mu.Lock()
-	p.st.State = state
-	if errText != "" || state == feed.StateConnected {
-		p.st.Error = errText
-	}
-	sink := p.sink
-	p.mu.Unlock()
-	if sink == nil {
-		return
-	}
-	sink.Emit(feed.Record{
-		TS: time.Now(), Source: feed.SourceBrowser, Kind: feed.KindState,
-		Endpoint: p.cfg.Name, Conn: p.cfg.Conn,
-		State: state, Status: status, Error: errText, Attempt: attempt,
-	})
 }
