@@ -7,12 +7,12 @@ import (
 	"net"
 	"os"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/fanscope/fanscope/feed"
+	"github.com/fanscope/fanscope/internal/feedtest"
 	"github.com/fanscope/fanscope/internal/redistest"
 )
 
@@ -112,43 +112,19 @@ func TestMaxClients(t *testing.T) {
 // so through it a real redis-server says DENIED without leaving loopback.
 func protectedProxy(t *testing.T, addr string) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var wg sync.WaitGroup
-	t.Cleanup(func() {
-		ln.Close()
-		wg.Wait()
-	})
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for {
-			in, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.IPv4(127, 0, 0, 2)}, Timeout: 2 * time.Second}
-			out, err := d.Dial("tcp", addr)
-			if err != nil {
-				in.Close()
-				continue
-			}
-			wg.Add(2)
-			go func() {
-				defer wg.Done()
-				_, _ = io.Copy(out, in)
-				out.Close()
-			}()
-			go func() {
-				defer wg.Done()
-				_, _ = io.Copy(in, out)
-				in.Close()
-			}()
+	return feedtest.ServeTCP(t, func(in net.Conn) {
+		d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.IPv4(127, 0, 0, 2)}, Timeout: 2 * time.Second}
+		out, err := d.Dial("tcp", addr)
+		if err != nil {
+			return
 		}
-	}()
-	return ln.Addr().String()
+		defer out.Close()
+		go func() {
+			_, _ = io.Copy(out, in)
+			out.Close()
+		}()
+		_, _ = io.Copy(in, out)
+	})
 }
 
 func TestProtectedModeDenied(t *testing.T) {

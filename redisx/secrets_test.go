@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/fanscope/fanscope/feed"
+	"github.com/fanscope/fanscope/internal/feedtest"
 	"github.com/fanscope/fanscope/internal/redistest"
 )
 
@@ -298,41 +299,26 @@ func TestAwkwardPasswordsLive(t *testing.T) {
 // password; or (echo) sends back every byte it gets.
 func hostileRedis(t *testing.T, echo bool) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = ln.Close() })
-	go func() {
+	return feedtest.ServeTCP(t, func(conn net.Conn) {
+		if echo {
+			_, _ = io.Copy(conn, conn)
+			return
+		}
+		br := bufio.NewReader(conn)
 		for {
-			conn, err := ln.Accept()
+			args, err := readCommand(br)
 			if err != nil {
 				return
 			}
-			go func() {
-				defer conn.Close()
-				if echo {
-					_, _ = io.Copy(conn, conn)
-					return
-				}
-				br := bufio.NewReader(conn)
-				for {
-					args, err := readCommand(br)
-					if err != nil {
-						return
-					}
-					reply := "-ERR unknown command '" + args[0] + "', with args beginning with:"
-					for _, a := range args[1:] {
-						reply += " '" + a + "'"
-					}
-					if _, err := conn.Write([]byte(reply + " \r\n")); err != nil {
-						return
-					}
-				}
-			}()
+			reply := "-ERR unknown command '" + args[0] + "', with args beginning with:"
+			for _, a := range args[1:] {
+				reply += " '" + a + "'"
+			}
+			if _, err := conn.Write([]byte(reply + " \r\n")); err != nil {
+				return
+			}
 		}
-	}()
-	return ln.Addr().String()
+	})
 }
 
 // readCommand reads one RESP array of bulk strings.

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/fanscope/fanscope/feed"
+	"github.com/fanscope/fanscope/internal/feedtest"
 	"github.com/fanscope/fanscope/internal/redistest"
 )
 
@@ -48,65 +49,43 @@ func TestBackoff(t *testing.T) {
 // RESP, and counts the connections it got.
 func junkServer(t *testing.T) (addr string, conns *atomic.Int64) {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
 	conns = new(atomic.Int64)
-	var wg sync.WaitGroup
-	t.Cleanup(func() {
-		ln.Close()
-		wg.Wait()
-	})
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
+	addr = feedtest.ServeTCP(t, func(conn net.Conn) {
+		conns.Add(1)
+		_ = conn.SetDeadline(time.Now().Add(5 * time.Second))
+		r := bufio.NewReader(conn)
+		// Answer each command of the handshake: +OK to CLIENT SETNAME, a
+		// confirmation to SUBSCRIBE, then junk.
 		for {
-			conn, err := ln.Accept()
+			line, err := r.ReadString('\n')
 			if err != nil {
 				return
 			}
-			conns.Add(1)
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				defer conn.Close()
-				_ = conn.SetDeadline(time.Now().Add(5 * time.Second))
-				r := bufio.NewReader(conn)
-				// Answer each command of the handshake: +OK to CLIENT
-				// SETNAME, a confirmation to SUBSCRIBE, then junk.
-				for {
-					line, err := r.ReadString('\n')
-					if err != nil {
-						return
-					}
-					if !strings.HasPrefix(line, "*") {
-						continue
-					}
-					var n int
-					fmt.Sscanf(line, "*%d", &n)
-					var args []string
-					for i := 0; i < n; i++ {
-						_, _ = r.ReadString('\n') // $len
-						arg, _ := r.ReadString('\n')
-						args = append(args, strings.TrimSpace(arg))
-					}
-					switch strings.ToUpper(args[0]) {
-					case "CLIENT":
-						fmt.Fprint(conn, "+OK\r\n")
-					case "SUBSCRIBE":
-						fmt.Fprintf(conn, "*3\r\n$9\r\nsubscribe\r\n$%d\r\n%s\r\n:1\r\n", len(args[1]), args[1])
-						fmt.Fprint(conn, "?this is not RESP\r\n")
-						_, _ = r.ReadString('\n') // hold until the client goes
-						return
-					default:
-						fmt.Fprint(conn, "-ERR unknown command\r\n")
-					}
-				}
-			}()
+			if !strings.HasPrefix(line, "*") {
+				continue
+			}
+			var n int
+			fmt.Sscanf(line, "*%d", &n)
+			var args []string
+			for i := 0; i < n; i++ {
+				_, _ = r.ReadString('\n') // $len
+				arg, _ := r.ReadString('\n')
+				args = append(args, strings.TrimSpace(arg))
+			}
+			switch strings.ToUpper(args[0]) {
+			case "CLIENT":
+				fmt.Fprint(conn, "+OK\r\n")
+			case "SUBSCRIBE":
+				fmt.Fprintf(conn, "*3\r\n$9\r\nsubscribe\r\n$%d\r\n%s\r\n:1\r\n", len(args[1]), args[1])
+				fmt.Fprint(conn, "?this is not RESP\r\n")
+				_, _ = r.ReadString('\n') // hold until the client goes
+				return
+			default:
+				fmt.Fprint(conn, "-ERR unknown command\r\n")
+			}
 		}
-	}()
-	return ln.Addr().String(), conns
+	})
+	return addr, conns
 }
 
 // A server that confirms SUBSCRIBE and then sends junk meets a growing,

@@ -10,6 +10,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"net"
 	"strings"
 	"sync"
 	"testing"
@@ -327,4 +328,64 @@ func NoSecrets(t testing.TB, recs []feed.Record, texts []string, secrets ...stri
 			}
 		}
 	}
+}
+
+// ServeTCP runs a loopback TCP server for a test whose peer is written by
+// hand (a fake Redis, an HTTP server writing exact bytes, a proxy): handle
+// gets each accepted connection on a goroutine of its own, and the
+// connection is closed when handle returns. When the test ends, the
+// listener and every open connection are closed and ServeTCP waits for
+// the handlers. It returns the server's address (host:port).
+func ServeTCP(t testing.TB, handle func(net.Conn)) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var (
+		wg    sync.WaitGroup
+		mu    sync.Mutex
+		open  = map[net.Conn]struct{}{}
+		ended bool
+	)
+	t.Cleanup(func() {
+		ln.Close()
+		mu.Lock()
+		ended = true
+		for c := range open {
+			c.Close()
+		}
+		mu.Unlock()
+		wg.Wait()
+	})
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			if ended {
+				mu.Unlock()
+				c.Close()
+				return
+			}
+			open[c] = struct{}{}
+			wg.Add(1)
+			mu.Unlock()
+			go func() {
+				defer wg.Done()
+				defer func() {
+					mu.Lock()
+					delete(open, c)
+					mu.Unlock()
+					c.Close()
+				}()
+				handle(c)
+			}()
+		}
+	}()
+	return ln.Addr().String()
 }
