@@ -1,6 +1,7 @@
 package browserx
 
 import (
+	"context"
 	"fmt"
 	"sync"
 	"time"
@@ -88,4 +89,26 @@ func (t *tab) fail(kind error, reason string) error {
 	default:
 	}
 	return err
+}
+
+// failUnless is fail, or nil when ctx ended (the failure is then only the
+// run ending).
+func (t *tab) failUnless(ctx context.Context, kind error, reason string) error {
+	if ctx.Err() != nil {
+		return nil
+	}
+	return t.fail(kind, reason)
+}
+
+// open starts the browser (one process for every tab) and opens this tab
+// with setup. A nil context with a nil error means ctx ended first.
+func (t *tab) open(ctx context.Context, onEvent func(any), setup tabSetup) (context.Context, func(), error) {
+	if err := t.b.Start(ctx); err != nil {
+		return nil, nil, t.failUnless(ctx, nil, fmt.Sprintf("start browser: %v", err))
+	}
+	tctx, closeTab, err := openTab(ctx, t.b, onEvent, setup)
+	if err != nil {
+		return nil, nil, t.failUnless(ctx, nil, err.Error())
+	}
+	return tctx, closeTab, nil
 }

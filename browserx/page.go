@@ -132,25 +132,16 @@ func (p *Page) Run(ctx context.Context, sink feed.Sink) error {
 	p.sink = sink
 	p.mu.Unlock()
 	p.emitState(feed.StateConnecting, p.status(), "", 0)
-	if err := p.b.Start(ctx); err != nil {
-		if ctx.Err() != nil {
-			return nil
-		}
-		return p.fail(nil, fmt.Sprintf("start browser: %v", err))
-	}
 	sel, _ := json.Marshal(p.cfg.Expect)
-	tctx, closeTab, err := openTab(ctx, p.b, p.onEvent, tabSetup{
+	tctx, closeTab, err := p.open(ctx, p.onEvent, tabSetup{
 		bindings:  []string{bindingPage},
 		header:    p.cfg.Header,
 		cookies:   p.cfg.Cookies,
 		cookieURL: p.u.String(),
 		onNewDoc:  fmt.Sprintf(observerScript, sel, bindingPage),
 	})
-	if err != nil {
-		if ctx.Err() != nil {
-			return nil
-		}
-		return p.fail(nil, err.Error())
+	if tctx == nil {
+		return err
 	}
 	defer closeTab()
 	defer p.releaseAll()

@@ -179,38 +179,23 @@ func (p *Path) Run(ctx context.Context, sink feed.Sink) error {
 	p.sink = sink
 	p.mu.Unlock()
 	p.emitState(feed.StateConnecting, 0, "", 1)
-	if err := p.b.Start(ctx); err != nil {
-		if ctx.Err() != nil {
-			return nil
-		}
-		return p.fail(nil, fmt.Sprintf("start browser: %v", err))
-	}
-	tctx, closeTab, err := openTab(ctx, p.b, p.onEvent, tabSetup{
+	tctx, closeTab, err := p.open(ctx, p.onEvent, tabSetup{
 		serveBlank: p.pageOrigin,
 		bindings:   []string{bindingES},
 		header:     p.cfg.Header,
 		cookies:    p.cfg.Cookies,
 		cookieURL:  p.u.String(),
 	})
-	if err != nil {
-		if ctx.Err() != nil {
-			return nil
-		}
-		return p.fail(nil, err.Error())
+	if tctx == nil {
+		return err
 	}
 	defer closeTab()
 	defer p.releaseConn()
 	if err := chromedp.Do(tctx, chromedp.Navigate(p.pageOrigin+blankPath)); err != nil {
-		if ctx.Err() != nil {
-			return nil
-		}
-		return p.fail(nil, fmt.Sprintf("open a blank page of %s: %v", p.pageOrigin, err))
+		return p.failUnless(ctx, nil, fmt.Sprintf("open a blank page of %s: %v", p.pageOrigin, err))
 	}
 	if err := chromedp.Do(tctx, chromedp.Evaluate[chromedp.Void](p.script())); err != nil {
-		if ctx.Err() != nil {
-			return nil
-		}
-		return p.fail(nil, fmt.Sprintf("run new EventSource: %v", err))
+		return p.failUnless(ctx, nil, fmt.Sprintf("run new EventSource: %v", err))
 	}
 	detached, err := chromedp.Detached(tctx)
 	if err != nil {
